@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create .venv and install clonetrain with its test extras. torch is pinned to the CPU build that installs
+# quickly here; on a GPU machine install the CUDA torch you want first and this leaves it alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v ffmpeg >/dev/null || { echo "ffmpeg is missing: sudo apt-get install ffmpeg"; exit 2; }
+[ -d .venv ] || python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0
+python -m pip install -q -e ".[dev]"

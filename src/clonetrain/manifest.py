@@ -1,0 +1,94 @@
+"""Content hashes, fingerprints and the manifest every stage writes beside its outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import inspect
+import json
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+_CHUNK = 4 << 20
+
+
+def sha256_file(path: Path, known: dict | None = None) -> str:
+    """sha256 of a file. `known` is the entry recorded last time ({sha256,size,mtime_ns}): when size and
+    mtime still match, the file is taken as unchanged and not read again (a camera take can be GBs)."""
+    st = path.stat()
+    if known and known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns and known.get("sha256"):
+        return known["sha256"]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_entry(path: Path, known: dict | None = None) -> dict:
+    st = path.stat()
+    return {"sha256": sha256_file(path, known), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def digest(obj: Any) -> str:
+    """Stable sha256 of a JSON-able object."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_hash(modules: Iterable[str]) -> str:
+    """Hash of the source of the modules whose code decides a stage's output."""
+    h = hashlib.sha256()
+    for name in sorted(set(modules)):
+        h.update(name.encode())
+        h.update(inspect.getsource(importlib.import_module(name)).encode())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("clonetrain", "numpy", "torch", "mediapipe", "librosa", "silero-vad", "face-alignment",
+                "ffmpeg-python", "hydra-core", "opencv-python"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    try:
+        first = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, check=True).stdout
+        out["ffmpeg"] = first.split("\n", 1)[0].split(" ")[2]
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        out["ffmpeg"] = "missing"
+    return out
+
+
+@dataclass
+class StageResult:
+    """What a stage reports besides its files: counts for the manifest, warnings for the user, and the
+    lines of its one-screen summary."""
+
+    counts: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def hash_outputs(folder: Path) -> dict[str, dict]:
+    return {
+        str(p.relative_to(folder)): {"sha256": sha256_file(p), "size": p.stat().st_size}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
+def outputs_intact(folder: Path, manifest: dict) -> bool:
+    """Cheap check that every recorded output is still there with its size (hashes are checked on demand)."""
+    for rel, entry in manifest.get("outputs", {}).items():
+        p = folder / rel
+        if not p.is_file() or p.stat().st_size != entry["size"]:
+            return False
+    return True

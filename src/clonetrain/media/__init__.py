@@ -1,0 +1,1 @@
+"""ffmpeg-backed media helpers: probing, normalising and decoding. They know nothing about stages."""

@@ -1,0 +1,168 @@
+"""Ordered stage registry, fingerprints, skip/force and the per-clone lock.
+
+A stage is skipped when its fingerprint (its config section, its inputs' hashes, the upstream outputs'
+digests and its own code) matches the manifest on disk and its outputs are intact; `force=true` reruns it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from omegaconf import DictConfig, OmegaConf
+
+from clonetrain.errors import ClonetrainError, LockedError, UpstreamMissingError
+from clonetrain.manifest import StageResult, code_hash, digest, file_entry, hash_outputs, outputs_intact, versions
+from clonetrain.workspace import Workspace, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str
+    config_keys: tuple[str, ...]
+    upstream: tuple[str, ...]
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage("ingest", "clonetrain.stages.ingest", ("ingest",), ()),
+        Stage("faces", "clonetrain.stages.faces", ("faces",), ("ingest",)),
+        Stage("landmarks", "clonetrain.stages.landmarks", ("landmarks",), ("faces",)),
+        Stage("audio", "clonetrain.stages.audio", ("audio",), ("ingest", "landmarks")),
+        Stage("report", "clonetrain.stages.report", ("report",), ("ingest", "faces", "landmarks", "audio")),
+    )
+}
+
+GROUPS: dict[str, list[str]] = {
+    "preprocess": ["ingest", "faces", "landmarks", "audio", "report"],
+    "all": list(STAGES),
+}
+
+
+def resolve_stages(name: str) -> list[str]:
+    if name in GROUPS:
+        return GROUPS[name]
+    if name in STAGES:
+        return [name]
+    raise ClonetrainError(f"unknown stage {name!r}", f"choose one of: {', '.join([*GROUPS, *STAGES])}")
+
+
+@contextlib.contextmanager
+def clone_lock(ws: Workspace) -> Iterator[None]:
+    """One run per clone at a time; a second one fails at once instead of corrupting the first."""
+    ws.work_dir.mkdir(parents=True, exist_ok=True)
+    with open(ws.work_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(f"clone {ws.clone!r} is being processed by another run", "wait for it to finish") from None
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def fingerprint(stage: Stage, cfg: DictConfig, ws: Workspace, module) -> tuple[str, dict]:
+    """The fingerprint of a stage run, and the input file entries it covers."""
+    previous = ws.read_manifest(stage.name) or {}
+    inputs: dict[str, dict] = {}
+    if hasattr(module, "inputs"):
+        known = previous.get("inputs", {})
+        for path in module.inputs(cfg, ws):
+            rel = str(path.relative_to(ws.root))
+            inputs[rel] = file_entry(path, known.get(rel))
+    upstream = {}
+    for up in stage.upstream:
+        m = ws.read_manifest(up)
+        if m is None:
+            raise UpstreamMissingError(
+                f"stage {stage.name!r} needs the output of {up!r} for clone {ws.clone!r}, which is not there",
+                f"run: python -m clonetrain stage={up} clone={ws.clone}  (or stage=preprocess)",
+            )
+        upstream[up] = m["outputs_digest"]
+    config = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in stage.config_keys}
+    code = code_hash([stage.module, *getattr(module, "CODE", ())])
+    parts = {
+        "stage": stage.name,
+        "config": config,
+        "inputs": {k: v["sha256"] for k, v in inputs.items()},
+        "upstream": upstream,
+        "code": code,
+    }
+    return digest(parts), {"inputs": inputs, "upstream": upstream, "config": config, "code": code}
+
+
+def run_stage(stage: Stage, cfg: DictConfig, ws: Workspace, force: bool = False) -> str:
+    """Run one stage unless it is up to date. Returns 'ran' or 'skipped'."""
+    module = importlib.import_module(stage.module)
+    ws.recover(stage.name)
+    fp, parts = fingerprint(stage, cfg, ws, module)
+    current = ws.read_manifest(stage.name)
+    if not force and current and current.get("fingerprint") == fp and outputs_intact(ws.stage_dir(stage.name), current):
+        log.info("%s: up to date (%s)", stage.name, fp[:12])
+        return "skipped"
+
+    out_dir = ws.begin_stage(stage.name)
+    started = time.perf_counter()
+    try:
+        result: StageResult = module.run(cfg, ws, out_dir)
+        outputs = hash_outputs(out_dir)
+        manifest = {
+            "stage": stage.name,
+            "clone": ws.clone,
+            "fingerprint": fp,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - started, 3),
+            **parts,
+            "outputs": outputs,
+            "outputs_digest": digest({k: v["sha256"] for k, v in outputs.items()}),
+            "counts": result.counts,
+            "warnings": result.warnings,
+            "summary": result.summary,
+            "details": result.details,
+            "versions": versions(),
+        }
+        write_json_atomic(out_dir / "manifest.json", manifest)
+        ws.commit_stage(stage.name)
+    except BaseException:
+        ws.abort_stage(stage.name)
+        raise
+    _print_summary(stage.name, manifest)
+    return "ran"
+
+
+def _print_summary(name: str, manifest: dict) -> None:
+    log.info("── %s: done in %.1f s ──", name, manifest["seconds"])
+    for line in manifest["summary"]:
+        log.info("  %s", line)
+    for w in manifest["warnings"]:
+        log.warning("  ! %s", w)
+
+
+def run(cfg: DictConfig) -> dict[str, str]:
+    """Run `cfg.stage` (a stage or a group) for `cfg.clone`. Returns {stage: 'ran'|'skipped'}."""
+    ws = Workspace(cfg.paths.root, cfg.clone)
+    names = resolve_stages(cfg.stage)
+    statuses: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    with clone_lock(ws):
+        for name in names:
+            t0 = time.perf_counter()
+            statuses[name] = run_stage(STAGES[name], cfg, ws, force=bool(cfg.force))
+            timings[name] = time.perf_counter() - t0
+    log.info("clone %s: %s", ws.clone, ", ".join(f"{n} {s} ({timings[n]:.1f} s)" for n, s in statuses.items()))
+    return statuses

@@ -1,0 +1,127 @@
+"""audio: log-mel aligned to the video frames, speech, pitch, speaking rate, a voice profile, and the
+audio-video offset of every take (corrected when it is beyond a couple of frames).
+
+Reads  ingest/audio.wav, ingest/vad.json, ingest/takes.json, ingest/frames.npz, landmarks/landmarks.npz,
+       faces/faces.npz
+Writes audio.wav     the sound with each take's offset corrected (16 kHz mono)
+       mel.npy       (T, n_mels) log-mel dB; video frame j owns mel frames [j*sr/hop/fps, (j+1)*sr/hop/fps)
+       energy.npy    (N,) voice-band log energy per video frame (after correction)
+       speech.npy    (N,) bool: the frame lies in speech
+       vad.json      speech segments after correction
+       offsets.json  per take: offset (frames, ms), correlation curve, whether it was corrected
+       profile.json  speech seconds, usable speech seconds, f0 statistics, speaking rate, voice timbre
+
+    python -m clonetrain stage=audio clone=anna audio.correct_beyond_frames=1
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from omegaconf import DictConfig
+
+from clonetrain.audio import features, sync, vad
+from clonetrain.manifest import StageResult
+from clonetrain.stages.faces import UNUSABLE
+from clonetrain.workspace import Workspace, write_json_atomic
+
+log = logging.getLogger(__name__)
+CODE = ("clonetrain.audio.features", "clonetrain.audio.sync", "clonetrain.audio.vad")
+
+
+def _speech_mask(segments: list, n: int, fps: int) -> np.ndarray:
+    """Frames whose centre lies in a speech segment."""
+    centres = (np.arange(n) + 0.5) / fps
+    mask = np.zeros(n, bool)
+    for s, e in segments:
+        mask |= (centres >= s) & (centres < e)
+    return mask
+
+
+def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
+    c = cfg.audio
+    ingest_dir = ws.stage_dir("ingest")
+    wav, sr = sf.read(ingest_dir / "audio.wav", dtype="float32")
+    fps = int(np.load(ingest_dir / "frames.npz")["fps"])
+    spf = sr // fps
+    takes = [t for t in json.loads((ingest_dir / "takes.json").read_text()) if t["status"] == "ok"]
+    lm = np.load(ws.stage_dir("landmarks") / "landmarks.npz")
+    flags = np.load(ws.stage_dir("faces") / "faces.npz")["flags"]
+    mouth, valid = lm["mouth_open"], lm["valid"] & ((flags & UNUSABLE) == 0)
+    n = len(mouth)
+    segments_in = [tuple(s) for s in json.loads((ingest_dir / "vad.json").read_text())["segments"]]
+
+    result = StageResult()
+    offsets, segments_out, energy = [], [], np.zeros(n, np.float32)
+    wav = wav.copy()
+    for take in takes:
+        a, b = take["first_frame"], take["first_frame"] + take["frames"]
+        t0, t1 = a / fps, b / fps
+        take_wav = wav[a * spf : b * spf]
+        take_segments = [(s, e) for s, e in segments_in if t0 <= s < t1]
+        e = features.frame_energy(take_wav, sr, fps, b - a)
+        est = sync.estimate_offset(mouth[a:b], e, valid[a:b], c.max_offset_frames)
+        offset = est.frames - c.mouth_lead_frames
+        speech_s = vad.total_seconds(take_segments)
+        reliable = bool(np.isfinite(est.frames) and est.peak >= c.min_sync_correlation
+                        and speech_s >= c.min_speech_for_offset_s and take["lipsync"])
+        shift = int(round(offset)) if reliable and abs(offset) > c.correct_beyond_frames + 0.5 else 0
+        row = {"take": take["take"], "file": take["file"], "offset_frames": round(float(offset), 2),
+               "offset_ms": round(float(offset) * 1000 / fps), "peak_correlation": round(est.peak, 3),
+               "reliable": reliable, "corrected_frames": shift,
+               "lags": est.lags.tolist(), "correlation": [None if not np.isfinite(v) else round(float(v), 4)
+                                                          for v in est.correlation]}
+        if shift:
+            take_wav = sync.shift_audio(take_wav, shift, spf)
+            wav[a * spf : b * spf] = take_wav
+            take_segments = [(max(t0, s - shift / fps), min(t1, e_ - shift / fps)) for s, e_ in take_segments]
+            take_segments = [(s, e_) for s, e_ in take_segments if e_ > s]
+            e = features.frame_energy(take_wav, sr, fps, b - a)
+            late = "behind" if shift > 0 else "ahead of"
+            result.warnings.append(f"{take['file']}: audio is {abs(row['offset_ms'])} ms {late} video, corrected "
+                                   f"(moved {abs(shift)} frames)")
+        elif (take["lipsync"] and np.isfinite(est.peak) and est.peak < c.min_sync_correlation
+              and speech_s >= c.min_speech_for_offset_s):
+            result.warnings.append(f"{take['file']}: the mouth hardly follows the sound (r={est.peak:.2f}): "
+                                   "is it the speaker's own voice? offset not corrected")
+        offsets.append(row)
+        segments_out.extend(take_segments)
+        energy[a:b] = e
+
+    mel = features.log_mel(wav, sr, c.n_fft, c.hop_length, c.win_length, c.n_mels, c.fmin, c.fmax)
+    speech = _speech_mask(segments_out, n, fps)
+    lipsync_frames = np.load(ingest_dir / "frames.npz")["lipsync"]
+    # Frame-quantised, so it can exceed the VAD's seconds by a frame per segment: clip it.
+    usable_speech_s = min(float(np.count_nonzero(speech & valid & lipsync_frames)) / fps,
+                          vad.total_seconds(segments_out))
+    profile = {
+        "speech_s": round(vad.total_seconds(segments_out), 2),
+        "usable_speech_s": round(usable_speech_s, 2),
+        **features.pitch_stats(wav, sr, segments_out, c.f0_min, c.f0_max),
+        "speaking_rate_per_s": features.speaking_rate(wav, sr, segments_out),
+        "voice": features.voice_profile(wav, sr, segments_out),
+    }
+    sf.write(out_dir / "audio.wav", wav, sr, subtype="PCM_16")
+    np.save(out_dir / "mel.npy", mel)
+    np.save(out_dir / "energy.npy", energy)
+    np.save(out_dir / "speech.npy", speech)
+    write_json_atomic(out_dir / "vad.json", {"sample_rate": sr, "segments": segments_out})
+    write_json_atomic(out_dir / "offsets.json", offsets)
+    write_json_atomic(out_dir / "profile.json", profile)
+
+    result.counts = {"mel_frames": int(len(mel)), "mel_per_video_frame": sr / c.hop_length / fps,
+                     "speech_s": profile["speech_s"], "usable_speech_s": profile["usable_speech_s"],
+                     "corrected_takes": sum(1 for o in offsets if o["corrected_frames"])}
+    result.summary = [f"{profile['speech_s']:.1f} s of speech, {usable_speech_s:.1f} s usable for lip-sync "
+                      f"(speech with a usable face); mel {mel.shape[0]}x{mel.shape[1]}"]
+    if profile["f0_median_hz"]:
+        result.summary.append(f"pitch median {profile['f0_median_hz']} Hz (p10-p90 {profile['f0_p10_hz']}-"
+                              f"{profile['f0_p90_hz']} Hz), {profile['speaking_rate_per_s']} syllables/s")
+    for o in offsets:
+        state = ("corrected" if o["corrected_frames"] else "within tolerance") if o["reliable"] else "not measurable"
+        result.summary.append(f"{o['file']}: audio offset {o['offset_ms']:+d} ms (r={o['peak_correlation']}) {state}")
+    return result

@@ -1,0 +1,145 @@
+"""report: the clone's footage verdict for the studio, as JSON, a self-contained HTML page and a preview video.
+
+Reads  every preprocessing stage's outputs and manifests
+Writes report.json   verdict, findings, per-take table, key numbers
+       report.html   the same at a glance, with plots (usable face per second, mouth opening vs speech energy,
+                     head pose, offset curve) and a thumbnail strip
+       preview.mp4   the face crops with their landmarks, over the corrected sound: to check sync by eye
+
+    python -m clonetrain stage=report clone=anna
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+from omegaconf import DictConfig
+
+from clonetrain.manifest import StageResult
+from clonetrain.media.write import write_video
+from clonetrain.report import html, svg
+from clonetrain.stages.faces import UNUSABLE
+from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
+
+CODE = ("clonetrain.report.html", "clonetrain.report.svg", "clonetrain.media.write")
+UPSTREAM = ("ingest", "faces", "landmarks", "audio")
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, float)
+    m = np.isfinite(x)
+    return (x - x[m].mean()) / (x[m].std() + 1e-9) if m.any() else x
+
+
+def _preview_frames(crops: np.ndarray, points: np.ndarray, usable: np.ndarray, mouth: np.ndarray):
+    for crop, pts, ok, mo in zip(crops, points, usable, mouth):
+        img = np.ascontiguousarray(crop).copy()
+        if ok and np.isfinite(pts).all():
+            for x, y in pts:
+                cv2.circle(img, (int(x), int(y)), 1, (0, 255, 0), -1)
+            cv2.rectangle(img, (4, img.shape[0] - 10), (4 + int(min(mo, 0.4) / 0.4 * 80), img.shape[0] - 4),
+                          (255, 200, 0), -1)
+        else:
+            cv2.putText(img, "no usable face", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 60, 60), 1)
+        yield img
+
+
+def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
+    m = {s: ws.read_manifest(s) for s in UPSTREAM}
+    ing, fac, lmd, aud = (ws.stage_dir(s) for s in UPSTREAM)
+    takes = json.loads((ing / "takes.json").read_text())
+    face_takes = {t["take"]: t for t in json.loads((fac / "takes.json").read_text())}
+    offsets = {o["take"]: o for o in json.loads((aud / "offsets.json").read_text())}
+    profile = json.loads((aud / "profile.json").read_text())
+    frames = np.load(ing / "frames.npz")
+    fps = int(frames["fps"])
+    faces = np.load(fac / "faces.npz")
+    lm = np.load(lmd / "landmarks.npz")
+    energy = np.load(aud / "energy.npy")
+    n = len(faces["flags"])
+    usable = ((faces["flags"] & UNUSABLE) == 0) & lm["valid"]
+    t = np.arange(n) / fps
+
+    findings = [w for s in UPSTREAM for w in m[s]["warnings"]]
+    min_speech = cfg.ingest.min_speech_s
+    ready = m["ingest"]["counts"]["lipsync_ready"] and profile["usable_speech_s"] >= min_speech
+    usable_pct = 100 * usable.mean()
+    if ready and usable_pct >= 80:
+        level, verdict = "ok", (f"Good for a clone: {m['ingest']['counts']['usable_s']:.0f} s of footage, "
+                                f"{profile['usable_speech_s']:.0f} s of usable speech, a usable face in "
+                                f"{usable_pct:.0f}% of frames.")
+    elif ready:
+        level, verdict = "warn", (f"Usable, with problems: a usable face in only {usable_pct:.0f}% of frames; "
+                                  "see the findings.")
+    else:
+        level, verdict = "bad", (f"Not ready for lip-sync training: {profile['usable_speech_s']:.1f} s of usable "
+                                 f"speech (at least {min_speech:g} s needed). Add takes of the person speaking.")
+
+    rows = []
+    for tk in takes:
+        ft, off = face_takes.get(tk["take"], {}), offsets.get(tk["take"], {})
+        if tk["status"] != "ok":
+            rows.append([tk["file"], "rejected", tk["reason"], "", "", ""])
+            continue
+        status = "ok" if ft.get("status") == "ok" else f"left out: {ft.get('reason', '')}"
+        if status == "ok" and not tk["lipsync"]:
+            status = "faces only (little speech)"
+        rows.append([tk["file"], status, f"{tk['duration_s']:.1f} s", f"{tk['speech_s']:.1f} s",
+                     f"{ft.get('with_face', 0)}/{tk['frames']}",
+                     f"{off.get('offset_ms', 0):+d} ms" + (" corrected" if off.get("corrected_frames") else "")])
+
+    # Plots.
+    sec = np.arange(int(np.ceil(n / fps)))
+    per_sec = np.array([usable[s * fps : (s + 1) * fps].mean() for s in sec])
+    plots = [svg.line_plot(sec, {"usable face": per_sec}, "Usable face per second", "seconds", ylim=(0, 1))]
+    mouth = lm["mouth_open"].astype(float)
+    mouth[~usable] = np.nan
+    plots.append(svg.line_plot(t, {"mouth opening (z)": _zscore(mouth), "speech energy (z)": _zscore(energy)},
+                               "Mouth opening vs speech energy", "seconds"))
+    pose = lm["pose"].astype(float)
+    pose[~usable] = np.nan
+    plots.append(svg.line_plot(t, {"yaw": pose[:, 0], "pitch": pose[:, 1], "roll": pose[:, 2]},
+                               "Head pose (degrees)", "seconds"))
+    for off in offsets.values():
+        lags = np.array(off["lags"], float)
+        corr = np.array([np.nan if v is None else v for v in off["correlation"]], float)
+        plots.append(svg.line_plot(lags, {"correlation": corr}, f"Audio-video offset curve: {off['file']} "
+                                   f"(peak at {off['offset_frames'] + cfg.audio.mouth_lead_frames:+.1f} frames = "
+                                   f"{off['offset_ms']:+d} ms after the natural mouth lead)",
+                                   "lag of the sound (frames)", marks=[cfg.audio.mouth_lead_frames]))
+
+    crop_size = int(faces["crop_size"])
+    crops = np.load(fac / f"crops_{crop_size}.npy", mmap_mode="r")
+    good = np.flatnonzero(usable)
+    picks = good[np.linspace(0, len(good) - 1, min(cfg.report.thumbnails, len(good))).astype(int)] if good.size else []
+    thumbs = [html.jpeg_data_uri(cv2.resize(np.asarray(crops[i]), (128, 128))) for i in picks]
+
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    footer = (f"clone {ws.clone} - generated {created} by clonetrain - consent sha256 "
+              f"{m['ingest']['details'].get('consent_sha256', '?')[:16]}")
+    page = html.page(ws.clone, verdict, level, findings,
+                     [("Takes", ["file", "status", "length", "speech", "frames with face", "audio offset"], rows)],
+                     plots, thumbs, footer)
+    write_text_atomic(out_dir / "report.html", page)
+    report = {
+        "clone": ws.clone, "created": created, "verdict": verdict, "level": level, "ready_for_lipsync": bool(ready),
+        "findings": findings, "takes": rows,
+        "numbers": {"usable_s": m["ingest"]["counts"]["usable_s"], "speech_s": profile["speech_s"],
+                    "usable_speech_s": profile["usable_speech_s"], "usable_face_pct": round(float(usable_pct), 1),
+                    "f0_median_hz": profile["f0_median_hz"], "speaking_rate_per_s": profile["speaking_rate_per_s"]},
+        "offsets": [{k: o[k] for k in ("file", "offset_frames", "offset_ms", "peak_correlation", "reliable",
+                                       "corrected_frames")} for o in offsets.values()],
+    }
+    write_json_atomic(out_dir / "report.json", report)
+    write_video(_preview_frames(crops, lm["points"], usable, lm["mouth_open"]), (crop_size, crop_size), fps,
+                out_dir / "preview.mp4", audio=aud / "audio.wav",
+                metadata={"comment": f"clonetrain footage preview of clone {ws.clone} (source footage, not generated)"})
+
+    result = StageResult(counts={"level": level, "ready_for_lipsync": bool(ready), "findings": len(findings)})
+    result.summary = [verdict, f"report: {out_dir.parent / 'report' / 'report.html'}",
+                      f"preview: {out_dir.parent / 'report' / 'preview.mp4'}"]
+    return result

@@ -1,0 +1,97 @@
+"""Shared fixtures. Real footage comes from ../shared/footage (never copied into the project) through the one
+`footage` fixture; clips are cut from it with the real ffmpeg."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from clonetrain import config as config_mod
+from clonetrain import pipeline
+from clonetrain.workspace import Workspace
+
+PROJECT = Path(__file__).resolve().parents[1]
+FOOTAGE = PROJECT.parent / "shared" / "footage"
+
+
+@pytest.fixture(scope="session")
+def footage() -> Path:
+    if not (FOOTAGE / "talk_man_60s.mp4").is_file():
+        pytest.fail(f"the shared test footage is missing: expected {FOOTAGE}/talk_man_60s.mp4 (see SOURCES.md)")
+    return FOOTAGE
+
+
+def make_cfg(root: Path, clone: str, *overrides: str) -> DictConfig:
+    config_mod.register()
+    with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base="1.3"):
+        return compose("config", overrides=[f"paths.root={root}", f"clone={clone}", *overrides])
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def write_consent(raw: Path, expires: dt.date | None = None) -> None:
+    expires = expires or dt.date.today() + dt.timedelta(days=30)
+    (raw / "consent.yaml").write_text(
+        "person: test speaker\nrecorded_by: public test clip\ndate: 2026-01-01\n"
+        f"permitted_uses: [pipeline_testing]\nexpires: {expires.isoformat()}\n")
+
+
+def make_clone(root: Path, clone: str, takes: dict[str, Path], consent: bool = True) -> Workspace:
+    """Put takes (name -> source file, linked not copied) and a consent record into raw/<clone>/."""
+    ws = Workspace(root, clone)
+    ws.raw_dir.mkdir(parents=True, exist_ok=True)
+    for name, src in takes.items():
+        dst = ws.raw_dir / name
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    if consent:
+        write_consent(ws.raw_dir)
+    return ws
+
+
+def run(root: Path, clone: str, *overrides: str) -> dict[str, str]:
+    return pipeline.run(make_cfg(root, clone, *overrides))
+
+
+@pytest.fixture(scope="session")
+def clips(footage, tmp_path_factory) -> dict[str, Path]:
+    """Short clips cut from the real footage, made once per session."""
+    d = tmp_path_factory.mktemp("clips")
+    man = d / "man20.mp4"
+    ffmpeg("-i", str(footage / "talk_man_60s.mp4"), "-t", "20", "-c:v", "libx264", "-preset", "veryfast",
+           "-crf", "18", "-c:a", "aac", str(man))
+    # The same picture with its sound 8 frames (320 ms) late.
+    late = d / "man20_late.mp4"
+    ffmpeg("-i", str(man), "-itsoffset", "0.32", "-i", str(man), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+           "-c:a", "aac", "-af", "aresample=async=1:first_pts=0", "-t", "20", str(late))
+    return {"man20": man, "man20_late": late}
+
+
+@pytest.fixture(scope="session")
+def preprocessed(clips, tmp_path_factory) -> Workspace:
+    """A clone of 20 s of the main clip, run through the whole preprocessing chain once."""
+    root = tmp_path_factory.mktemp("data")
+    ws = make_clone(root, "man", {"take1.mp4": clips["man20"]})
+    run(root, "man", "stage=preprocess")
+    return ws
+
+
+def run_until(root: Path, clone: str, last: str, *overrides: str) -> dict[str, str]:
+    """Run the preprocessing stages in order up to and including `last`."""
+    statuses = {}
+    for stage in pipeline.GROUPS["preprocess"]:
+        statuses.update(run(root, clone, f"stage={stage}", *overrides))
+        if stage == last:
+            return statuses
+    raise ValueError(last)

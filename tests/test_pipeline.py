@@ -1,0 +1,93 @@
+"""Caching, force, selective reruns, manifests, atomicity and the clone lock, on real preprocessed footage."""
+
+import json
+import shutil
+
+import pytest
+
+from clonetrain import pipeline
+from clonetrain.errors import LockedError, UpstreamMissingError
+from clonetrain.manifest import sha256_file
+from conftest import make_cfg, make_clone, run
+
+PRE = ["ingest", "faces", "landmarks", "audio", "report"]
+
+
+@pytest.fixture()
+def cloned(preprocessed, tmp_path):
+    """A private copy of the preprocessed clone, so tests here can rerun and break it."""
+    root = tmp_path / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    return root
+
+
+def test_unchanged_inputs_and_config_skip_every_stage(cloned):
+    assert run(cloned, "man", "stage=preprocess") == {s: "skipped" for s in PRE}
+
+
+def test_force_reruns(cloned):
+    assert run(cloned, "man", "stage=audio", "force=true") == {"audio": "ran"}
+
+
+def test_a_setting_reruns_only_the_stages_it_affects(cloned):
+    statuses = run(cloned, "man", "stage=preprocess", "faces.crop_scale=1.8")
+    assert statuses == {"ingest": "skipped", "faces": "ran", "landmarks": "ran", "audio": "ran", "report": "ran"}
+    statuses = run(cloned, "man", "stage=preprocess", "faces.crop_scale=1.8", "report.thumbnails=4")
+    assert statuses == {"ingest": "skipped", "faces": "skipped", "landmarks": "skipped", "audio": "skipped",
+                        "report": "ran"}
+
+
+def test_changed_footage_reruns_from_ingest(cloned, clips):
+    take = cloned / "raw" / "man" / "take1.mp4"
+    take.unlink()
+    shutil.copy(clips["man20_late"], take)
+    assert run(cloned, "man", "stage=ingest") == {"ingest": "ran"}
+
+
+def test_manifest_records_hashes_of_every_output(cloned):
+    for stage in PRE:
+        m = json.loads((cloned / "work" / "man" / stage / "manifest.json").read_text())
+        assert m["fingerprint"] and m["versions"]["ffmpeg"] != "missing"
+        for rel, entry in m["outputs"].items():
+            assert sha256_file(cloned / "work" / "man" / stage / rel) == entry["sha256"]
+
+
+def test_a_deleted_output_is_rebuilt(cloned):
+    (cloned / "work" / "man" / "audio" / "mel.npy").unlink()
+    assert run(cloned, "man", "stage=audio") == {"audio": "ran"}
+
+
+def test_a_failing_stage_leaves_the_previous_output_intact(cloned, monkeypatch):
+    from clonetrain.stages import audio
+
+    before = (cloned / "work" / "man" / "audio" / "manifest.json").read_text()
+
+    def crash(cfg, ws, out_dir):
+        (out_dir / "mel.npy").write_bytes(b"half a file")
+        raise KeyboardInterrupt  # as if the run were killed
+
+    monkeypatch.setattr(audio, "run", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(cloned, "man", "stage=audio", "force=true")
+    assert (cloned / "work" / "man" / "audio" / "manifest.json").read_text() == before
+    assert not (cloned / "work" / "man" / "audio.tmp").exists()
+    monkeypatch.undo()
+    assert run(cloned, "man", "stage=audio") == {"audio": "skipped"}
+
+
+def test_a_stage_before_its_upstream_says_what_to_run(clips, tmp_path):
+    make_clone(tmp_path, "fresh", {"a.mp4": clips["man20"]})
+    with pytest.raises(UpstreamMissingError, match="stage=ingest clone=fresh"):
+        run(tmp_path, "fresh", "stage=faces")
+
+
+def test_a_second_run_on_the_same_clone_is_refused(cloned):
+    cfg = make_cfg(cloned, "man", "stage=preprocess")
+    with pipeline.clone_lock(pipeline.Workspace(cloned, "man")):
+        with pytest.raises(LockedError, match="being processed by another run"):
+            pipeline.run(cfg)
+
+
+def test_unknown_stage_lists_the_choices(cloned):
+    with pytest.raises(Exception, match="choose one of: preprocess, all, ingest"):
+        run(cloned, "man", "stage=trian")
