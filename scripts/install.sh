@@ -3,7 +3,10 @@
 # quickly here; on a GPU machine install the CUDA torch you want first and this leaves it alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v ffmpeg >/dev/null || { echo "ffmpeg is missing: sudo apt-get install ffmpeg"; exit 2; }
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
 [ -d .venv ] || python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
