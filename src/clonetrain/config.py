@@ -108,6 +108,77 @@ class ReportCfg:
 
 
 @dataclass
+class ModelCfg:
+    name: str = "small"
+    image_size: int = 96
+    channels: int = 8
+    max_channels: int = 128
+    audio_dim: int = 128
+    expert_dim: int = 64
+    sync_frames: int = 5
+    # A base checkpoint (.safetensors written by stage=pretrain or train) to fine-tune from; empty: from scratch.
+    base: str = ""
+
+
+@dataclass
+class TrainCfg:
+    seed: int = 1234
+    # The last share of the footage is held out: never trained on, used to validate and evaluate.
+    holdout: float = 0.15
+    batch_size: int = 4  # windows of model.sync_frames consecutive frames
+    lr: float = 5e-4
+    expert_lr: float = 5e-4
+    lower_weight: float = 2.0  # extra weight of the L1 loss on the lower (mouth) half
+    sync_weight: float = 0.03
+    # The expert's loss on real footage must fall below this before its judgement is used as a loss.
+    expert_ready_loss: float = 0.6
+    max_steps: int = 4000
+    max_minutes: float = 15.0
+    val_every: int = 200
+    val_batches: int = 8
+    checkpoint_every: int = 200
+    early_stop_patience: int = 10  # validations without improvement of the monitored metric
+    monitor: str = "val/l1_lower"
+    resume: bool = True
+    workers: int = 0
+
+
+@dataclass
+class TrainerCfg:
+    accelerator: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "auto"  # 32-true on CPU, bf16-mixed on CUDA
+    compile: bool = False
+
+
+@dataclass
+class LoggerCfg:
+    name: str = "wandb"  # wandb | csv | none
+    project: str = "clonetrain"
+    # offline: no account, no network; `wandb sync data/logs/wandb/offline-run-*` uploads later.
+    mode: str = "${oc.env:WANDB_MODE,offline}"
+
+
+@dataclass
+class PretrainCfg:
+    corpus: list[str] = field(default_factory=list)  # preprocessed clone ids to learn the base from
+
+
+@dataclass
+class EvaluateCfg:
+    batch_size: int = 32
+
+
+@dataclass
+class RenderCfg:
+    out: str = ""  # default: <root>/renders/<clone>/<audio stem>.mp4
+    loop_seconds: float = 8.0  # the footage loop the face is pasted into (ping-pong)
+    batch_size: int = 16
+
+
+@dataclass
 class Config:
     stage: str = "all"
     clone: str = MISSING
@@ -116,8 +187,18 @@ class Config:
     ingest: IngestCfg = field(default_factory=IngestCfg)
     faces: FacesCfg = field(default_factory=FacesCfg)
     landmarks: LandmarksCfg = field(default_factory=LandmarksCfg)
-    audio: AudioCfg = field(default_factory=AudioCfg)
+    # The audio stage's settings; `audio` itself is the sound file that stage=render speaks.
+    audio_features: AudioCfg = field(default_factory=AudioCfg)
     report: ReportCfg = field(default_factory=ReportCfg)
+    model: ModelCfg = field(default_factory=ModelCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    trainer: TrainerCfg = field(default_factory=TrainerCfg)
+    logger: LoggerCfg = field(default_factory=LoggerCfg)
+    pretrain: PretrainCfg = field(default_factory=PretrainCfg)
+    evaluate: EvaluateCfg = field(default_factory=EvaluateCfg)
+    render: RenderCfg = field(default_factory=RenderCfg)
+    # The speech stage=render speaks (any length, any format ffmpeg reads).
+    audio: str = ""
 
 
 def register() -> None:

@@ -32,6 +32,8 @@ class Stage:
     module: str
     config_keys: tuple[str, ...]
     upstream: tuple[str, ...]
+    # Read when present (the report shows the evaluation once there is one).
+    optional: tuple[str, ...] = ()
 
 
 STAGES: dict[str, Stage] = {
@@ -40,15 +42,23 @@ STAGES: dict[str, Stage] = {
         Stage("ingest", "clonetrain.stages.ingest", ("ingest",), ()),
         Stage("faces", "clonetrain.stages.faces", ("faces",), ("ingest",)),
         Stage("landmarks", "clonetrain.stages.landmarks", ("landmarks",), ("faces",)),
-        Stage("audio", "clonetrain.stages.audio", ("audio",), ("ingest", "landmarks")),
-        Stage("report", "clonetrain.stages.report", ("report",), ("ingest", "faces", "landmarks", "audio")),
+        Stage("audio", "clonetrain.stages.audio", ("audio_features",), ("ingest", "landmarks")),
+        Stage("pretrain", "clonetrain.stages.pretrain", ("model", "train", "pretrain"), ()),
+        Stage("train", "clonetrain.stages.train", ("model", "train"), ("faces", "landmarks", "audio")),
+        Stage("evaluate", "clonetrain.stages.evaluate", ("evaluate", "landmarks", "audio_features"), ("train",)),
+        Stage("report", "clonetrain.stages.report", ("report",), ("ingest", "faces", "landmarks", "audio"),
+              optional=("evaluate",)),
     )
 }
 
 GROUPS: dict[str, list[str]] = {
     "preprocess": ["ingest", "faces", "landmarks", "audio", "report"],
-    "all": list(STAGES),
+    "all": ["ingest", "faces", "landmarks", "audio", "train", "evaluate", "report"],
 }
+
+
+# Actions run every time they are asked for and write outside the stage folders (no skip, no manifest).
+ACTIONS = {"render": "clonetrain.stages.render"}
 
 
 def resolve_stages(name: str) -> list[str]:
@@ -56,7 +66,7 @@ def resolve_stages(name: str) -> list[str]:
         return GROUPS[name]
     if name in STAGES:
         return [name]
-    raise ClonetrainError(f"unknown stage {name!r}", f"choose one of: {', '.join([*GROUPS, *STAGES])}")
+    raise ClonetrainError(f"unknown stage {name!r}", f"choose one of: {', '.join([*GROUPS, *STAGES, *ACTIONS])}")
 
 
 @contextlib.contextmanager
@@ -94,6 +104,9 @@ def fingerprint(stage: Stage, cfg: DictConfig, ws: Workspace, module) -> tuple[s
                 f"run: python -m clonetrain stage={up} clone={ws.clone}  (or stage=preprocess)",
             )
         upstream[up] = m["outputs_digest"]
+    for up in stage.optional:
+        if (m := ws.read_manifest(up)) is not None:
+            upstream[up] = m["outputs_digest"]
     config = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in stage.config_keys}
     code = code_hash([stage.module, *getattr(module, "CODE", ())])
     parts = {
@@ -116,6 +129,7 @@ def run_stage(stage: Stage, cfg: DictConfig, ws: Workspace, force: bool = False)
         log.info("%s: up to date (%s)", stage.name, fp[:12])
         return "skipped"
 
+    ws.fingerprints[stage.name] = fp
     out_dir = ws.begin_stage(stage.name)
     started = time.perf_counter()
     try:
@@ -138,6 +152,7 @@ def run_stage(stage: Stage, cfg: DictConfig, ws: Workspace, force: bool = False)
         }
         write_json_atomic(out_dir / "manifest.json", manifest)
         ws.commit_stage(stage.name)
+        ws.clear_resume(stage.name)
     except BaseException:
         ws.abort_stage(stage.name)
         raise
@@ -156,6 +171,9 @@ def _print_summary(name: str, manifest: dict) -> None:
 def run(cfg: DictConfig) -> dict[str, str]:
     """Run `cfg.stage` (a stage or a group) for `cfg.clone`. Returns {stage: 'ran'|'skipped'}."""
     ws = Workspace(cfg.paths.root, cfg.clone)
+    if cfg.stage in ACTIONS:
+        importlib.import_module(ACTIONS[cfg.stage]).run(cfg, ws)
+        return {cfg.stage: "ran"}
     names = resolve_stages(cfg.stage)
     statuses: dict[str, str] = {}
     timings: dict[str, float] = {}

@@ -38,6 +38,8 @@ class Workspace:
     def __init__(self, root: str | os.PathLike, clone: str):
         self.root = Path(root).resolve()
         self.clone = validate_clone_id(clone)
+        # The fingerprint of each stage being built, set by the pipeline; stages that resume use it.
+        self.fingerprints: dict[str, str] = {}
         self.raw_dir = self.root / "raw" / self.clone
         self.work_dir = self.root / "work" / self.clone
         # Belt and braces: even a valid-looking id must resolve inside the root.
@@ -50,6 +52,16 @@ class Workspace:
 
     def stage_tmp_dir(self, stage: str) -> Path:
         return self.work_dir / f"{stage}.tmp"
+
+    def resume_dir(self, stage: str) -> Path:
+        """Where a long stage keeps its checkpoints across a kill. Keyed by the stage's fingerprint, so a run
+        with other inputs or settings never resumes from them."""
+        fp = self.fingerprints.get(stage, "unknown")
+        return self.work_dir / "resume" / f"{stage}-{fp[:16]}"
+
+    def clear_resume(self, stage: str) -> None:
+        for d in (self.work_dir / "resume").glob(f"{stage}-*"):
+            shutil.rmtree(d, ignore_errors=True)
 
     def manifest_path(self, stage: str) -> Path:
         return self.stage_dir(stage) / "manifest.json"

@@ -56,6 +56,7 @@ def iter_frames(path: Path, width: int, height: int, batch: int = 64):
         .run_async(pipe_stdout=True, pipe_stderr=True)
     )
     frame_bytes = width * height * 3
+    complete = False
     try:
         while True:
             buf = proc.stdout.read(frame_bytes * batch)
@@ -63,9 +64,12 @@ def iter_frames(path: Path, width: int, height: int, batch: int = 64):
                 break
             n = len(buf) // frame_bytes
             yield np.frombuffer(buf[: n * frame_bytes], np.uint8).reshape(n, height, width, 3)
+        complete = True
     finally:
+        if not complete:  # the reader stopped early: ffmpeg's broken pipe is expected, not an error
+            proc.kill()
         proc.stdout.close()
         err = proc.stderr.read().decode("utf-8", "replace")
         proc.stderr.close()
-        if proc.wait() != 0:
+        if proc.wait() != 0 and complete:
             raise FootageError(path.name, f"ffmpeg could not decode the video: {err.strip()[-300:]}", code="decode_failed")

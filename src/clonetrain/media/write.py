@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Iterable
 
@@ -18,12 +19,15 @@ def write_video(frames: Iterable[np.ndarray], size: tuple[int, int], fps: int, d
     streams = [video]
     if audio is not None:
         streams.append(ffmpeg.input(str(audio)).audio)
-    meta = [f"{k}={v}" for k, v in (metadata or {}).items()]
     out = ffmpeg.output(*streams, str(dst), vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="veryfast",
-                        movflags="+faststart", f="mp4", **({"acodec": "aac", "shortest": None} if audio else {}))
-    if meta:
-        out = out.global_args(*[arg for m in meta for arg in ("-metadata", m)])
-    proc = out.overwrite_output().global_args("-loglevel", "error").run_async(pipe_stdin=True, pipe_stderr=True)
+                        movflags="+faststart+use_metadata_tags", f="mp4",
+                        **({"acodec": "aac", "shortest": None} if audio else {}))
+    args = out.overwrite_output().global_args("-loglevel", "error").compile()
+    # -metadata is an output option: it must stand right before the output file name.
+    meta = [arg for k, v in (metadata or {}).items() for arg in ("-metadata", f"{k}={v}")]
+    at = args.index(str(dst))
+    args = args[:at] + meta + args[at:]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         for frame in frames:
             proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())

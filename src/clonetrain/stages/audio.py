@@ -11,7 +11,7 @@ Writes audio.wav     the sound with each take's offset corrected (16 kHz mono)
        offsets.json  per take: offset (frames, ms), correlation curve, whether it was corrected
        profile.json  speech seconds, usable speech seconds, f0 statistics, speaking rate, voice timbre
 
-    python -m clonetrain stage=audio clone=anna audio.correct_beyond_frames=1
+    python -m clonetrain stage=audio clone=anna audio_features.correct_beyond_frames=1
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _speech_mask(segments: list, n: int, fps: int) -> np.ndarray:
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
-    c = cfg.audio
+    c = cfg.audio_features
     ingest_dir = ws.stage_dir("ingest")
     wav, sr = sf.read(ingest_dir / "audio.wav", dtype="float32")
     fps = int(np.load(ingest_dir / "frames.npz")["fps"])

@@ -108,9 +108,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         lags = np.array(off["lags"], float)
         corr = np.array([np.nan if v is None else v for v in off["correlation"]], float)
         plots.append(svg.line_plot(lags, {"correlation": corr}, f"Audio-video offset curve: {off['file']} "
-                                   f"(peak at {off['offset_frames'] + cfg.audio.mouth_lead_frames:+.1f} frames = "
+                                   f"(peak at {off['offset_frames'] + cfg.audio_features.mouth_lead_frames:+.1f} frames = "
                                    f"{off['offset_ms']:+d} ms after the natural mouth lead)",
-                                   "lag of the sound (frames)", marks=[cfg.audio.mouth_lead_frames]))
+                                   "lag of the sound (frames)", marks=[cfg.audio_features.mouth_lead_frames]))
 
     crop_size = int(faces["crop_size"])
     crops = np.load(fac / f"crops_{crop_size}.npy", mmap_mode="r")

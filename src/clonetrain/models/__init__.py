@@ -1,0 +1,1 @@
+"""The lip-sync networks and their checkpoint format. No paths, no stages."""

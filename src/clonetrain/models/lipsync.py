@@ -1,0 +1,142 @@
+"""An audio-conditioned face inpainting generator in the spirit of Wav2Lip, and a SyncNet-style expert.
+
+Generator input: a reference frame of the person and the target frame with its lower half masked (6 channels,
+S x S), plus the mel window around the target frame (1 x n_mels x 16, i.e. 0.2 s). Output: the target frame
+with a mouth that matches the audio. The face is encoded by a U-Net encoder, the audio by a small conv net;
+the decoder upsamples from their joint embedding using the face encoder's skips.
+
+Expert: embeds the lower halves of `sync_frames` consecutive frames and the mel window spanning them; the
+cosine of the two embeddings says whether mouth and sound are in sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MEL_WINDOW = 16  # mel frames per sample: 0.2 s at 80 mel frames per second
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    image_size: int = 96
+    channels: int = 16      # width of the first face-encoder level; every level below doubles it (capped)
+    max_channels: int = 256
+    audio_dim: int = 256
+    n_mels: int = 80
+    sync_frames: int = 5
+    expert_dim: int = 128
+
+
+class Block(nn.Module):
+    """conv + norm + ReLU; residual when the shape is kept."""
+
+    def __init__(self, cin: int, cout: int, stride: int | tuple = 1, transpose: bool = False):
+        super().__init__()
+        if transpose:
+            self.conv = nn.ConvTranspose2d(cin, cout, 3, stride, padding=1, output_padding=stride - 1 if isinstance(stride, int) else 0)
+        else:
+            self.conv = nn.Conv2d(cin, cout, 3, stride, padding=1)
+        self.norm = nn.BatchNorm2d(cout)
+        self.residual = cin == cout and stride == 1 and not transpose
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.conv(x))
+        return F.relu(y + x if self.residual else y)
+
+
+def _widths(spec: ModelSpec, levels: int) -> list[int]:
+    return [min(spec.channels * 2**i, spec.max_channels) for i in range(levels)]
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self, spec: ModelSpec, out_dim: int):
+        super().__init__()
+        c = spec.channels
+        self.net = nn.Sequential(
+            Block(1, c), Block(c, c),
+            Block(c, 2 * c, (3, 1)), Block(2 * c, 2 * c),
+            Block(2 * c, 4 * c, 3), Block(4 * c, 4 * c),
+            Block(4 * c, 8 * c, (3, 2)), Block(8 * c, 8 * c),
+            nn.Conv2d(8 * c, out_dim, 1),
+        )
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:  # (B, 1, n_mels, 16) -> (B, out_dim)
+        return F.adaptive_avg_pool2d(self.net(mel), 1).flatten(1)
+
+
+class Generator(nn.Module):
+    def __init__(self, spec: ModelSpec = ModelSpec()):
+        super().__init__()
+        self.spec = spec
+        levels = 1
+        while spec.image_size // 2**levels > 3:
+            levels += 1
+        w = _widths(spec, levels + 1)  # level i works at image_size / 2**i
+        self.down = nn.ModuleList([nn.Sequential(Block(6, w[0]), Block(w[0], w[0]))])
+        for i in range(1, levels + 1):
+            self.down.append(nn.Sequential(Block(w[i - 1], w[i], 2), Block(w[i], w[i])))
+        self.bottom = spec.image_size // 2**levels  # 3 for 96 px
+        self.audio = AudioEncoder(spec, spec.audio_dim)
+        self.fuse = nn.Sequential(nn.ConvTranspose2d(spec.audio_dim + w[levels], w[levels], self.bottom),
+                                  nn.BatchNorm2d(w[levels]), nn.ReLU())
+        self.up = nn.ModuleList()
+        for i in range(levels, 0, -1):  # from level i to level i-1, concatenating the skip of level i
+            self.up.append(nn.Sequential(Block(2 * w[i], w[i - 1], 2, transpose=True), Block(w[i - 1], w[i - 1])))
+        self.out = nn.Sequential(Block(2 * w[0], w[0]), nn.Conv2d(w[0], 3, 1), nn.Sigmoid())
+
+    def forward(self, faces: torch.Tensor, mels: torch.Tensor) -> torch.Tensor:
+        """faces (B, 6, S, S) in [0, 1] (reference | masked target); mels (B, 1, n_mels, 16) -> (B, 3, S, S)."""
+        skips = []
+        x = faces
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        face_code = F.adaptive_avg_pool2d(x, 1)
+        audio_code = self.audio(mels)[:, :, None, None]
+        x = self.fuse(torch.cat([audio_code, face_code], 1))
+        for layer, skip in zip(self.up, reversed(skips[1:])):
+            x = layer(torch.cat([x, skip], 1))
+        out = self.out(torch.cat([x, skips[0]], 1))
+        # The upper half is known: keep it exactly, so all capacity goes to the mouth and the paste-back is seamless.
+        half = out.shape[-2] // 2
+        return torch.cat([faces[:, 3:6, :half], out[:, :, half:]], dim=2)
+
+
+class SyncExpert(nn.Module):
+    """Lower halves of sync_frames frames (3*T channels, S/2 x S) vs the mel window spanning them."""
+
+    def __init__(self, spec: ModelSpec = ModelSpec()):
+        super().__init__()
+        self.spec = spec
+        c, d = spec.channels, spec.expert_dim
+        t = spec.sync_frames
+        self.face = nn.Sequential(
+            Block(3 * t, 2 * c), Block(2 * c, 4 * c, 2), Block(4 * c, 4 * c), Block(4 * c, 8 * c, 2),
+            Block(8 * c, 8 * c), Block(8 * c, 16 * c, 2), Block(16 * c, 16 * c), nn.Conv2d(16 * c, d, 1),
+        )
+        self.audio = AudioEncoder(spec, d)
+
+    def embed(self, mouths: torch.Tensor, mels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = F.normalize(F.relu(F.adaptive_avg_pool2d(self.face(mouths), 1).flatten(1)), dim=1)
+        a = F.normalize(F.relu(self.audio(mels)), dim=1)
+        return f, a
+
+    def forward(self, mouths: torch.Tensor, mels: torch.Tensor) -> torch.Tensor:
+        """Probability-like sync score in [0, 1] (cosine of non-negative unit vectors)."""
+        f, a = self.embed(mouths, mels)
+        return (f * a).sum(1).clamp(1e-6, 1 - 1e-6)
+
+
+def lower_half(frames: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, S, S) -> (B, 3T, S/2, S): the mouth region the expert judges."""
+    b, t, c, s, _ = frames.shape
+    return frames[:, :, :, s // 2 :].reshape(b, t * c, s // 2, s)
+
+
+def sync_loss(expert: SyncExpert, frames: torch.Tensor, mels: torch.Tensor, label: float = 1.0) -> torch.Tensor:
+    score = expert(lower_half(frames), mels)
+    return F.binary_cross_entropy(score, torch.full_like(score, label))

@@ -1,0 +1,69 @@
+"""pretrain: learn a base lip-sync model from many people's preprocessed footage.
+
+The "clone" of this stage names the base (e.g. clone=base); its corpus is pretrain.corpus, a list of
+preprocessed clones. Each clone's last train.holdout is held out, as in stage=train.
+
+Writes model.safetensors and corpus.json into work/<base>/pretrain/.
+
+    python -m clonetrain stage=pretrain clone=base pretrain.corpus=[may,woman,streamer]
+    python -m clonetrain stage=train clone=man model.base=data/work/base/pretrain/model.safetensors
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+from torch.utils.data import ConcatDataset
+
+from clonetrain.errors import ClonetrainError
+from clonetrain.manifest import StageResult
+from clonetrain.training.data import WindowDataset, load_clip
+from clonetrain.training.fit import fit
+from clonetrain.workspace import Workspace, write_json_atomic
+
+CODE = ("clonetrain.training.data", "clonetrain.training.fit", "clonetrain.training.module",
+        "clonetrain.models.lipsync", "clonetrain.models.checkpoint")
+
+
+def _corpus(cfg: DictConfig, ws: Workspace) -> list[Workspace]:
+    if not cfg.pretrain.corpus:
+        raise ClonetrainError("pretrain.corpus is empty", "name the preprocessed clones to learn from, e.g. "
+                              f"python -m clonetrain stage=pretrain clone={ws.clone} pretrain.corpus=[anna,ben]")
+    return [Workspace(ws.root, c) for c in cfg.pretrain.corpus]
+
+
+def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
+    # The corpus clones' manifests carry the digests of their outputs: a changed clone changes them.
+    paths = []
+    for c in _corpus(cfg, ws):
+        for stage in ("faces", "landmarks", "audio"):
+            p = c.manifest_path(stage)
+            if not p.is_file():
+                raise ClonetrainError(f"corpus clone {c.clone!r} has not been preprocessed (no {stage} output)",
+                                      f"run: python -m clonetrain stage=preprocess clone={c.clone}")
+            paths.append(p)
+    return paths
+
+
+def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
+    T = cfg.model.sync_frames
+    train_parts, val_parts, rows = [], [], []
+    for c in _corpus(cfg, ws):
+        clip = load_clip(c, cfg.model.image_size)
+        split = clip.split(cfg.train.holdout)
+        tr, va = WindowDataset(clip, 0, split, T, 0, split), WindowDataset(clip, split, clip.n, T, 0, split)
+        rows.append({"clone": c.clone, "frames": clip.n, "train_windows": len(tr), "heldout_windows": len(va)})
+        if len(tr):
+            train_parts.append(tr)
+        if len(va):
+            val_parts.append(va)
+    if not train_parts or not val_parts:
+        raise ClonetrainError("the pretraining corpus has no usable speech footage", "add preprocessed talking clones")
+    stats = fit(cfg, ConcatDataset(train_parts), ConcatDataset(val_parts), out_dir, ws.resume_dir("pretrain"),
+                f"{ws.clone}-pretrain", meta={"base": ws.clone, "corpus": list(cfg.pretrain.corpus)})
+    write_json_atomic(out_dir / "corpus.json", rows)
+    result = StageResult(counts={**{k: v for k, v in stats.items() if k != "metrics"}, **stats["metrics"]})
+    result.summary = [f"base {ws.clone!r} from {len(rows)} clones: {stats['steps']} steps in {stats['seconds']:.0f} s",
+                      f"model: {out_dir.parent / 'pretrain' / 'model.safetensors'}"]
+    return result

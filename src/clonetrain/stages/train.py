@@ -1,0 +1,76 @@
+"""train: fine-tune the lip-sync model on one clone's preprocessed footage.
+
+Reads  faces/crops_<train_size>.npy, audio/mel.npy, flags and landmarks; model.base (optional)
+Writes model.safetensors  generator + expert, with the spec and provenance in its metadata
+       split.json         first held-out frame, the reference frame, sample counts
+       samples/*.png      reference | masked | generated | real grids after each validation
+The last train.holdout of the footage is never trained on. Checkpoints every train.checkpoint_every steps
+under work/<clone>/resume/; a killed run resumes from them (train.resume=true, the default).
+
+    python -m clonetrain stage=train clone=anna model.base=data/work/base/pretrain/model.safetensors
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from clonetrain.errors import ClonetrainError
+from clonetrain.manifest import StageResult, sha256_file
+from clonetrain.training.data import WindowDataset, load_clip, reference_frame
+from clonetrain.training.fit import fit
+from clonetrain.workspace import Workspace, write_json_atomic
+
+CODE = ("clonetrain.training.data", "clonetrain.training.fit", "clonetrain.training.module",
+        "clonetrain.models.lipsync", "clonetrain.models.checkpoint")
+
+
+def base_path(cfg: DictConfig) -> Path | None:
+    return Path(cfg.model.base).expanduser().resolve() if cfg.model.base else None
+
+
+def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
+    base = base_path(cfg)
+    if base is not None and not base.is_file():
+        from clonetrain.models.checkpoint import CheckpointError
+
+        raise CheckpointError(f"base checkpoint {base} does not exist",
+                              "point model.base at a .safetensors file written by stage=pretrain, or leave it empty "
+                              "to train from scratch")
+    return [base] if base is not None else []
+
+
+def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
+    clip = load_clip(ws, cfg.model.image_size)
+    split = clip.split(cfg.train.holdout)
+    T = cfg.model.sync_frames
+    train_ds = WindowDataset(clip, 0, split, T, 0, split, cfg.train.seed)
+    val_ds = WindowDataset(clip, split, clip.n, T, 0, split, cfg.train.seed)
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise ClonetrainError(f"clone {ws.clone!r} has too little usable footage to train and hold out "
+                              f"({len(train_ds)} training and {len(val_ds)} held-out windows)",
+                              "add footage of the person speaking to camera")
+    base = base_path(cfg)
+    consent = ws.read_manifest("ingest")["details"].get("consent_sha256")
+    meta = {"clone": ws.clone, "base": str(base) if base else None,
+            "base_sha256": sha256_file(base) if base else None, "consent_sha256": consent,
+            "holdout_from_frame": split, "reference_frame": reference_frame(clip, split)}
+    stats = fit(cfg, train_ds, val_ds, out_dir, ws.resume_dir("train"), f"{ws.clone}-train", init=base, meta=meta)
+    write_json_atomic(out_dir / "split.json", {
+        "frames": clip.n, "holdout_from_frame": split, "reference_frame": meta["reference_frame"],
+        "train_windows": len(train_ds), "heldout_windows": len(val_ds), "base": meta["base"],
+        "base_sha256": meta["base_sha256"],
+    })
+    result = StageResult(counts={**{k: v for k, v in stats.items() if k != "metrics"}, **stats["metrics"]})
+    result.details = {"base": meta["base"], "base_sha256": meta["base_sha256"]}
+    m = stats["metrics"]
+    result.summary = [
+        f"{stats['steps']} steps in {stats['seconds']:.0f} s on {stats['device']} ({stats['precision']}), "
+        f"stopped by {stats['stopped_by']}" + (f", resumed from step {stats['resumed_from_step']}"
+                                                if stats["resumed_from_step"] is not None else ""),
+        f"from {'base ' + str(base) if base else 'scratch'}; {len(train_ds)} training windows, "
+        f"{len(val_ds)} held-out windows (frames {split}-{clip.n - 1})",
+        "held-out: " + ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in sorted(m.items()) if k.startswith("val/")),
+    ]
+    return result

@@ -1,0 +1,149 @@
+"""Datasets over preprocessed clones. Everything is computed by the preprocessing stages; __getitem__ only
+looks up frames and mel windows.
+
+A sample is a window of T consecutive usable frames of one take (T = model.sync_frames), each with a
+reference frame of the same person and its centred mel window, plus the mel window spanning the whole window
+(for the sync expert) and one taken from elsewhere in the same take (a negative for the expert).
+"""
+
+from __future__ import annotations
+
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from clonetrain.errors import UpstreamMissingError
+from clonetrain.models.lipsync import MEL_WINDOW
+from clonetrain.stages.faces import UNUSABLE
+from clonetrain.workspace import Workspace
+
+# Log-mel dB (floor -100) to roughly [-1.5, 1.5]: fixed, so every clone and the runtime agree.
+MEL_CENTER, MEL_SCALE = -40.0, 40.0
+
+
+@dataclass
+class Clip:
+    """The arrays of one preprocessed clone."""
+
+    clone: str
+    faces: np.ndarray        # (N, S, S, 3) uint8, memory-mapped
+    mel: np.ndarray          # (T, n_mels) float32, normalised
+    usable: np.ndarray       # (N,) a face to learn from, in a take with speech
+    take: np.ndarray         # (N,)
+    mouth_open: np.ndarray   # (N,)
+    valid_landmarks: np.ndarray
+    energy: np.ndarray
+    fps: int
+    mel_per_frame: float
+
+    @property
+    def n(self) -> int:
+        return len(self.usable)
+
+    def split(self, holdout: float) -> int:
+        """First held-out frame: the last `holdout` share of the footage is never trained on."""
+        return int(round(self.n * (1 - holdout)))
+
+    def mel_window(self, centre_frame: float) -> np.ndarray:
+        """(n_mels, 16) around the time of `centre_frame` (a frame's centre is at index + 0.5)."""
+        start = int(round(centre_frame * self.mel_per_frame - MEL_WINDOW / 2))
+        start = min(max(start, 0), len(self.mel) - MEL_WINDOW)
+        return self.mel[start : start + MEL_WINDOW].T
+
+
+def load_clip(ws: Workspace, size: int) -> Clip:
+    for stage in ("ingest", "faces", "landmarks", "audio"):
+        if ws.read_manifest(stage) is None:
+            raise UpstreamMissingError(f"clone {ws.clone!r} has not been preprocessed (no {stage} output)",
+                                       f"run: python -m clonetrain stage=preprocess clone={ws.clone}")
+    faces_dir = ws.stage_dir("faces")
+    path = faces_dir / f"crops_{size}.npy"
+    if not path.is_file():
+        raise UpstreamMissingError(f"clone {ws.clone!r} has no {size} px crops (faces.train_size differs)",
+                                   f"rerun: python -m clonetrain stage=preprocess clone={ws.clone} faces.train_size={size}")
+    flags = np.load(faces_dir / "faces.npz")["flags"]
+    lm = np.load(ws.stage_dir("landmarks") / "landmarks.npz")
+    frames = np.load(ws.stage_dir("ingest") / "frames.npz")
+    audio_manifest = ws.read_manifest("audio")
+    mel = (np.load(ws.stage_dir("audio") / "mel.npy") - MEL_CENTER) / MEL_SCALE
+    usable = ((flags & UNUSABLE) == 0) & frames["lipsync"] & lm["valid"]
+    return Clip(clone=ws.clone, faces=np.load(path, mmap_mode="r"), mel=mel.astype(np.float32), usable=usable,
+                take=frames["take"], mouth_open=lm["mouth_open"], valid_landmarks=lm["valid"],
+                energy=np.load(ws.stage_dir("audio") / "energy.npy"), fps=int(frames["fps"]),
+                mel_per_frame=float(audio_manifest["counts"]["mel_per_video_frame"]))
+
+
+def window_starts(clip: Clip, lo: int, hi: int, length: int) -> np.ndarray:
+    """Starts of windows of `length` usable frames of one take inside [lo, hi)."""
+    ok = clip.usable[lo:hi]
+    same = clip.take[lo:hi]
+    starts = []
+    for s in range(0, len(ok) - length + 1):
+        if ok[s : s + length].all() and same[s] == same[s + length - 1]:
+            starts.append(lo + s)
+    return np.array(starts, dtype=np.int64)
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(..., S, S, 3) uint8 -> (..., 3, S, S) float in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0)
+    return t.movedim(-1, -3)
+
+
+class WindowDataset(Dataset):
+    def __init__(self, clip: Clip, lo: int, hi: int, length: int, ref_lo: int, ref_hi: int, seed: int = 0):
+        """Windows from frames [lo, hi); reference frames drawn from usable frames in [ref_lo, ref_hi)
+        (always the training part, so held-out frames never leak in as references)."""
+        self.clip, self.length = clip, length
+        self.starts = window_starts(clip, lo, hi, length)
+        self.refs = np.flatnonzero(clip.usable[ref_lo:ref_hi]) + ref_lo
+        self.seed = seed
+        if len(self.refs) == 0:
+            raise UpstreamMissingError(f"clone {clip.clone!r} has no usable training frame")
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        c, t0, T = self.clip, int(self.starts[idx]), self.length
+        # Random but reproducible per (seed, idx, draw): torch's generator is seeded by Lightning per worker.
+        ref_idx = self.refs[torch.randint(len(self.refs), (T,)).numpy()]
+        frames = np.asarray(c.faces[t0 : t0 + T])
+        refs = np.asarray(c.faces[ref_idx])
+        mels = np.stack([c.mel_window(t + 0.5) for t in range(t0, t0 + T)])
+        sync_mel = c.mel_window(t0 + T / 2)
+        # A negative: the sound of a window at least T frames away in the same take.
+        same_take = np.flatnonzero(c.take == c.take[t0])
+        far = same_take[np.abs(same_take - t0) >= T]
+        neg_t = far[torch.randint(len(far), (1,)).item()] if len(far) else (t0 + c.n // 2) % c.n
+        neg_mel = c.mel_window(neg_t + T / 2)
+        return {
+            "frames": to_tensor(frames), "refs": to_tensor(refs),
+            "mels": torch.from_numpy(mels).unsqueeze(1), "sync_mel": torch.from_numpy(sync_mel)[None],
+            "neg_mel": torch.from_numpy(neg_mel)[None], "start": torch.tensor(t0),
+        }
+
+
+def reference_frame(clip: Clip, hi: int) -> int:
+    """One frame to stand for the person at render and evaluation time: a usable training frame with the
+    mouth near its median opening (neither shut tight nor wide open)."""
+    cand = np.flatnonzero(clip.usable[:hi] & clip.valid_landmarks[:hi])
+    if cand.size == 0:
+        raise UpstreamMissingError(f"clone {clip.clone!r} has no usable training frame")
+    mouth = clip.mouth_open[cand]
+    return int(cand[np.argmin(np.abs(mouth - np.median(mouth)))])
+
+
+def corpus_manifests(root: Path, clones: list[str]) -> list[Path]:
+    return [Workspace(root, c).manifest_path(s) for c in clones for s in ("faces", "audio")]
+
+
+def clip_summary(clip: Clip) -> dict:
+    return {"clone": clip.clone, "frames": clip.n, "usable": int(clip.usable.sum())}
+
+
+

@@ -1,0 +1,143 @@
+"""The training recipe shared by stage=pretrain and stage=train: build the Trainer from config, fit, save.
+
+One config scales from this CPU to several GPUs and nodes: trainer.strategy=ddp (conf/trainer/ddp.yaml),
+devices and num_nodes are Lightning's own settings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from pathlib import Path
+
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from clonetrain.models import checkpoint
+from clonetrain.training.module import LipSyncModule, sample_grid
+
+log = logging.getLogger(__name__)
+
+
+def resolve_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def make_logger(cfg: DictConfig, run_name: str, save_dir: Path):
+    name = cfg.logger.name
+    if name == "none":
+        return False
+    if name == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(save_dir), name=run_name)
+    if name == "wandb":
+        # Offline unless told otherwise: no account and no network needed; `wandb sync` uploads later.
+        os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ["WANDB_MODE"] = str(cfg.logger.mode)
+        from lightning.pytorch.loggers import WandbLogger
+
+        save_dir.mkdir(parents=True, exist_ok=True)
+        return WandbLogger(project=cfg.logger.project, name=run_name, save_dir=str(save_dir),
+                           offline=cfg.logger.mode == "offline", log_model=False)
+    from clonetrain.errors import ClonetrainError
+
+    raise ClonetrainError(f"unknown logger {name!r}", "use logger=wandb, logger=csv or logger=none")
+
+
+class SampleGrids(Callback):
+    """After each validation: a reference | masked | generated | real grid, as a PNG and to the logger."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+
+    def on_validation_epoch_end(self, trainer, module: LipSyncModule) -> None:
+        if trainer.sanity_checking or module.sample_batch is None or not trainer.is_global_zero:
+            return
+        grid = (sample_grid(module.sample_batch).clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(self.out_dir / f"step{trainer.global_step:06d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        logger = trainer.logger
+        if logger is not None and hasattr(logger, "log_image"):
+            logger.log_image(key="val/samples", images=[grid], step=trainer.global_step,
+                             caption=["reference | masked | generated | real"])
+
+
+def _evenly(ds: Dataset, count: int) -> Dataset:
+    if len(ds) <= count:
+        return ds
+    return Subset(ds, np.linspace(0, len(ds) - 1, count).astype(int).tolist())
+
+
+def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resume_dir: Path, run_name: str,
+        init: Path | None = None, meta: dict | None = None) -> dict:
+    """Train, then write out_dir/model.safetensors. Resumes from resume_dir/last.ckpt when it is there."""
+    t, tr = cfg.train, cfg.trainer
+    L.seed_everything(t.seed, workers=True)
+    spec = checkpoint.spec_from_cfg(cfg.model)
+    module = LipSyncModule(spec=spec.__dict__, lr=t.lr, expert_lr=t.expert_lr, lower_weight=t.lower_weight,
+                           sync_weight=t.sync_weight, expert_ready_loss=t.expert_ready_loss)
+    if init is not None:
+        base_spec, _ = checkpoint.read_header(init)
+        checkpoint.check_compatible(base_spec, spec, init)
+        gen, expert, _ = checkpoint.load(init)
+        module.generator.load_state_dict(gen.state_dict())
+        module.expert.load_state_dict(expert.state_dict())
+    if tr.compile:
+        module.generator = torch.compile(module.generator)
+
+    g = torch.Generator().manual_seed(t.seed)
+    train_loader = DataLoader(train_ds, batch_size=t.batch_size, shuffle=True, generator=g, drop_last=len(train_ds) > t.batch_size,
+                              num_workers=t.workers, persistent_workers=t.workers > 0)
+    val_loader = DataLoader(_evenly(val_ds, t.val_batches * t.batch_size), batch_size=t.batch_size,
+                            num_workers=t.workers)
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        ModelCheckpoint(dirpath=str(resume_dir), every_n_train_steps=t.checkpoint_every, save_top_k=0, save_last=True),
+        EarlyStopping(monitor=t.monitor, patience=t.early_stop_patience, mode="min", check_on_train_epoch_end=False),
+        SampleGrids(out_dir / "samples"),
+    ]
+    trainer = L.Trainer(
+        accelerator=tr.accelerator, devices=tr.devices if tr.devices == "auto" else int(tr.devices),
+        strategy=tr.strategy, num_nodes=tr.num_nodes, precision=resolve_precision(tr.precision),
+        max_steps=t.max_steps, max_time=dt.timedelta(minutes=t.max_minutes),
+        val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, callbacks=callbacks, logger=make_logger(cfg, run_name, Path(cfg.paths.root) / "logs"),
+        deterministic="warn", enable_progress_bar=None if os.isatty(2) else False, log_every_n_steps=10,
+        enable_model_summary=False, default_root_dir=str(resume_dir),
+    )
+    last = resume_dir / "last.ckpt"
+    resumed_from = None
+    if t.resume and last.is_file():
+        resumed_from = int(torch.load(last, map_location="cpu", weights_only=True).get("global_step", 0))
+        log.info("resuming from %s (step %d)", last, resumed_from)
+    started = time.perf_counter()
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resumed_from is not None else None)
+    finally:
+        if trainer.logger:
+            finish = getattr(getattr(trainer.logger, "experiment", None), "finish", None)
+            if callable(finish) and cfg.logger.name == "wandb":
+                finish()
+    seconds = time.perf_counter() - started
+    generator = getattr(module.generator, "_orig_mod", module.generator)
+    metrics = {k: round(float(v), 5) for k, v in trainer.callback_metrics.items()}
+    meta = {**(meta or {}), "steps": trainer.global_step, "seconds": round(seconds, 1), "metrics": metrics,
+            "init": str(init) if init else None}
+    checkpoint.save(out_dir / "model.safetensors", generator, module.expert, meta)
+    stopped = ("early stopping" if trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch
+               else "time budget" if t.max_minutes * 60 <= seconds + 1 else "max steps")
+    return {"steps": trainer.global_step, "seconds": round(seconds, 1), "resumed_from_step": resumed_from,
+            "stopped_by": stopped, "metrics": metrics, "precision": resolve_precision(tr.precision),
+            "device": "cuda" if torch.cuda.is_available() and tr.accelerator != "cpu" else "cpu"}

@@ -1,0 +1,105 @@
+"""The LightningModule: generator and sync expert trained together with one optimizer.
+
+Each step the expert learns, on real footage, to tell in-sync sound from sound taken elsewhere; the generator
+learns to inpaint the masked lower half (L1, weighted towards the mouth) and, once the expert is good enough
+on real footage, to satisfy the expert. The expert judges generated frames through a detached copy of its
+weights, so the generator's loss never trains the judge.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert, lower_half
+
+
+def masked_input(frames: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+    """(N, 3, S, S) targets and references -> (N, 6, S, S): reference | target with its lower half blanked."""
+    masked = frames.clone()
+    masked[:, :, frames.shape[-2] // 2 :] = 0
+    return torch.cat([refs, masked], 1)
+
+
+class LipSyncModule(L.LightningModule):
+    def __init__(self, spec: dict, lr: float = 3e-4, expert_lr: float = 3e-4, lower_weight: float = 2.0,
+                 sync_weight: float = 0.03, expert_ready_loss: float = 0.6):
+        super().__init__()
+        self.save_hyperparameters()
+        self.generator = Generator(ModelSpec(**spec))
+        self.expert = SyncExpert(ModelSpec(**spec))
+        self.register_buffer("expert_loss_avg", torch.tensor(0.7))  # saved in checkpoints: resume keeps it
+        self.sample_batch: dict | None = None
+
+    # -- pieces shared by training and validation
+    def generate(self, batch: dict) -> torch.Tensor:
+        frames, refs, mels = batch["frames"], batch["refs"], batch["mels"]
+        b, t = frames.shape[:2]
+        out = self.generator(masked_input(frames.flatten(0, 1), refs.flatten(0, 1)), mels.flatten(0, 1))
+        return out.view(b, t, *out.shape[1:])
+
+    def expert_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        mouths = lower_half(batch["frames"])
+        pos = self.expert(mouths, batch["sync_mel"])
+        neg = self.expert(mouths, batch["neg_mel"])
+        loss = F.binary_cross_entropy(pos, torch.ones_like(pos)) + F.binary_cross_entropy(neg, torch.zeros_like(neg))
+        acc = ((pos > 0.5).float().mean() + (neg < 0.5).float().mean()) / 2
+        return loss / 2, acc
+
+    def judged_sync(self, generated: torch.Tensor, sync_mel: torch.Tensor) -> torch.Tensor:
+        params = {k: v.detach() for k, v in self.expert.named_parameters()}
+        buffers = dict(self.expert.named_buffers())
+        was_training = self.expert.training
+        self.expert.eval()  # judge with running statistics; do not update them on generated frames
+        score = functional_call(self.expert, (params, buffers), (lower_half(generated), sync_mel))
+        self.expert.train(was_training)
+        return F.binary_cross_entropy(score, torch.ones_like(score))
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        e_loss, e_acc = self.expert_loss(batch)
+        gen = self.generate(batch)
+        real = batch["frames"]
+        half = real.shape[-2] // 2
+        l1 = F.l1_loss(gen, real)
+        l1_lower = F.l1_loss(gen[..., half:, :], real[..., half:, :])
+        sync = self.judged_sync(gen, batch["sync_mel"])
+        return {"expert": e_loss, "expert_acc": e_acc, "l1": l1, "l1_lower": l1_lower, "sync": sync, "gen": gen}
+
+    # -- Lightning hooks
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self.losses(batch)
+        self.expert_loss_avg.mul_(0.98).add_(0.02 * out["expert"].detach())
+        use_sync = bool(self.expert_loss_avg < self.hparams.expert_ready_loss) and self.hparams.sync_weight > 0
+        sw = self.hparams.sync_weight if use_sync else 0.0
+        recon = out["l1"] + self.hparams.lower_weight * out["l1_lower"]
+        loss = (1 - sw) * recon + sw * out["sync"] + out["expert"]
+        self.log_dict({"train/loss": loss, "train/l1": out["l1"], "train/l1_lower": out["l1_lower"],
+                       "train/sync": out["sync"], "train/expert": out["expert"], "train/expert_acc": out["expert_acc"],
+                       "train/sync_weight": sw}, prog_bar=False, on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self.losses(batch)
+        self.log_dict({"val/l1": out["l1"], "val/l1_lower": out["l1_lower"], "val/sync": out["sync"],
+                       "val/expert": out["expert"], "val/expert_acc": out["expert_acc"]},
+                      on_step=False, on_epoch=True, sync_dist=True, batch_size=batch["frames"].shape[0])
+        if batch_idx == 0:
+            self.sample_batch = {"frames": batch["frames"][:, 0].detach(), "refs": batch["refs"][:, 0].detach(),
+                                 "gen": out["gen"][:, 0].detach()}
+
+    def configure_optimizers(self):
+        return torch.optim.Adam([
+            {"params": self.generator.parameters(), "lr": self.hparams.lr},
+            {"params": self.expert.parameters(), "lr": self.hparams.expert_lr},
+        ], betas=(0.5, 0.999))
+
+
+def sample_grid(sample: dict, rows: int = 4) -> torch.Tensor:
+    """(3, H, W) grid: reference | masked | generated | real, one example per row."""
+    frames, refs, gen = (sample[k][:rows].float().cpu() for k in ("frames", "refs", "gen"))
+    masked = frames.clone()
+    masked[:, :, frames.shape[-2] // 2 :] = 0
+    cols = [refs, masked, gen, frames]
+    return torch.cat([torch.cat([c[i] for c in cols], dim=2) for i in range(frames.shape[0])], dim=1)
