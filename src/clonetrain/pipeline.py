@@ -93,7 +93,8 @@ def fingerprint(stage: Stage, cfg: DictConfig, ws: Workspace, module) -> tuple[s
     if hasattr(module, "inputs"):
         known = previous.get("inputs", {})
         for path in module.inputs(cfg, ws):
-            rel = str(path.relative_to(ws.root))
+            # Paths under the data root are recorded relative to it (the root can move); others as they are.
+            rel = str(path.relative_to(ws.root)) if ws.root in path.resolve().parents else str(path.resolve())
             inputs[rel] = file_entry(path, known.get(rel))
     upstream = {}
     for up in stage.upstream:

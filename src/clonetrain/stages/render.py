@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +57,10 @@ def _read_speech(path_str: str, sr: int) -> tuple[Path, np.ndarray]:
     return path, wav
 
 
-def _check_consent(ws: Workspace) -> dict:
+def _check_consent(ws: Workspace, today: date | None = None) -> dict:
     record = json.loads((ws.stage_dir("ingest") / "consent.json").read_text())
-    expires = datetime.fromisoformat(record["expires"]).date()
-    if datetime.now(timezone.utc).date() > expires:
+    expires = date.fromisoformat(record["expires"])
+    if (today or datetime.now(timezone.utc).date()) > expires:
         raise ConsentError(f"the consent of {record['person']} for clone {ws.clone!r} expired on {expires}: "
                            "nothing may be rendered with this clone", "renew the consent record and re-ingest")
     return record

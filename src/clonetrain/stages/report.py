@@ -48,6 +48,20 @@ def _preview_frames(crops: np.ndarray, points: np.ndarray, usable: np.ndarray, m
         yield img
 
 
+def _evaluation(ws: Workspace) -> list[tuple[str, list[str], list[list]]]:
+    """The held-out evaluation as tables, once stage=evaluate has run."""
+    path = ws.stage_dir("evaluate") / "metrics.json"
+    if ws.read_manifest("evaluate") is None or not path.is_file():
+        return []
+    ev = json.loads(path.read_text())
+    keys = ["lmd_mouth", "mouth_open_corr", "offset_frames", "psnr_lower", "ssim_lower"]
+    rows = [[name, *[m.get(k) for k in keys]] for name, m in ev["metrics"].items()]
+    targets = [[k, "met" if v else "MISSED"] for k, v in ev["targets"].items()]
+    return [(f"Lip-sync on {ev['heldout_frames']} held-out frames (judge: {ev['judge']} landmarks; lower LMD, "
+             "higher correlation/PSNR/SSIM, offset near 0 are better)", ["output", *keys], rows),
+            ("Acceptance targets", ["target", "result"], targets)]
+
+
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     m = {s: ws.read_manifest(s) for s in UPSTREAM}
     ing, fac, lmd, aud = (ws.stage_dir(s) for s in UPSTREAM)
@@ -121,9 +135,11 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     footer = (f"clone {ws.clone} - generated {created} by clonetrain - consent sha256 "
               f"{m['ingest']['details'].get('consent_sha256', '?')[:16]}")
-    page = html.page(ws.clone, verdict, level, findings,
-                     [("Takes", ["file", "status", "length", "speech", "frames with face", "audio offset"], rows)],
-                     plots, thumbs, footer)
+    tables = [("Takes", ["file", "status", "length", "speech", "frames with face", "audio offset"], rows)]
+    evaluation = _evaluation(ws)
+    if evaluation:
+        tables += evaluation
+    page = html.page(ws.clone, verdict, level, findings, tables, plots, thumbs, footer)
     write_text_atomic(out_dir / "report.html", page)
     report = {
         "clone": ws.clone, "created": created, "verdict": verdict, "level": level, "ready_for_lipsync": bool(ready),

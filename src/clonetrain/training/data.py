@@ -90,7 +90,7 @@ def window_starts(clip: Clip, lo: int, hi: int, length: int) -> np.ndarray:
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """(..., S, S, 3) uint8 -> (..., 3, S, S) float in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0)
+    t = torch.from_numpy(np.array(frames, np.uint8)).float().div_(255.0)  # a copy: memmaps are read-only
     return t.movedim(-1, -3)
 
 

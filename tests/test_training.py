@@ -1,0 +1,166 @@
+"""The lip-sync model side on tiny configs and real preprocessed footage."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from clonetrain.errors import UpstreamMissingError
+from clonetrain.models import checkpoint
+from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert
+from clonetrain.training.data import WindowDataset, load_clip
+from clonetrain.training.module import LipSyncModule
+from conftest import make_clone, run
+
+TINY_MODEL = ["model.channels=4", "model.max_channels=16", "model.audio_dim=16", "model.expert_dim=8"]
+TINY = [*TINY_MODEL, "train.batch_size=2", "train.val_batches=1", "train.val_every=2", "train.checkpoint_every=2",
+        "train.max_steps=4", "logger=none"]
+TINY_SPEC = ModelSpec(channels=4, max_channels=16, audio_dim=16, expert_dim=8)
+
+
+@pytest.fixture(scope="module")
+def trained(preprocessed, tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained") / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    run(root, "man", "stage=train", *TINY)
+    run(root, "man", "stage=evaluate", *TINY)
+    return root
+
+
+def test_a_few_steps_lower_the_loss(preprocessed):
+    clip = load_clip(preprocessed, 96)
+    ds = WindowDataset(clip, 0, clip.split(0.15), 5, 0, clip.split(0.15))
+    torch.manual_seed(0)
+    batch = {k: torch.stack([ds[i][k] for i in (0, 50)]) for k in ds[0]}
+    module = LipSyncModule(spec=TINY_SPEC.__dict__, lr=3e-3)
+    opt = module.configure_optimizers()
+    first = None
+    for _ in range(25):
+        out = module.losses(batch)
+        loss = out["l1"] + out["l1_lower"]
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.7 * first
+
+
+def test_generator_keeps_the_known_upper_half(preprocessed):
+    clip = load_clip(preprocessed, 96)
+    frames = torch.from_numpy(np.asarray(clip.faces[:2])).float().div(255).permute(0, 3, 1, 2)
+    faces = torch.cat([frames, frames], 1)
+    out = Generator(TINY_SPEC).eval()(faces, torch.zeros(2, 1, 80, 16))
+    assert torch.equal(out[:, :, :48], frames[:, :, :48])
+
+
+def test_checkpoint_round_trips_bit_exactly(tmp_path):
+    torch.manual_seed(1)
+    g, e = Generator(TINY_SPEC), SyncExpert(TINY_SPEC)
+    path = tmp_path / "m.safetensors"
+    checkpoint.save(path, g, e, {"clone": "x"})
+    g2, e2, meta = checkpoint.load(path)
+    assert meta == {"clone": "x"} and g2.spec == TINY_SPEC
+    for a, b in ((g, g2), (e, e2)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_train_writes_a_model_and_holds_out_the_end(trained):
+    d = trained / "work" / "man" / "train"
+    split = json.loads((d / "split.json").read_text())
+    assert split["holdout_from_frame"] == 425  # 15% of 500 frames held out
+    assert split["reference_frame"] < 425
+    m = json.loads((d / "manifest.json").read_text())
+    assert m["counts"]["steps"] == 4 and m["counts"]["stopped_by"] == "max steps"
+    assert any(p.suffix == ".png" for p in (d / "samples").iterdir())  # sample grids
+    assert not (trained / "work" / "man" / "resume").exists() or not any((trained / "work" / "man" / "resume").iterdir())
+
+
+def test_training_is_deterministic_with_a_seed(trained, tmp_path):
+    first, _, _ = checkpoint.load(trained / "work" / "man" / "train" / "model.safetensors")
+    root = tmp_path / "data"
+    shutil.copytree(trained, root, symlinks=True)
+    run(root, "man", "stage=train", "force=true", *TINY)
+    again, _, _ = checkpoint.load(root / "work" / "man" / "train" / "model.safetensors")
+    a, b = first.state_dict(), again.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    run(root, "man", "stage=train", "force=true", "train.seed=7", *TINY)
+    other, _, _ = checkpoint.load(root / "work" / "man" / "train" / "model.safetensors")
+    assert not all(torch.equal(a[k], other.state_dict()[k]) for k in a)  # the seed matters
+
+
+def test_a_killed_training_resumes_from_its_checkpoint(preprocessed, tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    real_step = LipSyncModule.training_step
+
+    def dies_at_step_3(self, batch, idx):
+        if self.global_step == 3:
+            raise RuntimeError("killed")
+        return real_step(self, batch, idx)
+
+    monkeypatch.setattr(LipSyncModule, "training_step", dies_at_step_3)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(root, "man", "stage=train", *TINY)
+    assert not (root / "work" / "man" / "train").exists()
+    assert list((root / "work" / "man" / "resume").glob("train-*/last.ckpt"))
+    monkeypatch.undo()
+    run(root, "man", "stage=train", *TINY)
+    counts = json.loads((root / "work" / "man" / "train" / "manifest.json").read_text())["counts"]
+    assert counts["resumed_from_step"] == 2 and counts["steps"] == 4
+
+
+def test_evaluate_reports_every_metric_for_the_clone_and_baselines(trained):
+    report = json.loads((trained / "work" / "man" / "evaluate" / "metrics.json").read_text())
+    assert report["heldout_frames"] == 75
+    for name in ("clone", "static_frame", "real_footage"):
+        m = report["metrics"][name]
+        assert m["lmd_mouth"] >= 0 and m["judged_frames"] > 0
+        assert -1 <= m["mouth_open_corr"] <= 1 and 0 <= m["ssim_lower"] <= 1
+    assert report["metrics"]["real_footage"]["lmd_mouth"] == 0
+    assert 10 < report["metrics"]["static_frame"]["psnr_lower"] < 60
+    assert set(report["comparison"]["clone_vs_static_frame"]) == {"lmd_mouth", "mouth_open_corr", "psnr_lower",
+                                                                  "ssim_lower", "offset_frames"}
+    assert (trained / "work" / "man" / "evaluate" / "heldout.mp4").stat().st_size > 10_000
+
+
+def test_evaluate_includes_the_untuned_base(trained, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(trained, root, symlinks=True)
+    base = root / "work" / "man" / "train" / "model.safetensors"
+    shutil.copy(base, tmp_path / "base.safetensors")
+    run(root, "man", "stage=train", f"model.base={tmp_path / 'base.safetensors'}", "train.max_steps=2", *TINY[:-2])
+    run(root, "man", "stage=evaluate", *TINY)
+    report = json.loads((root / "work" / "man" / "evaluate" / "metrics.json").read_text())
+    assert "base_untuned" in report["metrics"] and "clone_vs_base_untuned" in report["comparison"]
+
+
+def test_missing_or_malformed_base_checkpoint_is_a_clear_error(preprocessed, tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
+        run(preprocessed.root, "man", "stage=train", f"model.base={tmp_path / 'nope.safetensors'}", *TINY)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="not a readable safetensors checkpoint"):
+        run(preprocessed.root, "man", "stage=train", f"model.base={bad}", *TINY)
+    other = tmp_path / "other.safetensors"
+    checkpoint.save(other, Generator(ModelSpec(channels=6)), SyncExpert(ModelSpec(channels=6)))
+    with pytest.raises(checkpoint.CheckpointError, match="another model shape"):
+        run(preprocessed.root, "man", "stage=train", f"model.base={other}", *TINY)
+
+
+def test_training_a_clone_never_preprocessed_is_a_clear_error(clips, tmp_path):
+    make_clone(tmp_path, "raw_only", {"a.mp4": clips["man20"]})
+    with pytest.raises(UpstreamMissingError, match="stage=faces clone=raw_only"):
+        run(tmp_path, "raw_only", "stage=train", *TINY)
+
+
+def test_wandb_logs_offline_without_an_account(preprocessed, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    root = tmp_path / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    run(root, "man", "stage=train", *TINY[:-1], "train.max_steps=2", "logger=wandb")
+    runs = list((root / "logs" / "wandb").glob("offline-run-*"))
+    assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
