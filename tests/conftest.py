@@ -95,3 +95,19 @@ def run_until(root: Path, clone: str, last: str, *overrides: str) -> dict[str, s
         if stage == last:
             return statuses
     raise ValueError(last)
+
+
+# A model small enough to train a few steps in seconds on 2 cores: tests behaviour, not quality.
+TINY_MODEL = ["model.channels=4", "model.max_channels=16", "model.audio_dim=16", "model.expert_dim=8"]
+TINY = [*TINY_MODEL, "train.batch_size=2", "train.val_batches=1", "train.val_every=2", "train.checkpoint_every=2",
+        "train.max_steps=4", "logger=none", "render.loop_seconds=2"]
+
+
+@pytest.fixture(scope="session")
+def trained(preprocessed, tmp_path_factory) -> Path:
+    """The preprocessed clone trained for a few steps with a tiny model, and evaluated (a data root)."""
+    root = tmp_path_factory.mktemp("trained") / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    run(root, "man", "stage=train", *TINY)
+    run(root, "man", "stage=evaluate", *TINY)
+    return root

@@ -13,8 +13,7 @@ from clonetrain.stages import render
 from clonetrain.stages.render import RenderError
 from clonetrain.workspace import Workspace
 from conftest import ffmpeg as run_ffmpeg
-from conftest import run
-from test_training import TINY, trained  # noqa: F401  (the shared tiny trained clone)
+from conftest import TINY, run
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def speech(footage, tmp_path_factory):
     return path
 
 
-def test_render_makes_a_labelled_playable_video_of_the_audio_length(trained, speech, tmp_path):  # noqa: F811
+def test_render_makes_a_labelled_playable_video_of_the_audio_length(trained, speech, tmp_path):
     out = tmp_path / "out.mp4"
     run(trained, "man", "stage=render", f"audio={speech}", f"render.out={out}", *TINY)
     info = ffmpeg.probe(str(out))
@@ -45,15 +44,15 @@ def test_render_makes_a_labelled_playable_video_of_the_audio_length(trained, spe
     assert abs(frames[:, 2:18, 150:250].mean() - source[:400, 2:18, 150:250].mean()) < 12
 
 
-def test_render_refuses_what_is_not_audio(trained, footage):  # noqa: F811
+def test_render_refuses_what_is_not_audio(trained, footage):
     with pytest.raises(RenderError, match="not an audio file"):
         run(trained, "man", "stage=render", f"audio={footage / 'bad_not_a_video.mp4'}", *TINY)
     with pytest.raises(RenderError, match="needs the speech"):
         run(trained, "man", "stage=render", *TINY)
 
 
-def test_render_refuses_after_consent_expired(trained):  # noqa: F811
-    ws = Workspace(trained, "man")
-    render._check_consent(ws)  # valid today
+def test_render_refuses_after_consent_expired(trained):
+    record = json.loads((Workspace(trained, "man").stage_dir("ingest") / "consent.json").read_text())
+    render.check_consent(record, "man")  # valid today
     with pytest.raises(ConsentError, match="expired"):
-        render._check_consent(ws, today=dt.date.today() + dt.timedelta(days=400))
+        render.check_consent(record, "man", today=dt.date.today() + dt.timedelta(days=400))

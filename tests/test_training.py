@@ -12,21 +12,13 @@ from clonetrain.models import checkpoint
 from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert
 from clonetrain.training.data import WindowDataset, load_clip
 from clonetrain.training.module import LipSyncModule
-from conftest import make_clone, run
+from conftest import TINY, make_clone, run
 
-TINY_MODEL = ["model.channels=4", "model.max_channels=16", "model.audio_dim=16", "model.expert_dim=8"]
-TINY = [*TINY_MODEL, "train.batch_size=2", "train.val_batches=1", "train.val_every=2", "train.checkpoint_every=2",
-        "train.max_steps=4", "logger=none"]
 TINY_SPEC = ModelSpec(channels=4, max_channels=16, audio_dim=16, expert_dim=8)
 
 
-@pytest.fixture(scope="module")
-def trained(preprocessed, tmp_path_factory):
-    root = tmp_path_factory.mktemp("trained") / "data"
-    shutil.copytree(preprocessed.root, root, symlinks=True)
-    run(root, "man", "stage=train", *TINY)
-    run(root, "man", "stage=evaluate", *TINY)
-    return root
+def _without(*prefixes: str) -> list[str]:
+    return [o for o in TINY if not o.startswith(prefixes)]
 
 
 def test_a_few_steps_lower_the_loss(preprocessed):
@@ -131,7 +123,8 @@ def test_evaluate_includes_the_untuned_base(trained, tmp_path):
     shutil.copytree(trained, root, symlinks=True)
     base = root / "work" / "man" / "train" / "model.safetensors"
     shutil.copy(base, tmp_path / "base.safetensors")
-    run(root, "man", "stage=train", f"model.base={tmp_path / 'base.safetensors'}", "train.max_steps=2", *TINY[:-2])
+    run(root, "man", "stage=train", f"model.base={tmp_path / 'base.safetensors'}", *_without("train.max_steps="),
+        "train.max_steps=2")
     run(root, "man", "stage=evaluate", *TINY)
     report = json.loads((root / "work" / "man" / "evaluate" / "metrics.json").read_text())
     assert "base_untuned" in report["metrics"] and "clone_vs_base_untuned" in report["comparison"]
@@ -161,6 +154,6 @@ def test_wandb_logs_offline_without_an_account(preprocessed, tmp_path, monkeypat
     monkeypatch.setenv("WANDB_MODE", "offline")
     root = tmp_path / "data"
     shutil.copytree(preprocessed.root, root, symlinks=True)
-    run(root, "man", "stage=train", *TINY[:-1], "train.max_steps=2", "logger=wandb")
+    run(root, "man", "stage=train", *_without("logger=", "train.max_steps="), "train.max_steps=2", "logger=wandb")
     runs = list((root / "logs" / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())

@@ -174,8 +174,17 @@ class EvaluateCfg:
 @dataclass
 class RenderCfg:
     out: str = ""  # default: <root>/renders/<clone>/<audio stem>.mp4
+    package: str = ""  # a package folder or archive; default: the clone's live package, else its training output
     loop_seconds: float = 8.0  # the footage loop the face is pasted into (ping-pong)
     batch_size: int = 16
+
+
+@dataclass
+class NightlyCfg:
+    clones: list[str] = field(default_factory=list)  # empty: every clone under raw/
+    # A new version goes live only if no held-out metric is worse than the live one's by more than this
+    # share of it (offset: within +-1 frame or no further from 0 than the live one).
+    tolerance: float = 0.02
 
 
 @dataclass
@@ -197,6 +206,7 @@ class Config:
     pretrain: PretrainCfg = field(default_factory=PretrainCfg)
     evaluate: EvaluateCfg = field(default_factory=EvaluateCfg)
     render: RenderCfg = field(default_factory=RenderCfg)
+    nightly: NightlyCfg = field(default_factory=NightlyCfg)
     # The speech stage=render speaks (any length, any format ffmpeg reads).
     audio: str = ""
 

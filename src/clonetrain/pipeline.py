@@ -46,6 +46,8 @@ STAGES: dict[str, Stage] = {
         Stage("pretrain", "clonetrain.stages.pretrain", ("model", "train", "pretrain"), ()),
         Stage("train", "clonetrain.stages.train", ("model", "train"), ("faces", "landmarks", "audio")),
         Stage("evaluate", "clonetrain.stages.evaluate", ("evaluate", "landmarks", "audio_features"), ("train",)),
+        Stage("package", "clonetrain.stages.package", ("model", "train", "render", "audio_features"),
+              ("ingest", "faces", "landmarks", "audio", "train", "evaluate")),
         Stage("report", "clonetrain.stages.report", ("report",), ("ingest", "faces", "landmarks", "audio"),
               optional=("evaluate",)),
     )
@@ -53,7 +55,7 @@ STAGES: dict[str, Stage] = {
 
 GROUPS: dict[str, list[str]] = {
     "preprocess": ["ingest", "faces", "landmarks", "audio", "report"],
-    "all": ["ingest", "faces", "landmarks", "audio", "train", "evaluate", "report"],
+    "all": ["ingest", "faces", "landmarks", "audio", "train", "evaluate", "report", "package"],
 }
 
 
