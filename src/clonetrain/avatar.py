@@ -72,6 +72,8 @@ def decode_frames(ws, frame_ids: np.ndarray) -> np.ndarray:
 
 
 def from_workspace(cfg, ws) -> Avatar:
+    from omegaconf import OmegaConf
+
     from clonetrain.manifest import sha256_file
     from clonetrain.models import checkpoint
     from clonetrain.training.data import load_clip
@@ -85,8 +87,6 @@ def from_workspace(cfg, ws) -> Avatar:
     split = json.loads((ws.stage_dir("train") / "split.json").read_text())
     loop = loop_indices(clip.usable, clip.take, split["holdout_from_frame"], int(cfg.render.loop_seconds * clip.fps))
     squares = np.load(ws.stage_dir("faces") / "faces.npz")["square"][loop]
-    from omegaconf import OmegaConf
-
     return Avatar(clone=ws.clone, version=None, frames=decode_frames(ws, loop), crops=np.asarray(clip.faces[loop]),
                   squares=squares, reference=np.asarray(clip.faces[split["reference_frame"]]), generator=generator,
                   mel=OmegaConf.to_container(cfg.audio_features, resolve=True),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -136,14 +135,3 @@ def reference_frame(clip: Clip, hi: int) -> int:
         raise UpstreamMissingError(f"clone {clip.clone!r} has no usable training frame")
     mouth = clip.mouth_open[cand]
     return int(cand[np.argmin(np.abs(mouth - np.median(mouth)))])
-
-
-def corpus_manifests(root: Path, clones: list[str]) -> list[Path]:
-    return [Workspace(root, c).manifest_path(s) for c in clones for s in ("faces", "audio")]
-
-
-def clip_summary(clip: Clip) -> dict:
-    return {"clone": clip.clone, "frames": clip.n, "usable": int(clip.usable.sum())}
-
-
-

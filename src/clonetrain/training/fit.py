@@ -74,6 +74,21 @@ class SampleGrids(Callback):
                              caption=["reference | masked | generated | real"])
 
 
+class BestWeights(Callback):
+    """Keep the weights of the best validation so far (training on one minute of footage is noisy; the last
+    step is not always the best). They are what gets saved."""
+
+    def __init__(self, monitor: str):
+        self.monitor, self.best, self.state, self.step = monitor, float("inf"), None, None
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None or float(value) >= self.best:
+            return
+        self.best, self.step = float(value), trainer.global_step
+        self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
 def _evenly(ds: Dataset, count: int) -> Dataset:
     if len(ds) <= count:
         return ds
@@ -107,6 +122,7 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
         ModelCheckpoint(dirpath=str(resume_dir), every_n_train_steps=t.checkpoint_every, save_top_k=0, save_last=True),
         EarlyStopping(monitor=t.monitor, patience=t.early_stop_patience, mode="min", check_on_train_epoch_end=False),
         SampleGrids(out_dir / "samples"),
+        best := BestWeights(t.monitor),
     ]
     trainer = L.Trainer(
         accelerator=tr.accelerator, devices=tr.devices if tr.devices == "auto" else int(tr.devices),
@@ -131,13 +147,16 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
             if callable(finish) and cfg.logger.name == "wandb":
                 finish()
     seconds = time.perf_counter() - started
+    if best.state is not None:
+        module.load_state_dict(best.state)
     generator = getattr(module.generator, "_orig_mod", module.generator)
     metrics = {k: round(float(v), 5) for k, v in trainer.callback_metrics.items()}
     meta = {**(meta or {}), "steps": trainer.global_step, "seconds": round(seconds, 1), "metrics": metrics,
-            "init": str(init) if init else None}
+            "init": str(init) if init else None, "best_step": best.step, f"best_{t.monitor}": best.best}
     checkpoint.save(out_dir / "model.safetensors", generator, module.expert, meta)
     stopped = ("early stopping" if trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch
                else "time budget" if t.max_minutes * 60 <= seconds + 1 else "max steps")
     return {"steps": trainer.global_step, "seconds": round(seconds, 1), "resumed_from_step": resumed_from,
+            "best_step": best.step, "best_monitor": round(best.best, 5) if best.step is not None else None,
             "stopped_by": stopped, "metrics": metrics, "precision": resolve_precision(tr.precision),
             "device": "cuda" if torch.cuda.is_available() and tr.accelerator != "cpu" else "cpu"}
