@@ -8,7 +8,7 @@ import pytest
 from clonetrain.errors import FootageError
 from clonetrain.stages.faces import BLURRED, NO_FACE, SEVERAL_FACES
 from clonetrain.vision.tracking import iou
-from conftest import ffmpeg, make_clone, run, run_until
+from conftest import ffmpeg, make_clone, run_until
 
 # Face boxes (brows to chin, cheek to cheek) marked by hand on frames of talk_man_60s.mp4 (256x256).
 HAND_BOXES = {0: [65, 65, 215, 215], 400: [56, 70, 204, 225]}
@@ -65,6 +65,6 @@ def test_take_without_a_face_is_left_out_and_named(clips, tmp_path):
     assert rows["a.mp4"]["status"] == "ok"
     assert rows["b.mp4"]["status"] == "rejected" and rows["b.mp4"]["reason"] == "no face in 100% of frames"
     # Only the take without a face: the stage fails with the reason.
-    ws2 = make_clone(tmp_path, "nf2", {"b.mp4": noface})
+    make_clone(tmp_path, "nf2", {"b.mp4": noface})
     with pytest.raises(FootageError, match="no face in 100% of frames"):
         run_until(tmp_path, "nf2", "faces")

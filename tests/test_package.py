@@ -7,7 +7,6 @@ import shutil
 import tarfile
 
 import ffmpeg
-import numpy as np
 import pytest
 import torch
 

@@ -14,7 +14,6 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf

@@ -7,7 +7,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, safe_open
 
