@@ -157,3 +157,7 @@ def test_wandb_logs_offline_without_an_account(preprocessed, tmp_path, monkeypat
     run(root, "man", "stage=train", *_without("logger=", "train.max_steps="), "train.max_steps=2", "logger=wandb")
     runs = list((root / "logs" / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
+    # The evaluation logs its metrics and the generated held-out clip.
+    run(root, "man", "stage=evaluate", *_without("logger="), "logger=wandb")
+    clips = list((root / "logs" / "wandb").glob("offline-run-*/files/media/videos/eval/*.mp4"))
+    assert len(clips) == 1 and clips[0].stat().st_size > 10_000

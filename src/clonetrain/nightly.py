@@ -28,7 +28,7 @@ from typing import Iterator
 
 from omegaconf import DictConfig
 
-from clonetrain import pipeline, registry
+from clonetrain import pipeline, registry, tracking
 from clonetrain.errors import ClonetrainError, LockedError
 from clonetrain.evaluation.metrics import HIGHER_IS_BETTER
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
@@ -89,21 +89,6 @@ def _clones(root: Path, only: list[str]) -> list[str]:
     return [c for c in found if not only or c in only]
 
 
-def _log_to_logger(cfg: DictConfig, clone: str, row: dict) -> None:
-    if cfg.logger.name != "wandb":
-        return
-    os.environ.setdefault("WANDB_SILENT", "true")
-    import wandb
-
-    run = wandb.init(project=cfg.logger.project, name=f"nightly-{clone}", mode=str(cfg.logger.mode),
-                     dir=str(Path(cfg.paths.root) / "logs"), reinit="finish_previous", config={"clone": clone})
-    try:
-        run.log({f"nightly/{k}": v for k, v in (row.get("metrics") or {}).items() if isinstance(v, (int, float))})
-        run.summary["status"] = row["status"]
-    finally:
-        run.finish()
-
-
 def process_clone(root: Path, clone: str, overrides: list[str]) -> dict:
     started = time.perf_counter()
     row: dict = {"clone": clone}
@@ -134,8 +119,8 @@ def process_clone(root: Path, clone: str, overrides: list[str]) -> dict:
             registry.mark(root, clone, version, "rejected", reason)
             row.update(status="kept", reason=reason)
     row["seconds"] = round(time.perf_counter() - started, 2)
-    with contextlib.suppress(Exception):  # tracking is a convenience; never fail a clone over it
-        _log_to_logger(cfg, clone, row)
+    tracking.log_run(cfg, f"nightly-{clone}", {f"nightly/{k}": v for k, v in (row.get("metrics") or {}).items()},
+                     summary={"status": row["status"], "reason": row["reason"], "version": version})
     return row
 
 

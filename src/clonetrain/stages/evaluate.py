@@ -6,6 +6,7 @@ Writes metrics.json  for the clone, a static reference frame (its mouth frozen o
                      un-tuned base: mouth LMD, mouth-opening correlation, audio-video offset of the generated
                      frames, PSNR and SSIM of the lower face; and whether the clone beats each baseline
        heldout.mp4   real | static | clone side by side over the held-out sound, labelled AI-generated
+                     (also logged, with the metrics, to the tracker: wandb offline by default)
 
     python -m clonetrain stage=evaluate clone=anna
 """
@@ -20,6 +21,7 @@ import numpy as np
 import soundfile as sf
 from omegaconf import DictConfig
 
+from clonetrain import tracking
 from clonetrain.evaluation import metrics
 from clonetrain.manifest import StageResult
 from clonetrain.media.label import burn_label
@@ -109,6 +111,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                                                  "generator": "clonetrain"})})
 
     c = results["clone"]
+    tracking.log_run(cfg, f"{ws.clone}-evaluate", {f"eval/{k}": v for k, v in c.items()},
+                     summary={f"target/{k}": v for k, v in targets.items()},
+                     videos={"eval/heldout_real_static_clone": out_dir / "heldout.mp4"})
     result = StageResult(counts={"heldout_frames": int(idx.size), **{f"clone_{k}": v for k, v in c.items()}})
     result.summary = [f"{idx.size} held-out frames judged by {cfg.landmarks.backend} landmarks"]
     for name, m in results.items():
