@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_preprocess import machine  # noqa: E402
+from bench_common import write_result  # noqa: E402
 from demo import CONSENT, DEFAULT_FOOTAGE  # noqa: E402
 
 FOOTAGE = DEFAULT_FOOTAGE.parent
@@ -93,11 +93,8 @@ def main() -> int:
         "fine_tuned_vs_scratch": vs_scratch,
         "comparison": tuned["comparison"],
         "wall_seconds": {k: round(v, 1) for k, v in times.items()},
-        "machine": machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
     return 0
 
 

@@ -13,7 +13,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -23,19 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+from bench_common import write_result  # noqa: E402
 from demo import CONSENT, DEFAULT_FOOTAGE  # noqa: E402  (shared consent text for test footage)
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem = next((int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), None)
-    import torch
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def run(data: Path, clone: str, *extra: str) -> float:
@@ -77,11 +65,8 @@ def main() -> int:
         "peak_memory_mib": round(peak_mib),
         "targets": {"real_time_factor": 0.5, "warm_seconds": 2.0},
         "meets_targets": cold / footage_s <= 0.5 and warm < 2.0,
-        "machine": machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
     return 0
 
 

@@ -67,9 +67,6 @@ class Package:
     def consent_valid(self, today: dt.date | None = None) -> bool:
         return (today or dt.date.today()) <= dt.date.fromisoformat(self.consent["expires"])
 
-    def file(self, name: str) -> Path:
-        return self.path / name
-
     def generator(self, device: str = "cpu"):
         """The TorchScript generator; needs torch only."""
         import torch

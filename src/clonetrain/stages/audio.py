@@ -17,7 +17,6 @@ Writes audio.wav     the sound with each take's offset corrected (16 kHz mono)
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ from clonetrain.manifest import StageResult
 from clonetrain.stages.faces import UNUSABLE
 from clonetrain.workspace import Workspace, write_json_atomic
 
-log = logging.getLogger(__name__)
 CODE = ("clonetrain.audio.features", "clonetrain.audio.sync", "clonetrain.audio.vad")
 
 

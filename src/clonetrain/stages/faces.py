@@ -15,7 +15,6 @@ Frame indices stay dense: a frame without a face is flagged, never dropped.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ from clonetrain.vision import crops, tracking
 from clonetrain.vision.detector import MediaPipeFaceDetector
 from clonetrain.workspace import Workspace, write_json_atomic
 
-log = logging.getLogger(__name__)
 CODE = ("clonetrain.vision.detector", "clonetrain.vision.tracking", "clonetrain.vision.crops", "clonetrain.media.convert")
 
 # Per-frame flags (bit mask); FLAG_NAMES gives the words used in reports.

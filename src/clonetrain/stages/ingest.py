@@ -13,7 +13,6 @@ Writes takes/NNN.mp4       each usable take, constant fps, rotation applied, no 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,6 @@ from clonetrain.manifest import StageResult, sha256_file
 from clonetrain.media import convert, probe
 from clonetrain.workspace import Workspace, write_json_atomic
 
-log = logging.getLogger(__name__)
 CODE = ("clonetrain.media.probe", "clonetrain.media.convert", "clonetrain.audio.vad", "clonetrain.consent")
 
 SILENCE_PEAK = 1e-4  # float full scale; digital silence stays below it even after loudness normalisation

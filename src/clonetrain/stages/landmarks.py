@@ -9,7 +9,6 @@ Writes landmarks.npz: points (N, 68, 2) in crop pixels, points_frame (N, 68, 2) 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import make_landmarker
 from clonetrain.workspace import Workspace
 
-log = logging.getLogger(__name__)
 CODE = ("clonetrain.vision.landmarks", "clonetrain.vision.geometry")
 
 

@@ -94,13 +94,12 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 class WindowDataset(Dataset):
-    def __init__(self, clip: Clip, lo: int, hi: int, length: int, ref_lo: int, ref_hi: int, seed: int = 0):
+    def __init__(self, clip: Clip, lo: int, hi: int, length: int, ref_lo: int, ref_hi: int):
         """Windows from frames [lo, hi); reference frames drawn from usable frames in [ref_lo, ref_hi)
         (always the training part, so held-out frames never leak in as references)."""
         self.clip, self.length = clip, length
         self.starts = window_starts(clip, lo, hi, length)
         self.refs = np.flatnonzero(clip.usable[ref_lo:ref_hi]) + ref_lo
-        self.seed = seed
         if len(self.refs) == 0:
             raise UpstreamMissingError(f"clone {clip.clone!r} has no usable training frame")
 
@@ -109,7 +108,7 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
         c, t0, T = self.clip, int(self.starts[idx]), self.length
-        # Random but reproducible per (seed, idx, draw): torch's generator is seeded by Lightning per worker.
+        # Random but reproducible: torch's generator is seeded by Lightning (train.seed) in every worker.
         ref_idx = self.refs[torch.randint(len(self.refs), (T,)).numpy()]
         frames = np.asarray(c.faces[t0 : t0 + T])
         refs = np.asarray(c.faces[ref_idx])
