@@ -1,10 +1,11 @@
 """The lip-sync acceptance benchmark; writes bench/results/lipsync.json.
 
-    python scripts/bench_lipsync.py [--train-minutes 15] [--pretrain-minutes 10] [--data /tmp/ct_bench]
+    python scripts/bench_lipsync.py [--train-minutes 15] [--pretrain-minutes 20] [--data /tmp/ct_bench]
 
 1. Preprocess talk_man_60s (the clone under test) and the base corpus: the other speech clips of
    ../shared/footage (talk_may_13s, talk_woman_8s, streamer_fullbody 22 s), never talk_man.
-2. Pretrain a base on the corpus.
+2. Pretrain a base on the corpus (mirrored and recoloured: pretrain.augment), for longer than a clone trains:
+   a base is trained once and serves every clone.
 3. Fine-tune the clone from the base, and train it from scratch, each for the same time budget.
 4. Evaluate both on the held-out 15% of talk_man (the fine-tuned one against the static frame and the
    un-tuned base).
@@ -48,7 +49,7 @@ def clonetrain(data: Path, clone: str, *overrides: str) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-minutes", type=float, default=15.0)
-    ap.add_argument("--pretrain-minutes", type=float, default=10.0)
+    ap.add_argument("--pretrain-minutes", type=float, default=20.0)
     ap.add_argument("--data", type=Path, default=Path("/tmp/clonetrain_bench"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lipsync.json")
     args = ap.parse_args()

@@ -161,3 +161,32 @@ def test_wandb_logs_offline_without_an_account(preprocessed, tmp_path, monkeypat
     run(root, "man", "stage=evaluate", *_without("logger="), "logger=wandb")
     clips = list((root / "logs" / "wandb").glob("offline-run-*/files/media/videos/eval/*.mp4"))
     assert len(clips) == 1 and clips[0].stat().st_size > 10_000
+
+
+def test_augmentation_treats_a_window_and_its_references_alike(preprocessed):
+    clip = load_clip(preprocessed, 96)
+    split = clip.split(0.15)
+    plain = WindowDataset(clip, 0, split, 5, 0, split)
+    augmented = WindowDataset(clip, 0, split, 5, 0, split, augment=True)
+
+    def corr(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+    mirrored = []
+    for seed in range(12):
+        torch.manual_seed(seed)
+        want = plain[7]
+        torch.manual_seed(seed)
+        got = augmented[7]
+        assert got["frames"].shape == want["frames"].shape and 0 <= got["frames"].min() and got["frames"].max() <= 1
+        assert torch.equal(got["mels"], want["mels"]) and torch.equal(got["sync_mel"], want["sync_mel"])
+        assert not torch.equal(got["frames"], want["frames"])  # recoloured, always
+        flips = []
+        for key in ("frames", "refs"):
+            # A per-channel gain and contrast keep the picture's correlation with its source near 1.
+            straight, flipped = corr(got[key], want[key]), corr(got[key], want[key].flip(-1))
+            assert max(straight, flipped) > 0.97
+            flips.append(flipped > straight)
+        assert flips[0] == flips[1]  # mirrored together or not at all
+        mirrored.append(flips[0])
+    assert any(mirrored) and not all(mirrored)

@@ -128,6 +128,7 @@ class TrainCfg:
     batch_size: int = 4  # windows of model.sync_frames consecutive frames
     lr: float = 5e-4
     expert_lr: float = 5e-4
+    augment: bool = False  # mirror/recolour training windows (training.data.augment); on for pretraining
     lower_weight: float = 2.0  # extra weight of the L1 loss on the lower (mouth) half
     sync_weight: float = 0.03
     # The expert's loss on real footage must fall below this (about 80% accuracy) before its judgement is used
@@ -165,6 +166,8 @@ class LoggerCfg:
 @dataclass
 class PretrainCfg:
     corpus: list[str] = field(default_factory=list)  # preprocessed clone ids to learn the base from
+    # Mirror and recolour the corpus (see training.data.augment): a few people, seen as many.
+    augment: bool = True
 
 
 @dataclass

@@ -52,7 +52,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     for c in _corpus(cfg, ws):
         clip = load_clip(c, cfg.model.image_size)
         split = clip.split(cfg.train.holdout)
-        tr, va = WindowDataset(clip, 0, split, T, 0, split), WindowDataset(clip, split, clip.n, T, 0, split)
+        tr = WindowDataset(clip, 0, split, T, 0, split, augment=cfg.pretrain.augment)
+        va = WindowDataset(clip, split, clip.n, T, 0, split)
         rows.append({"clone": c.clone, "frames": clip.n, "train_windows": len(tr), "heldout_windows": len(va)})
         if len(tr):
             train_parts.append(tr)

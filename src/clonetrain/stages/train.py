@@ -45,7 +45,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     clip = load_clip(ws, cfg.model.image_size)
     split = clip.split(cfg.train.holdout)
     T = cfg.model.sync_frames
-    train_ds = WindowDataset(clip, 0, split, T, 0, split)
+    train_ds = WindowDataset(clip, 0, split, T, 0, split, augment=cfg.train.augment)
     val_ds = WindowDataset(clip, split, clip.n, T, 0, split)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ClonetrainError(f"clone {ws.clone!r} has too little usable footage to train and hold out "

@@ -93,11 +93,26 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
     return t.movedim(-1, -3)
 
 
+def augment(frames: torch.Tensor, refs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random mirror, exposure, contrast and colour cast for a window and its references: to a base
+    trained on a few people, each sample looks like one more person in other light."""
+    if torch.rand(()) < 0.5:
+        frames, refs = frames.flip(-1), refs.flip(-1)
+    gain = torch.empty(3, 1, 1).uniform_(0.9, 1.1) * torch.empty(()).uniform_(0.75, 1.25)
+    contrast = torch.empty(()).uniform_(0.8, 1.2)
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(-3, -2, -1), keepdim=True)
+        return (((x - mean) * contrast + mean) * gain).clamp_(0, 1)
+
+    return apply(frames), apply(refs)
+
+
 class WindowDataset(Dataset):
-    def __init__(self, clip: Clip, lo: int, hi: int, length: int, ref_lo: int, ref_hi: int):
+    def __init__(self, clip: Clip, lo: int, hi: int, length: int, ref_lo: int, ref_hi: int, augment: bool = False):
         """Windows from frames [lo, hi); reference frames drawn from usable frames in [ref_lo, ref_hi)
-        (always the training part, so held-out frames never leak in as references)."""
-        self.clip, self.length = clip, length
+        (always the training part, so held-out frames never leak in as references). `augment`: see augment()."""
+        self.clip, self.length, self.augment = clip, length, augment
         self.starts = window_starts(clip, lo, hi, length)
         self.refs = np.flatnonzero(clip.usable[ref_lo:ref_hi]) + ref_lo
         if len(self.refs) == 0:
@@ -119,8 +134,11 @@ class WindowDataset(Dataset):
         far = same_take[np.abs(same_take - t0) >= T]
         neg_t = far[torch.randint(len(far), (1,)).item()] if len(far) else (t0 + c.n // 2) % c.n
         neg_mel = c.mel_window(neg_t + T / 2)
+        frames, refs = to_tensor(frames), to_tensor(refs)
+        if self.augment:
+            frames, refs = augment(frames, refs)
         return {
-            "frames": to_tensor(frames), "refs": to_tensor(refs),
+            "frames": frames, "refs": refs,
             "mels": torch.from_numpy(mels).unsqueeze(1), "sync_mel": torch.from_numpy(sync_mel)[None],
             "neg_mel": torch.from_numpy(neg_mel)[None], "start": torch.tensor(t0),
         }
