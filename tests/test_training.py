@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import ffmpeg
 import numpy as np
 import pytest
 import torch
@@ -67,6 +68,12 @@ def test_train_writes_a_model_and_holds_out_the_end(trained):
     m = json.loads((d / "manifest.json").read_text())
     assert m["counts"]["steps"] == 4 and m["counts"]["stopped_by"] == "max steps"
     assert any(p.suffix == ".png" for p in (d / "samples").iterdir())  # sample grids
+    # The held-out preview: real | generated with its sound, 4 s (train.preview_seconds) or all 75 held-out frames.
+    info = ffmpeg.probe(str(d / "samples" / "heldout.mp4"))
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    assert any(s["codec_type"] == "audio" for s in info["streams"])
+    assert int(video["nb_frames"]) == 75 and int(video["width"]) == 2 * int(video["height"])
+    assert "heldout.wav" not in {p.name for p in (d / "samples").iterdir()}
     assert not (trained / "work" / "man" / "resume").exists() or not any((trained / "work" / "man" / "resume").iterdir())
 
 
@@ -157,6 +164,9 @@ def test_wandb_logs_offline_without_an_account(preprocessed, tmp_path, monkeypat
     run(root, "man", "stage=train", *_without("logger=", "train.max_steps="), "train.max_steps=2", "logger=wandb")
     runs = list((root / "logs" / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
+    # Training logs its held-out preview clip.
+    previews = list((root / "logs" / "wandb").glob("offline-run-*/files/media/videos/val/*.mp4"))
+    assert len(previews) == 1 and previews[0].stat().st_size > 10_000
     # The evaluation logs its metrics and the generated held-out clip.
     run(root, "man", "stage=evaluate", *_without("logger="), "logger=wandb")
     clips = list((root / "logs" / "wandb").glob("offline-run-*/files/media/videos/eval/*.mp4"))

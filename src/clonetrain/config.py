@@ -110,14 +110,19 @@ class ReportCfg:
 @dataclass
 class ModelCfg:
     name: str = "small"
+    arch: str = "clonetrain"  # clonetrain | wav2lip (the public Wav2Lip nets; conf/model/wav2lip.yaml)
     image_size: int = 96
     channels: int = 8
     max_channels: int = 128
     audio_dim: int = 128
     expert_dim: int = 64
     sync_frames: int = 5
-    # A base checkpoint (.safetensors written by stage=pretrain or train) to fine-tune from; empty: from scratch.
+    # A base checkpoint to fine-tune from: .safetensors written by stage=pretrain or train, or with model=wav2lip
+    # the published wav2lip.pth / wav2lip_gan.pth. Empty: from scratch.
     base: str = ""
+    # model=wav2lip: the published lipsync_expert.pth. It is then kept frozen, as Wav2Lip trains: a judge
+    # trained on thousands of speakers is better than one refit to a minute of footage.
+    base_expert: str = ""
 
 
 @dataclass
@@ -143,6 +148,8 @@ class TrainCfg:
     monitor: str = "val/l1_lower"
     resume: bool = True
     workers: int = 0
+    # stage=train ends with a clip of the first seconds of the held-out footage (real | generated), logged too.
+    preview_seconds: float = 4.0
 
 
 @dataclass

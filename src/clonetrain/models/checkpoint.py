@@ -1,5 +1,8 @@
 """Our checkpoint format: one safetensors file holding the generator and the expert, with the model spec and
-provenance in its metadata. No pickle: loading a checkpoint can never run code."""
+provenance in its metadata. No pickle: loading a checkpoint can never run code.
+
+Also the published Wav2Lip checkpoints (.pth), for model=wav2lip: read with torch.load(weights_only=True),
+which refuses anything but tensors and plain containers."""
 
 from __future__ import annotations
 
@@ -7,11 +10,13 @@ import dataclasses
 import json
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file, safe_open
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
 
 from clonetrain.errors import ClonetrainError
-from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert
+from clonetrain.models.lipsync import ModelSpec, build_expert, build_generator
 from clonetrain.workspace import atomic_path
 
 FORMAT = "clonetrain.lipsync/1"
@@ -21,7 +26,7 @@ class CheckpointError(ClonetrainError):
     """A checkpoint that is missing, unreadable or not ours."""
 
 
-def save(path: Path, generator: Generator, expert: SyncExpert, meta: dict | None = None) -> None:
+def save(path: Path, generator: nn.Module, expert: nn.Module, meta: dict | None = None) -> None:
     tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
     tensors |= {f"expert.{k}": v.detach().cpu().contiguous() for k, v in expert.state_dict().items()}
     header = {"format": FORMAT, "spec": json.dumps(dataclasses.asdict(generator.spec)),
@@ -47,13 +52,13 @@ def read_header(path: Path) -> tuple[ModelSpec, dict]:
     return ModelSpec(**json.loads(header["spec"])), json.loads(header.get("meta", "{}"))
 
 
-def load(path: Path, device: str = "cpu") -> tuple[Generator, SyncExpert, dict]:
+def load(path: Path, device: str = "cpu") -> tuple[nn.Module, nn.Module, dict]:
     spec, meta = read_header(path)
     try:
         tensors = load_file(str(path), device=device)
     except (SafetensorError, OSError, RuntimeError) as err:
         raise CheckpointError(f"{path} is damaged ({err})", "copy the checkpoint again") from None
-    generator, expert = Generator(spec), SyncExpert(spec)
+    generator, expert = build_generator(spec), build_expert(spec)
     for prefix, net in (("generator.", generator), ("expert.", expert)):
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         try:
@@ -77,3 +82,47 @@ def check_compatible(base: ModelSpec, wanted: ModelSpec, path: Path) -> None:
                               "choose the model= config the base was trained with")
 
 
+
+
+def is_wav2lip_file(path: Path) -> bool:
+    return Path(path).suffix in (".pth", ".pt", ".tar")
+
+
+def load_wav2lip(path: Path, net: nn.Module, what: str) -> dict:
+    """Load a published Wav2Lip checkpoint (wav2lip.pth, wav2lip_gan.pth: what="generator"; lipsync_expert.pth:
+    what="expert") into `net`, a model=wav2lip net. Returns what the file says of itself (step, epoch)."""
+    path = Path(path)
+    setting, example = ("base", "wav2lip_gan.pth") if what == "generator" else ("base_expert", "lipsync_expert.pth")
+    if not path.is_file():
+        raise CheckpointError(f"Wav2Lip {what} checkpoint {path} does not exist",
+                              f"put the published file there, or point model.{setting} at it (e.g. models/{example})")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors come in many types; all mean the same to the user
+        raise CheckpointError(f"{path} is not a loadable PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]})",
+                              "use the published Wav2Lip .pth files; files that need code to unpickle are refused") from None
+    state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors", "use the published Wav2Lip .pth files")
+    # Trained under DataParallel: names may start with "module.".
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{path} is not a Wav2Lip {what}: {len(missing)} parameters missing (e.g. {missing[:2]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}), {len(wrong)} of another shape (e.g. {wrong[:2]})",
+            f"model.{setting} must be the published {example} (or its kind)")
+    net.load_state_dict(state)
+    return {k: raw[k] for k in ("global_step", "global_epoch") if isinstance(raw, dict) and k in raw}
+
+
+def load_base_generator(path: Path, spec: ModelSpec) -> nn.Module:
+    """The generator of a base a clone was fine-tuned from: ours, or a published Wav2Lip one (spec: the clone's)."""
+    if is_wav2lip_file(path):
+        generator = build_generator(spec)
+        load_wav2lip(path, generator, "generator")
+        return generator.eval()
+    return load(path)[0]

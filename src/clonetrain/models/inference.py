@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from clonetrain.models.lipsync import Generator
+from torch import nn
 
 
 def best_device() -> str:
@@ -13,7 +12,7 @@ def best_device() -> str:
 
 
 @torch.inference_mode()
-def generate(generator: Generator, reference: np.ndarray, targets: np.ndarray, mels: np.ndarray,
+def generate(generator: nn.Module, reference: np.ndarray, targets: np.ndarray, mels: np.ndarray,
              batch_size: int = 32, device: str | None = None) -> np.ndarray:
     """reference (S, S, 3) uint8; targets (n, S, S, 3) uint8 (their lower half is masked here); mels
     (n, n_mels, 16) normalised -> (n, S, S, 3) uint8."""

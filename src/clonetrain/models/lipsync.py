@@ -14,14 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 MEL_WINDOW = 16  # mel frames per sample: 0.2 s at 80 mel frames per second
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    arch: str = "clonetrain"  # or "wav2lip": the public Wav2Lip nets (models/wav2lip.py); the widths below unused
     image_size: int = 96
     channels: int = 16      # width of the first face-encoder level; every level below doubles it (capped)
     max_channels: int = 256
@@ -129,6 +130,26 @@ class SyncExpert(nn.Module):
         """Probability-like sync score in [0, 1] (cosine of non-negative unit vectors)."""
         f, a = self.embed(mouths, mels)
         return (f * a).sum(1).clamp(1e-6, 1 - 1e-6)
+
+
+def build_generator(spec: ModelSpec) -> nn.Module:
+    if spec.arch == "wav2lip":
+        from clonetrain.models.wav2lip import Wav2LipGenerator
+
+        return Wav2LipGenerator(spec)
+    if spec.arch != "clonetrain":
+        raise ValueError(f"unknown model architecture {spec.arch!r}: use clonetrain or wav2lip")
+    return Generator(spec)
+
+
+def build_expert(spec: ModelSpec) -> nn.Module:
+    if spec.arch == "wav2lip":
+        from clonetrain.models.wav2lip import Wav2LipExpert
+
+        return Wav2LipExpert(spec)
+    if spec.arch != "clonetrain":
+        raise ValueError(f"unknown model architecture {spec.arch!r}: use clonetrain or wav2lip")
+    return SyncExpert(spec)
 
 
 def lower_half(frames: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import soundfile as sf
 from omegaconf import DictConfig
@@ -24,8 +23,7 @@ from omegaconf import DictConfig
 from clonetrain import tracking
 from clonetrain.evaluation import metrics
 from clonetrain.manifest import StageResult
-from clonetrain.media.label import burn_label
-from clonetrain.media.write import write_video
+from clonetrain.media.compare import write_comparison
 from clonetrain.models import checkpoint
 from clonetrain.models.inference import generate
 from clonetrain.training.data import load_clip
@@ -63,7 +61,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     outputs["static_frame"] = static
     base = split.get("base")
     if base and Path(base).is_file():
-        base_gen, _, _ = checkpoint.load(Path(base))
+        base_gen = checkpoint.load_base_generator(Path(base), generator.spec)
         outputs["base_untuned"] = generate(base_gen, reference, real, mels, cfg.evaluate.batch_size)
 
     landmarker = make_landmarker(cfg.landmarks.backend, cfg.landmarks.fan_weights, cfg.landmarks.device)
@@ -94,21 +92,13 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     wav, _ = sf.read(ws.stage_dir("audio") / "audio.wav", dtype="float32")
     spf = sr // clip.fps
     sf.write(out_dir / "heldout.wav", wav[lo * spf : clip.n * spf], sr, subtype="PCM_16")
-    s2 = real.shape[1] * 2
-
-    def frames():
-        for t in held:
-            k = np.searchsorted(idx, t)
-            if k < len(idx) and idx[k] == t:
-                row = [real[k], static[k], outputs["clone"][k]]
-            else:
-                row = [np.asarray(clip.faces[t])] * 3
-            img = np.concatenate([cv2.resize(x, (s2, s2), interpolation=cv2.INTER_CUBIC) for x in row], 1)
-            yield burn_label(img)
-
-    write_video(frames(), (3 * s2, s2), clip.fps, out_dir / "heldout.mp4", audio=out_dir / "heldout.wav",
-                metadata={"comment": json.dumps({"clone": ws.clone, "content": "real | static | AI-generated clone",
-                                                 "generator": "clonetrain"})})
+    # Frames without a usable face are shown as they are in all three columns.
+    whole = np.asarray(clip.faces[held])
+    columns = [whole.copy(), whole.copy(), whole.copy()]
+    for col, faces in zip(columns, (real, static, outputs["clone"])):
+        col[idx - lo] = faces
+    write_comparison(columns, clip.fps, out_dir / "heldout.wav", out_dir / "heldout.mp4",
+                     "real | static | AI-generated clone", ws.clone)
 
     c = results["clone"]
     tracking.log_run(cfg, f"{ws.clone}-evaluate", {f"eval/{k}": v for k, v in c.items()},

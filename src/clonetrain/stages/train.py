@@ -4,6 +4,7 @@ Reads  faces/crops_<train_size>.npy, audio/mel.npy, flags and landmarks; model.b
 Writes model.safetensors  generator + expert, with the spec and provenance in its metadata
        split.json         first held-out frame, the reference frame, sample counts
        samples/*.png      reference | masked | generated | real grids after each validation
+       samples/heldout.mp4  the first train.preview_seconds of the held-out footage: real | generated
 The last train.holdout of the footage is never trained on. Checkpoints every train.checkpoint_every steps
 under work/<clone>/resume/; a killed run resumes from them (train.resume=true, the default).
 
@@ -18,8 +19,10 @@ from omegaconf import DictConfig
 
 from clonetrain.errors import ClonetrainError
 from clonetrain.manifest import StageResult, sha256_file
+from clonetrain.models.checkpoint import CheckpointError
 from clonetrain.training.data import WindowDataset, load_clip, reference_frame
 from clonetrain.training.fit import fit
+from clonetrain.training.preview import heldout_preview
 from clonetrain.workspace import Workspace, write_json_atomic
 
 CODE = ("clonetrain.training.data", "clonetrain.training.fit", "clonetrain.training.module",
@@ -30,15 +33,20 @@ def base_path(cfg: DictConfig) -> Path | None:
     return Path(cfg.model.base).expanduser().resolve() if cfg.model.base else None
 
 
-def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
-    base = base_path(cfg)
-    if base is not None and not base.is_file():
-        from clonetrain.models.checkpoint import CheckpointError
+def expert_path(cfg: DictConfig) -> Path | None:
+    return Path(cfg.model.base_expert).expanduser().resolve() if cfg.model.base_expert else None
 
+
+def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
+    base, expert = base_path(cfg), expert_path(cfg)
+    if base is not None and not base.is_file():
         raise CheckpointError(f"base checkpoint {base} does not exist",
-                              "point model.base at a .safetensors file written by stage=pretrain, or leave it empty "
-                              "to train from scratch")
-    return [base] if base is not None else []
+                              "point model.base at a .safetensors file written by stage=pretrain (or, with "
+                              "model=wav2lip, at the published wav2lip_gan.pth), or leave it empty to train from scratch")
+    if expert is not None and not expert.is_file():
+        raise CheckpointError(f"expert checkpoint {expert} does not exist",
+                              "point model.base_expert at the published lipsync_expert.pth, or leave it empty")
+    return [p for p in (base, expert) if p is not None]
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
@@ -51,19 +59,26 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         raise ClonetrainError(f"clone {ws.clone!r} has too little usable footage to train and hold out "
                               f"({len(train_ds)} training and {len(val_ds)} held-out windows)",
                               "add footage of the person speaking to camera")
-    base = base_path(cfg)
+    base, expert = base_path(cfg), expert_path(cfg)
     consent = ws.read_manifest("ingest")["details"].get("consent_sha256")
     meta = {"clone": ws.clone, "base": str(base) if base else None,
-            "base_sha256": sha256_file(base) if base else None, "consent_sha256": consent,
+            "base_sha256": sha256_file(base) if base else None,
+            "base_expert": str(expert) if expert else None, "base_expert_sha256": sha256_file(expert) if expert else None,
+            "consent_sha256": consent,
             "holdout_from_frame": split, "reference_frame": reference_frame(clip, split)}
-    stats = fit(cfg, train_ds, val_ds, out_dir, ws.resume_dir("train"), f"{ws.clone}-train", init=base, meta=meta)
+    preview = None
+    if cfg.train.preview_seconds > 0:
+        preview = heldout_preview(clip, split, meta["reference_frame"], ws.stage_dir("audio") / "audio.wav",
+                                  out_dir / "samples" / "heldout.mp4", cfg.train.preview_seconds)
+    stats = fit(cfg, train_ds, val_ds, out_dir, ws.resume_dir("train"), f"{ws.clone}-train", init=base,
+                init_expert=expert, meta=meta, preview=preview)
     write_json_atomic(out_dir / "split.json", {
         "frames": clip.n, "holdout_from_frame": split, "reference_frame": meta["reference_frame"],
         "train_windows": len(train_ds), "heldout_windows": len(val_ds), "base": meta["base"],
-        "base_sha256": meta["base_sha256"],
+        "base_sha256": meta["base_sha256"], "base_expert": meta["base_expert"],
     })
     result = StageResult(counts={**{k: v for k, v in stats.items() if k != "metrics"}, **stats["metrics"]})
-    result.details = {"base": meta["base"], "base_sha256": meta["base_sha256"]}
+    result.details = {k: meta[k] for k in ("base", "base_sha256", "base_expert", "base_expert_sha256")}
     m = stats["metrics"]
     result.summary = [
         f"{stats['steps']} steps in {stats['seconds']:.0f} s on {stats['device']} ({stats['precision']}), "

@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -18,9 +19,14 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from clonetrain.errors import ClonetrainError
 from clonetrain.models import checkpoint
+from clonetrain.models.checkpoint import CheckpointError
+from clonetrain.models.lipsync import ModelSpec
+from clonetrain.models.wav2lip import WAV2LIP_AUDIO
 from clonetrain.training.module import LipSyncModule, sample_grid
 
 log = logging.getLogger(__name__)
@@ -51,8 +57,6 @@ def make_logger(cfg: DictConfig, run_name: str, save_dir: Path):
         save_dir.mkdir(parents=True, exist_ok=True)
         return WandbLogger(project=cfg.logger.project, name=run_name, save_dir=str(save_dir),
                            offline=cfg.logger.mode == "offline", log_model=False)
-    from clonetrain.errors import ClonetrainError
-
     raise ClonetrainError(f"unknown logger {name!r}", "use logger=wandb, logger=csv or logger=none")
 
 
@@ -95,20 +99,55 @@ def _evenly(ds: Dataset, count: int) -> Dataset:
     return Subset(ds, np.linspace(0, len(ds) - 1, count).astype(int).tolist())
 
 
+def check_arch(cfg: DictConfig, spec: ModelSpec) -> None:
+    """model=wav2lip's published nets hear Wav2Lip's mel: the audio stage must compute the same one."""
+    if spec.arch != "wav2lip":
+        if cfg.model.base_expert:
+            raise CheckpointError("model.base_expert (a published lipsync_expert.pth) needs model=wav2lip",
+                                  "add model=wav2lip, or leave model.base_expert empty")
+        return
+    ours = {**{k: cfg.audio_features[k] for k in WAV2LIP_AUDIO if k != "sample_rate"},
+            "sample_rate": cfg.ingest.sample_rate}
+    differ = {k: (ours[k], v) for k, v in WAV2LIP_AUDIO.items() if float(ours[k]) != float(v)}
+    if differ:
+        raise ClonetrainError(f"model=wav2lip needs Wav2Lip's audio settings; these differ (ours, Wav2Lip's): {differ}",
+                              "preprocess with the default audio_features and ingest.sample_rate")
+
+
+def load_base(module: LipSyncModule, spec: ModelSpec, init: Path) -> None:
+    """Start from a base: our safetensors (generator and expert), or with model=wav2lip a published generator."""
+    if checkpoint.is_wav2lip_file(init):
+        if spec.arch != "wav2lip":
+            raise CheckpointError(f"{init} is a PyTorch .pth file, not a clonetrain checkpoint",
+                                  "to fine-tune from the published Wav2Lip weights add model=wav2lip")
+        info = checkpoint.load_wav2lip(init, module.generator, "generator")
+        log.info("generator from the published Wav2Lip checkpoint %s %s", init, info)
+        return
+    base_spec, _ = checkpoint.read_header(init)
+    checkpoint.check_compatible(base_spec, spec, init)
+    gen, expert, _ = checkpoint.load(init)
+    module.generator.load_state_dict(gen.state_dict())
+    module.expert.load_state_dict(expert.state_dict())
+
+
 def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resume_dir: Path, run_name: str,
-        init: Path | None = None, meta: dict | None = None) -> dict:
-    """Train, then write out_dir/model.safetensors. Resumes from resume_dir/last.ckpt when it is there."""
+        init: Path | None = None, init_expert: Path | None = None, meta: dict | None = None,
+        preview: Callable[[nn.Module], Path] | None = None) -> dict:
+    """Train, then write out_dir/model.safetensors. Resumes from resume_dir/last.ckpt when it is there.
+    init: a base checkpoint; init_expert: a published lipsync_expert.pth (model=wav2lip), kept frozen;
+    preview: renders a clip with the final generator (logged as val/heldout_clip)."""
     t, tr = cfg.train, cfg.trainer
     L.seed_everything(t.seed, workers=True)
     spec = checkpoint.spec_from_cfg(cfg.model)
+    check_arch(cfg, spec)
     module = LipSyncModule(spec=spec.__dict__, lr=t.lr, expert_lr=t.expert_lr, lower_weight=t.lower_weight,
-                           sync_weight=t.sync_weight, expert_ready_loss=t.expert_ready_loss)
+                           sync_weight=t.sync_weight, expert_ready_loss=t.expert_ready_loss,
+                           freeze_expert=init_expert is not None)
     if init is not None:
-        base_spec, _ = checkpoint.read_header(init)
-        checkpoint.check_compatible(base_spec, spec, init)
-        gen, expert, _ = checkpoint.load(init)
-        module.generator.load_state_dict(gen.state_dict())
-        module.expert.load_state_dict(expert.state_dict())
+        load_base(module, spec, init)
+    if init_expert is not None:
+        info = checkpoint.load_wav2lip(init_expert, module.expert, "expert")
+        log.info("expert from the published checkpoint %s %s, frozen", init_expert, info)
     if tr.compile:
         module.generator = torch.compile(module.generator)
 
@@ -141,18 +180,24 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
     started = time.perf_counter()
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resumed_from is not None else None)
+        seconds = time.perf_counter() - started
+        if best.state is not None:
+            module.load_state_dict(best.state)
+        generator = getattr(module.generator, "_orig_mod", module.generator)
+        if preview is not None and trainer.is_global_zero:
+            clip_path = preview(generator)
+            if hasattr(trainer.logger, "log_video"):
+                trainer.logger.log_video(key="val/heldout_clip", videos=[str(clip_path)], step=trainer.global_step,
+                                         caption=["real | generated, held-out footage"], format=["mp4"])
     finally:
         if trainer.logger:
             finish = getattr(getattr(trainer.logger, "experiment", None), "finish", None)
             if callable(finish) and cfg.logger.name == "wandb":
                 finish()
-    seconds = time.perf_counter() - started
-    if best.state is not None:
-        module.load_state_dict(best.state)
-    generator = getattr(module.generator, "_orig_mod", module.generator)
     metrics = {k: round(float(v), 5) for k, v in trainer.callback_metrics.items()}
     meta = {**(meta or {}), "steps": trainer.global_step, "seconds": round(seconds, 1), "metrics": metrics,
-            "init": str(init) if init else None, "best_step": best.step, f"best_{t.monitor}": best.best}
+            "init": str(init) if init else None, "init_expert": str(init_expert) if init_expert else None,
+            "best_step": best.step, f"best_{t.monitor}": best.best}
     checkpoint.save(out_dir / "model.safetensors", generator, module.expert, meta)
     stopped = ("early stopping" if trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch
                else "time budget" if t.max_minutes * 60 <= seconds + 1 else "max steps")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert, lower_half
+from clonetrain.models.lipsync import ModelSpec, build_expert, build_generator, lower_half
 
 
 def masked_input(frames: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
@@ -25,11 +25,11 @@ def masked_input(frames: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
 
 class LipSyncModule(L.LightningModule):
     def __init__(self, spec: dict, lr: float = 3e-4, expert_lr: float = 3e-4, lower_weight: float = 2.0,
-                 sync_weight: float = 0.03, expert_ready_loss: float = 0.6):
+                 sync_weight: float = 0.03, expert_ready_loss: float = 0.6, freeze_expert: bool = False):
         super().__init__()
         self.save_hyperparameters()
-        self.generator = Generator(ModelSpec(**spec))
-        self.expert = SyncExpert(ModelSpec(**spec))
+        self.generator = build_generator(ModelSpec(**spec))
+        self.expert = build_expert(ModelSpec(**spec))
         self.register_buffer("expert_loss_avg", torch.tensor(0.7))  # saved in checkpoints: resume keeps it
         self.sample_batch: dict | None = None
 
@@ -42,8 +42,12 @@ class LipSyncModule(L.LightningModule):
 
     def expert_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         mouths = lower_half(batch["frames"])
-        pos = self.expert(mouths, batch["sync_mel"])
-        neg = self.expert(mouths, batch["neg_mel"])
+        frozen = self.hparams.freeze_expert
+        if frozen:
+            self.expert.eval()  # a frozen expert keeps its batch-norm statistics too
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            pos = self.expert(mouths, batch["sync_mel"])
+            neg = self.expert(mouths, batch["neg_mel"])
         loss = F.binary_cross_entropy(pos, torch.ones_like(pos)) + F.binary_cross_entropy(neg, torch.zeros_like(neg))
         acc = ((pos > 0.5).float().mean() + (neg < 0.5).float().mean()) / 2
         return loss / 2, acc
@@ -74,7 +78,7 @@ class LipSyncModule(L.LightningModule):
         use_sync = bool(self.expert_loss_avg < self.hparams.expert_ready_loss) and self.hparams.sync_weight > 0
         sw = self.hparams.sync_weight if use_sync else 0.0
         recon = out["l1"] + self.hparams.lower_weight * out["l1_lower"]
-        loss = (1 - sw) * recon + sw * out["sync"] + out["expert"]
+        loss = (1 - sw) * recon + sw * out["sync"] + (0 if self.hparams.freeze_expert else out["expert"])
         self.log_dict({"train/loss": loss, "train/l1": out["l1"], "train/l1_lower": out["l1_lower"],
                        "train/sync": out["sync"], "train/expert": out["expert"], "train/expert_acc": out["expert_acc"],
                        "train/sync_weight": sw}, prog_bar=False, on_step=True, on_epoch=False)
@@ -90,10 +94,10 @@ class LipSyncModule(L.LightningModule):
                                  "gen": out["gen"][:, 0].detach()}
 
     def configure_optimizers(self):
-        return torch.optim.Adam([
-            {"params": self.generator.parameters(), "lr": self.hparams.lr},
-            {"params": self.expert.parameters(), "lr": self.hparams.expert_lr},
-        ], betas=(0.5, 0.999))
+        groups = [{"params": self.generator.parameters(), "lr": self.hparams.lr}]
+        if not self.hparams.freeze_expert:
+            groups.append({"params": self.expert.parameters(), "lr": self.hparams.expert_lr})
+        return torch.optim.Adam(groups, betas=(0.5, 0.999))
 
 
 def sample_grid(sample: dict, rows: int = 4) -> torch.Tensor:
