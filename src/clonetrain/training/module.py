@@ -30,6 +30,8 @@ class LipSyncModule(L.LightningModule):
         self.save_hyperparameters()
         self.generator = build_generator(ModelSpec(**spec))
         self.expert = build_expert(ModelSpec(**spec))
+        if freeze_expert:
+            self.expert.requires_grad_(False)  # also keeps DDP from waiting for gradients that never come
         self.register_buffer("expert_loss_avg", torch.tensor(0.7))  # saved in checkpoints: resume keeps it
         self.sample_batch: dict | None = None
 
