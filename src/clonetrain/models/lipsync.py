@@ -11,6 +11,7 @@ cosine of the two embeddings says whether mouth and sound are in sync.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import torch
@@ -132,24 +133,24 @@ class SyncExpert(nn.Module):
         return (f * a).sum(1).clamp(1e-6, 1 - 1e-6)
 
 
-def build_generator(spec: ModelSpec) -> nn.Module:
-    if spec.arch == "wav2lip":
-        from clonetrain.models.wav2lip import Wav2LipGenerator
+# arch -> (module, generator class, expert class); the Wav2Lip nets are imported only when asked for.
+ARCHS = {"clonetrain": ("clonetrain.models.lipsync", "Generator", "SyncExpert"),
+         "wav2lip": ("clonetrain.models.wav2lip", "Wav2LipGenerator", "Wav2LipExpert")}
 
-        return Wav2LipGenerator(spec)
-    if spec.arch != "clonetrain":
-        raise ValueError(f"unknown model architecture {spec.arch!r}: use clonetrain or wav2lip")
-    return Generator(spec)
+
+def _build(spec: ModelSpec, which: int) -> nn.Module:
+    if spec.arch not in ARCHS:
+        raise ValueError(f"unknown model architecture {spec.arch!r}: use one of {sorted(ARCHS)}")
+    module, *classes = ARCHS[spec.arch]
+    return getattr(importlib.import_module(module), classes[which])(spec)
+
+
+def build_generator(spec: ModelSpec) -> nn.Module:
+    return _build(spec, 0)
 
 
 def build_expert(spec: ModelSpec) -> nn.Module:
-    if spec.arch == "wav2lip":
-        from clonetrain.models.wav2lip import Wav2LipExpert
-
-        return Wav2LipExpert(spec)
-    if spec.arch != "clonetrain":
-        raise ValueError(f"unknown model architecture {spec.arch!r}: use clonetrain or wav2lip")
-    return SyncExpert(spec)
+    return _build(spec, 1)
 
 
 def lower_half(frames: torch.Tensor) -> torch.Tensor:
