@@ -3,7 +3,8 @@
 Each step the expert learns, on real footage, to tell in-sync sound from sound taken elsewhere; the generator
 learns to inpaint the masked lower half (L1, weighted towards the mouth) and, once the expert is good enough
 on real footage, to satisfy the expert. The expert judges generated frames through a detached copy of its
-weights, so the generator's loss never trains the judge.
+weights, so the generator's loss never trains the judge. A published expert (model=wav2lip) is frozen instead:
+it only judges, in eval mode.
 """
 
 from __future__ import annotations
