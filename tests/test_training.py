@@ -74,6 +74,14 @@ def test_train_writes_a_model_and_holds_out_the_end(trained):
     assert any(s["codec_type"] == "audio" for s in info["streams"])
     assert int(video["nb_frames"]) == 75 and int(video["width"]) == 2 * int(video["height"])
     assert "heldout.wav" not in {p.name for p in (d / "samples").iterdir()}
+    # Its right half is generated: same upper face as the real left half, another lower face.
+    w, h = int(video["width"]), int(video["height"])
+    raw, _ = (ffmpeg.input(str(d / "samples" / "heldout.mp4")).output("pipe:", format="rawvideo", pix_fmt="rgb24",
+                                                                        vframes=1).run(capture_stdout=True, quiet=True))
+    frame = np.frombuffer(raw, np.uint8).reshape(h, w, 3).astype(float)
+    real, fake = frame[:, : w // 2], frame[:, w // 2 :]
+    upper, lower = slice(h // 8, h // 2 - 8), slice(h // 2 + 8, h - h // 8)  # clear of the burnt-in label
+    assert np.abs(real[upper] - fake[upper]).mean() < 4 < np.abs(real[lower] - fake[lower]).mean()
     assert not (trained / "work" / "man" / "resume").exists() or not any((trained / "work" / "man" / "resume").iterdir())
 
 

@@ -117,7 +117,7 @@ def test_a_clone_fine_tunes_from_published_weights_with_the_expert_frozen(prepro
     root = tmp_path / "data"
     shutil.copytree(preprocessed.root, root, symlinks=True)
     gen_file, expert_file = tmp_path / "wav2lip_gan.pth", tmp_path / "lipsync_expert.pth"
-    published(build_generator(SPEC), gen_file, 3)
+    gen_state = published(build_generator(SPEC), gen_file, 3)
     expert_state = published(build_expert(SPEC), expert_file, 4)
     overrides = [o for o in TINY if not o.startswith(("model.", "train.max_steps"))]
     run(root, "man", "stage=train", "model=wav2lip", f"model.base={gen_file}", f"model.base_expert={expert_file}",
@@ -128,6 +128,10 @@ def test_a_clone_fine_tunes_from_published_weights_with_the_expert_frozen(prepro
     saved = load_file(out / "model.safetensors")
     # Frozen: the expert's weights and its batch-norm statistics are exactly the published ones.
     assert all(torch.equal(saved[f"expert.{k}"], v) for k, v in expert_state.items())
+    # The generator started from the published weights: two Adam steps move a weight by about 2 * lr at most,
+    # while a fresh initialisation would be nowhere near them.
+    convs = [k for k in gen_state if k.endswith("conv_block.0.weight")]
+    assert max(float((saved[f"generator.{k}"] - gen_state[k]).abs().max()) for k in convs) < 0.01
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["details"]["base_expert_sha256"] and str(expert_file) in json.dumps(manifest["inputs"])
     # The generator trained on, and the clone evaluates like any other.
