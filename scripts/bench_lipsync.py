@@ -1,21 +1,28 @@
 """The lip-sync acceptance benchmark; writes bench/results/lipsync.json.
 
-    python scripts/bench_lipsync.py [--train-minutes 15] [--pretrain-minutes 30] [--data /tmp/ct_bench]
+    python scripts/bench_lipsync.py [--train-minutes 15] [--pretrain-minutes 30] [--seeds 3] [--data /tmp/ct_bench]
+    python scripts/bench_lipsync.py --base PATH/model.safetensors   (reuse a base instead of pretraining one)
 
 1. Preprocess talk_man_60s (the clone under test) and the base corpus: the other speech clips of
    ../shared/footage (talk_may_13s, talk_woman_8s, streamer_fullbody 22 s), never talk_man.
 2. Pretrain a base on the corpus (mirrored and recoloured: pretrain.augment), for longer than a clone trains:
    a base is trained once and serves every clone.
 3. Fine-tune the clone from the base, and train it from scratch, each for the same time budget; the same again
-   for a short budget (--short-minutes), where a base should show most.
+   for a short budget (--short-minutes), where a base should show most. With --seeds N each pair is trained N
+   times (train.seed 1234, 1235, ...): one minute of footage gives noisy results, and one seed can flip a
+   comparison either way.
 4. Evaluate each on the held-out 15% of talk_man (the fine-tuned ones against the static frame and the
-   un-tuned base).
+   un-tuned base). Fine-tuned vs scratch is judged on the mean over seeds, and for each seed by a paired block
+   bootstrap over the held-out frames (evaluation.paired): the advantage with its 95% interval.
+
+Every run is a pipeline stage: a killed benchmark, run again, redoes only what is missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -23,22 +30,22 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import write_result  # noqa: E402
 from demo import CONSENT, DEFAULT_FOOTAGE  # noqa: E402
 
 FOOTAGE = DEFAULT_FOOTAGE.parent
-CLONES = {
-    "man": {"take.mp4": "talk_man_60s.mp4"},
-    "man_scratch": {"take.mp4": "talk_man_60s.mp4"},
-    "man_short": {"take.mp4": "talk_man_60s.mp4"},
-    "man_short_scratch": {"take.mp4": "talk_man_60s.mp4"},
+CLONE_FILES = {"take.mp4": "talk_man_60s.mp4"}
+CORPUS_FILES = {
     "may": {"take.mp4": "talk_may_13s.mp4"},
     "woman": {"take.mp4": "talk_woman_8s.mp4"},
     "streamer": {"take.mp4": "streamer_fullbody_no_audio_22s.mp4", "take.wav": "streamer_fullbody_22s.wav"},
 }
-CORPUS = ["may", "woman", "streamer"]
+CORPUS = list(CORPUS_FILES)
+FIRST_SEED = 1234
 
 
 def clonetrain(data: Path, clone: str, *overrides: str) -> float:
@@ -49,70 +56,131 @@ def clonetrain(data: Path, clone: str, *overrides: str) -> float:
     return time.perf_counter() - t0
 
 
+def add_clone(data: Path, clone: str, files: dict[str, str]) -> None:
+    raw = data / "raw" / clone
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, src in files.items():
+        if not (raw / name).exists():
+            os.symlink(FOOTAGE / src, raw / name)
+    today = dt.date.today()
+    (raw / "consent.yaml").write_text(CONSENT.format(name=files["take.mp4"], today=today,
+                                                     expires=today + dt.timedelta(days=1)))
+
+
+def pair_names(budget: str, i: int) -> tuple[str, str]:
+    """Clone ids of the fine-tuned and the scratch arm; the first seed keeps the names of earlier runs."""
+    tuned = "man" + ("_short" if budget == "short" else "") + (f"_seed{i}" if i else "")
+    return tuned, f"{tuned}_scratch"
+
+
+def mean_metrics(runs: list[dict]) -> dict:
+    """Mean of each metric over seeds; the offset as the mean distance from 0, so opposite errors do not cancel."""
+    out = {}
+    for k in ("lmd_mouth", "mouth_open_corr", "psnr_lower", "ssim_lower", "offset_frames"):
+        v = [r[k] for r in runs if r.get(k) is not None]
+        if k == "offset_frames":
+            v = [abs(x) for x in v]
+        out[k] = round(float(np.mean(v)), 4) if v else None
+    return out
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-minutes", type=float, default=15.0)
     ap.add_argument("--pretrain-minutes", type=float, default=30.0)
     ap.add_argument("--short-minutes", type=float, default=5.0, help="the short budget (0: skip it)")
+    ap.add_argument("--seeds", type=int, default=1, help="train each fine-tuned/scratch pair this many times")
+    ap.add_argument("--base", type=Path, help="a base checkpoint to fine-tune from instead of pretraining one")
     ap.add_argument("--data", type=Path, default=Path("/tmp/clonetrain_bench"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lipsync.json")
     args = ap.parse_args()
     data = args.data
-    today = dt.date.today()
-    for clone, files in CLONES.items():
-        raw = data / "raw" / clone
-        raw.mkdir(parents=True, exist_ok=True)
-        for name, src in files.items():
-            if not (raw / name).exists():
-                os.symlink(FOOTAGE / src, raw / name)
-        (raw / "consent.yaml").write_text(CONSENT.format(name=files["take.mp4"], today=today,
-                                                         expires=today + dt.timedelta(days=1)))
+    budgets = {"train": args.train_minutes, **({"short": args.short_minutes} if args.short_minutes > 0 else {})}
+    pairs = {b: [pair_names(b, i) for i in range(args.seeds)] for b in budgets}
+    clones = [c for b in pairs.values() for pair in b for c in pair]
+    for clone in clones:
+        add_clone(data, clone, CLONE_FILES)
     times = {}
-    for clone in CLONES:
-        # The corpus clips are short; they are still worth learning from.
-        times[f"preprocess_{clone}"] = clonetrain(data, clone, "stage=preprocess", "ingest.min_duration_s=5")
-    budget = [f"train.max_minutes={args.train_minutes}", "train.max_steps=1000000"]
-    times["pretrain"] = clonetrain(data, "base", "stage=pretrain", f"pretrain.corpus=[{','.join(CORPUS)}]",
-                                   f"train.max_minutes={args.pretrain_minutes}", "train.max_steps=1000000")
-    base = data / "work" / "base" / "pretrain" / "model.safetensors"
-    times["train_from_base"] = clonetrain(data, "man", "stage=train", f"model.base={base}", *budget)
-    times["train_from_scratch"] = clonetrain(data, "man_scratch", "stage=train", *budget)
-    trained = ["man", "man_scratch"]
-    if args.short_minutes > 0:
-        short = [f"train.max_minutes={args.short_minutes}", "train.max_steps=1000000"]
-        times["train_from_base_short"] = clonetrain(data, "man_short", "stage=train", f"model.base={base}", *short)
-        times["train_from_scratch_short"] = clonetrain(data, "man_short_scratch", "stage=train", *short)
-        trained += ["man_short", "man_short_scratch"]
-    for clone in trained:
-        times[f"evaluate_{clone}"] = clonetrain(data, clone, "stage=evaluate")
+    for clone in clones:
+        times[f"preprocess_{clone}"] = clonetrain(data, clone, "stage=preprocess")
+    if args.base:
+        base = args.base.resolve()
+    else:
+        for clone, files in CORPUS_FILES.items():
+            add_clone(data, clone, files)
+            # The corpus clips are short; they are still worth learning from.
+            times[f"preprocess_{clone}"] = clonetrain(data, clone, "stage=preprocess", "ingest.min_duration_s=5")
+        times["pretrain"] = clonetrain(data, "base", "stage=pretrain", f"pretrain.corpus=[{','.join(CORPUS)}]",
+                                       f"train.max_minutes={args.pretrain_minutes}", "train.max_steps=1000000")
+        base = data / "work" / "base" / "pretrain" / "model.safetensors"
+    # Seed by seed, so that an interrupted benchmark has whole pairs behind it.
+    for i in range(args.seeds):
+        for budget, minutes in budgets.items():
+            tuned, scratch = pairs[budget][i]
+            run = [f"train.max_minutes={minutes}", "train.max_steps=1000000", f"train.seed={FIRST_SEED + i}"]
+            times[f"train_{tuned}"] = clonetrain(data, tuned, "stage=train", f"model.base={base}", *run)
+            times[f"train_{scratch}"] = clonetrain(data, scratch, "stage=train", *run)
+            for clone in (tuned, scratch):
+                times[f"evaluate_{clone}"] = clonetrain(data, clone, "stage=evaluate")
+
+    from clonetrain.evaluation import paired
+    from clonetrain.evaluation.metrics import beats
+    from clonetrain.stages.evaluate import read_frame_series
 
     def read(clone: str, stage: str, name: str) -> dict:
         return json.loads((data / "work" / clone / stage / name).read_text())
 
-    from clonetrain.evaluation.metrics import beats
+    def compare(budget: str) -> dict:
+        per_seed = []
+        for i, (tuned, scratch) in enumerate(pairs[budget]):
+            a, b = read(tuned, "evaluate", "metrics.json"), read(scratch, "evaluate", "metrics.json")
+            frames_a, series_a = read_frame_series(data / "work" / tuned / "evaluate" / "frames.npz")
+            frames_b, series_b = read_frame_series(data / "work" / scratch / "evaluate" / "frames.npz")
+            assert np.array_equal(frames_a, frames_b), "both arms must be judged on the same held-out frames"
+            boot = paired.paired_bootstrap(series_a["clone"], series_b["clone"], series_a["real_footage"].mouth_open)
+            per_seed.append({
+                "seed": FIRST_SEED + i, "clones": [tuned, scratch],
+                "fine_tuned": a["metrics"]["clone"], "from_scratch": b["metrics"]["clone"],
+                "fine_tuned_vs_scratch": beats(a["metrics"]["clone"], b["metrics"]["clone"]),
+                "advantage_of_fine_tuned": {k: {**v, "verdict": paired.verdict(v)} for k, v in boot.items()},
+            })
+        mean_t = mean_metrics([s["fine_tuned"] for s in per_seed])
+        mean_s = mean_metrics([s["from_scratch"] for s in per_seed])
+        vs = beats(mean_t, mean_s)
+        return {"minutes": budgets[budget], "seeds": per_seed,
+                "mean_over_seeds": {"fine_tuned": mean_t, "from_scratch": mean_s, "fine_tuned_vs_scratch": vs},
+                "fine_tuned_beats_scratch": all(vs.values())}
 
-    tuned, scratch = read("man", "evaluate", "metrics.json"), read("man_scratch", "evaluate", "metrics.json")
-    train_m = {c: read(c, "train", "manifest.json")["counts"] for c in trained}
-    vs_scratch = beats(tuned["metrics"]["clone"], scratch["metrics"]["clone"])
+    tuned0 = read(pairs["train"][0][0], "evaluate", "metrics.json")
+    main_budget = compare("train")
+    train_m = {c: read(c, "train", "manifest.json")["counts"] for c in clones}
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     result = {
         "benchmark": "lipsync",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit, "clone": "talk_man_60s.mp4", "corpus": CORPUS,
-        "budget_minutes": {"pretrain": args.pretrain_minutes, "train": args.train_minutes,
+        "commit": commit, "clone": CLONE_FILES["take.mp4"], "corpus": CORPUS,
+        "base": {"path": str(base), "sha256": sha256(base), "pretrained_here": not args.base},
+        "budget_minutes": {"pretrain": None if args.base else args.pretrain_minutes, "train": args.train_minutes,
                            "short": args.short_minutes or None},
+        "seeds": args.seeds,
         "training": {c: {k: train_m[c].get(k) for k in ("steps", "seconds", "stopped_by", "val/l1_lower", "val/sync",
                                                          "val/expert_acc")} for c in train_m},
-        "fine_tuned": tuned["metrics"], "from_scratch": scratch["metrics"]["clone"],
-        "targets": {**tuned["targets"], "fine_tuned_beats_scratch": all(vs_scratch.values())},
-        "fine_tuned_vs_scratch": vs_scratch,
-        "comparison": tuned["comparison"],
+        # The first seed's fine-tuned clone against the static frame and the un-tuned base.
+        "fine_tuned": tuned0["metrics"], "uncertainty": tuned0["uncertainty"], "comparison": tuned0["comparison"],
+        "targets": {**tuned0["targets"], "fine_tuned_beats_scratch": main_budget["fine_tuned_beats_scratch"]},
+        "fine_tuned_vs_scratch": main_budget,
         "wall_seconds": {k: round(v, 1) for k, v in times.items()},
     }
-    if args.short_minutes > 0:
-        a, b = (read(c, "evaluate", "metrics.json")["metrics"]["clone"] for c in ("man_short", "man_short_scratch"))
-        result["short_budget"] = {"minutes": args.short_minutes, "fine_tuned": a, "from_scratch": b,
-                                  "fine_tuned_vs_scratch": beats(a, b), "fine_tuned_beats_scratch": all(beats(a, b).values())}
+    if "short" in budgets:
+        result["short_budget"] = compare("short")
     write_result(args.out, result)
     return 0
 

@@ -6,6 +6,8 @@ generated frames (both upscaled from the training size to 256 px), so neither si
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -29,13 +31,11 @@ def judge_landmarks(landmarker: Landmarker, faces: np.ndarray, runs: list[np.nda
     return out
 
 
-def mouth_lmd(gen: np.ndarray, real: np.ndarray) -> float:
-    """Mean distance of the 20 mouth points, in eye distances of the real face."""
-    ok = ~(np.isnan(gen).any((1, 2)) | np.isnan(real).any((1, 2)))
-    if not ok.any():
-        return float("nan")
-    d = np.linalg.norm(gen[ok, MOUTH] - real[ok, MOUTH], axis=-1).mean(-1)
-    return float((d / geometry.face_scale(real[ok])).mean())
+def mouth_lmd_per_frame(gen: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """(n,) mean distance of the 20 mouth points, in eye distances of the real face; NaN where either is missing."""
+    d = np.linalg.norm(gen[:, MOUTH] - real[:, MOUTH], axis=-1).mean(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (d / geometry.face_scale(real)).astype(np.float64)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,33 +45,49 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
-def lower_face_quality(gen: np.ndarray, real: np.ndarray) -> tuple[float, float]:
-    """PSNR (dB) and SSIM of the lower half, averaged over frames."""
+def lower_face_quality(gen: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) PSNR (dB) and (n,) SSIM of the lower half of each frame."""
     h = gen.shape[1] // 2
     psnr, ssim = [], []
     for g, r in zip(gen, real):
         g, r = g[h:], r[h:]
         psnr.append(peak_signal_noise_ratio(r, g, data_range=255))
         ssim.append(structural_similarity(r, g, channel_axis=-1, data_range=255))
-    # Identical images have an infinite PSNR, which JSON cannot hold: report None.
-    p = float(np.mean(psnr))
-    return (p if np.isfinite(p) else None), float(np.mean(ssim))
+    return np.asarray(psnr, np.float64), np.asarray(ssim, np.float64)
 
 
-def all_metrics(landmarker: Landmarker, gen: np.ndarray, real: np.ndarray, real_pts: np.ndarray,
-                energy: np.ndarray, runs: list[np.ndarray], mouth_lead: float, max_lag: int) -> dict:
+@dataclass
+class FrameSeries:
+    """What the judge measured on each held-out frame; the metrics are summaries of it, and two methods judged on
+    the same frames can be compared frame by frame (evaluation.compare)."""
+
+    mouth_open: np.ndarray   # generated mouth opening (NaN: no landmarks)
+    lmd: np.ndarray          # mouth landmark distance to the real frame
+    psnr: np.ndarray
+    ssim: np.ndarray
+
+
+def judge(landmarker: Landmarker, gen: np.ndarray, real: np.ndarray, real_pts: np.ndarray,
+          runs: list[np.ndarray]) -> FrameSeries:
     pts = judge_landmarks(landmarker, gen, runs)
-    mouth_gen, mouth_real = geometry.mouth_opening(pts), geometry.mouth_opening(real_pts)
-    valid = np.isfinite(mouth_gen)
-    est = sync.estimate_offset(mouth_gen, energy, valid, max_lag)
     psnr, ssim = lower_face_quality(gen, real)
+    return FrameSeries(geometry.mouth_opening(pts).astype(np.float64), mouth_lmd_per_frame(pts, real_pts), psnr, ssim)
+
+
+def summarise(series: FrameSeries, mouth_real: np.ndarray, energy: np.ndarray, mouth_lead: float,
+              max_lag: int) -> dict:
+    valid = np.isfinite(series.mouth_open)
+    est = sync.estimate_offset(series.mouth_open, energy, valid, max_lag)
+    lmd = series.lmd[np.isfinite(series.lmd)]
+    # Identical images have an infinite PSNR, which JSON cannot hold: report None.
+    psnr = float(np.mean(series.psnr))
     return {
-        "lmd_mouth": round(mouth_lmd(pts, real_pts), 4),
-        "mouth_open_corr": round(pearson(mouth_gen, mouth_real), 4),
+        "lmd_mouth": round(float(lmd.mean()), 4) if lmd.size else float("nan"),
+        "mouth_open_corr": round(pearson(series.mouth_open, mouth_real), 4),
         "offset_frames": round(float(est.frames - mouth_lead), 2) if np.isfinite(est.frames) else None,
         "sync_peak_corr": round(est.peak, 4) if np.isfinite(est.peak) else None,
-        "psnr_lower": round(psnr, 3) if psnr is not None else None,
-        "ssim_lower": round(ssim, 4),
+        "psnr_lower": round(psnr, 3) if np.isfinite(psnr) else None,
+        "ssim_lower": round(float(np.mean(series.ssim)), 4),
         "judged_frames": int(valid.sum()),
     }
 

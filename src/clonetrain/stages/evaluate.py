@@ -4,7 +4,9 @@ Reads  train/model.safetensors, train/split.json, the preprocessed footage; the 
        fine-tuned from (if any)
 Writes metrics.json  for the clone, a static reference frame (its mouth frozen on the real upper face) and the
                      un-tuned base: mouth LMD, mouth-opening correlation, audio-video offset of the generated
-                     frames, PSNR and SSIM of the lower face; and whether the clone beats each baseline
+                     frames, PSNR and SSIM of the lower face; whether the clone beats each baseline, and by how
+                     much with a 95% interval (uncertainty: a block bootstrap over the frames)
+       frames.npz    what the judge measured on every held-out frame, per method (for paired comparisons)
        heldout.mp4   real | static | clone side by side over the held-out sound, labelled AI-generated
                      (also logged, with the metrics, to the tracker: wandb offline by default)
 
@@ -21,7 +23,7 @@ import soundfile as sf
 from omegaconf import DictConfig
 
 from clonetrain import tracking
-from clonetrain.evaluation import metrics
+from clonetrain.evaluation import metrics, paired
 from clonetrain.manifest import StageResult
 from clonetrain.media.compare import write_comparison
 from clonetrain.models import checkpoint
@@ -30,8 +32,28 @@ from clonetrain.training.data import load_clip
 from clonetrain.vision.landmarks import make_landmarker
 from clonetrain.workspace import Workspace, write_json_atomic
 
-CODE = ("clonetrain.evaluation.metrics", "clonetrain.models.inference", "clonetrain.training.data",
-        "clonetrain.media.label")
+CODE = ("clonetrain.evaluation.metrics", "clonetrain.evaluation.paired", "clonetrain.models.inference",
+        "clonetrain.training.data", "clonetrain.media.label")
+
+
+def fps_block(fps: int) -> int:
+    """Bootstrap block: one second of frames, about the length of a syllable run."""
+    return max(1, int(fps))
+
+
+def write_frame_series(path: Path, frames: np.ndarray, series: dict[str, metrics.FrameSeries]) -> None:
+    """frames.npz: the held-out frame numbers and, per method, what the judge measured on each frame."""
+    arrays = {"frames": frames}
+    for name, s in series.items():
+        arrays.update({f"{name}/{k}": v for k, v in vars(s).items()})
+    np.savez(path, **arrays)  # inside the stage's build folder, which is swapped into place whole
+
+
+def read_frame_series(path: Path) -> tuple[np.ndarray, dict[str, metrics.FrameSeries]]:
+    with np.load(path) as z:
+        names = sorted({k.split("/")[0] for k in z.files if "/" in k})
+        return z["frames"], {n: metrics.FrameSeries(**{f: z[f"{n}/{f}"] for f in
+                                                         ("mouth_open", "lmd", "psnr", "ssim")}) for n in names}
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
@@ -67,13 +89,18 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     landmarker = make_landmarker(cfg.landmarks.backend, cfg.landmarks.fan_weights, cfg.landmarks.device)
     try:
         real_pts = metrics.judge_landmarks(landmarker, real, runs)
-        results = {name: metrics.all_metrics(landmarker, gen, real, real_pts, energy, runs, a.mouth_lead_frames,
-                                             a.max_offset_frames) for name, gen in outputs.items()}
-        results["real_footage"] = metrics.all_metrics(landmarker, real, real, real_pts, energy, runs,
-                                                      a.mouth_lead_frames, a.max_offset_frames)
+        series = {name: metrics.judge(landmarker, gen, real, real_pts, runs) for name, gen in outputs.items()}
+        series["real_footage"] = metrics.judge(landmarker, real, real, real_pts, runs)
     finally:
         landmarker.close()
+    mouth_real = series["real_footage"].mouth_open
+    results = {name: metrics.summarise(s, mouth_real, energy, a.mouth_lead_frames, a.max_offset_frames)
+               for name, s in series.items()}
     comparison = {f"clone_vs_{b}": metrics.beats(results["clone"], results[b]) for b in outputs if b != "clone"}
+    # How sure: the clone's advantage over each baseline with a 95% interval (block bootstrap over the frames).
+    uncertainty = {f"clone_vs_{b}": paired.paired_bootstrap(series["clone"], series[b], mouth_real, fps_block(clip.fps))
+                   for b in outputs if b != "clone"}
+    write_frame_series(out_dir / "frames.npz", idx, series)
     static_lmd = results["static_frame"]["lmd_mouth"]
     targets = {
         "mouth_open_corr>=0.5": results["clone"]["mouth_open_corr"] >= 0.5,
@@ -84,7 +111,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     }
     report = {"heldout_frames": int(idx.size), "heldout_from_frame": lo, "judge": cfg.landmarks.backend,
               "training_steps": meta.get("steps"), "base": base, "metrics": results, "comparison": comparison,
-              "targets": targets}
+              "uncertainty": uncertainty, "targets": targets}
     write_json_atomic(out_dir / "metrics.json", report)
 
     # A side-by-side clip over the held-out sound: real | static | clone.
