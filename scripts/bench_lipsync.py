@@ -155,8 +155,12 @@ def main() -> int:
         mean_t = mean_metrics([s["fine_tuned"] for s in per_seed])
         mean_s = mean_metrics([s["from_scratch"] for s in per_seed])
         vs = beats(mean_t, mean_s)
+        # Per metric: in how many seeds the fine-tuned clone was surely better, surely worse, or within the noise.
+        verdicts = {k: {v: sum(s["advantage_of_fine_tuned"][k]["verdict"] == v for s in per_seed)
+                        for v in ("better", "tie", "worse")} for k in per_seed[0]["advantage_of_fine_tuned"]}
         return {"minutes": budgets[budget], "seeds": per_seed,
                 "mean_over_seeds": {"fine_tuned": mean_t, "from_scratch": mean_s, "fine_tuned_vs_scratch": vs},
+                "bootstrap_verdicts": verdicts,
                 "fine_tuned_beats_scratch": all(vs.values())}
 
     tuned0 = read(pairs["train"][0][0], "evaluate", "metrics.json")

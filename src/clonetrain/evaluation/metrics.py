@@ -59,7 +59,7 @@ def lower_face_quality(gen: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, n
 @dataclass
 class FrameSeries:
     """What the judge measured on each held-out frame; the metrics are summaries of it, and two methods judged on
-    the same frames can be compared frame by frame (evaluation.compare)."""
+    the same frames can be compared frame by frame (evaluation.paired)."""
 
     mouth_open: np.ndarray   # generated mouth opening (NaN: no landmarks)
     lmd: np.ndarray          # mouth landmark distance to the real frame

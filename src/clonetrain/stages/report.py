@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
+from clonetrain.evaluation import paired
 from clonetrain.manifest import StageResult
 from clonetrain.media.write import write_video
 from clonetrain.report import html, svg
@@ -59,7 +60,24 @@ def _evaluation(ws: Workspace) -> list[tuple[str, list[str], list[list]]]:
     targets = [[k, "met" if v else "MISSED"] for k, v in ev["targets"].items()]
     return [(f"Lip-sync on {ev['heldout_frames']} held-out frames (judge: {ev['judge']} landmarks; lower LMD, "
              "higher correlation/PSNR/SSIM, offset near 0 are better)", ["output", *keys], rows),
+            *_uncertainty(ev.get("uncertainty", {})),
             ("Acceptance targets", ["target", "result"], targets)]
+
+
+def _uncertainty(uncertainty: dict) -> list[tuple[str, list[str], list[list]]]:
+    """The clone's advantage over each baseline with its 95% interval: a win whose interval holds 0 is noise."""
+    if not uncertainty:
+        return []
+    keys = ["lmd_mouth", "mouth_open_corr", "psnr_lower", "ssim_lower"]
+
+    def cell(v: dict) -> str:
+        if not v or v.get("ci95") is None:
+            return "n/a"
+        return f"{v['advantage']:+g} [{v['ci95'][0]:+g}, {v['ci95'][1]:+g}] {paired.verdict(v)}"
+
+    rows = [[name.removeprefix("clone_vs_"), *[cell(adv.get(k)) for k in keys]] for name, adv in uncertainty.items()]
+    return [("How sure: the clone's advantage over each baseline (positive: the clone is better) with its 95% "
+             "interval, from a block bootstrap over the held-out frames", ["baseline", *keys], rows)]
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
