@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import subprocess
@@ -84,14 +83,6 @@ def mean_metrics(runs: list[dict]) -> dict:
     return out
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-minutes", type=float, default=15.0)
@@ -133,6 +124,7 @@ def main() -> int:
 
     from clonetrain.evaluation import paired
     from clonetrain.evaluation.metrics import beats
+    from clonetrain.manifest import sha256_file
     from clonetrain.stages.evaluate import read_frame_series
 
     def read(clone: str, stage: str, name: str) -> dict:
@@ -171,7 +163,7 @@ def main() -> int:
         "benchmark": "lipsync",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": commit, "clone": CLONE_FILES["take.mp4"], "corpus": CORPUS,
-        "base": {"path": str(base), "sha256": sha256(base), "pretrained_here": not args.base},
+        "base": {"path": str(base), "sha256": sha256_file(base), "pretrained_here": not args.base},
         "budget_minutes": {"pretrain": None if args.base else args.pretrain_minutes, "train": args.train_minutes,
                            "short": args.short_minutes or None},
         "seeds": args.seeds,
