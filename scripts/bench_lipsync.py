@@ -134,10 +134,11 @@ def main() -> int:
         per_seed = []
         for i, (tuned, scratch) in enumerate(pairs[budget]):
             a, b = read(tuned, "evaluate", "metrics.json"), read(scratch, "evaluate", "metrics.json")
-            frames_a, series_a = read_frame_series(data / "work" / tuned / "evaluate" / "frames.npz")
-            frames_b, series_b = read_frame_series(data / "work" / scratch / "evaluate" / "frames.npz")
+            frames_a, fps, series_a = read_frame_series(data / "work" / tuned / "evaluate" / "frames.npz")
+            frames_b, _, series_b = read_frame_series(data / "work" / scratch / "evaluate" / "frames.npz")
             assert np.array_equal(frames_a, frames_b), "both arms must be judged on the same held-out frames"
-            boot = paired.paired_bootstrap(series_a["clone"], series_b["clone"], series_a["real_footage"].mouth_open)
+            boot = paired.paired_bootstrap(series_a["clone"], series_b["clone"], series_a["real_footage"].mouth_open,
+                                           paired.block_for(fps))
             per_seed.append({
                 "seed": FIRST_SEED + i, "clones": [tuned, scratch],
                 "fine_tuned": a["metrics"]["clone"], "from_scratch": b["metrics"]["clone"],

@@ -13,7 +13,8 @@ from conftest import TINY, run
 
 
 def _series(trained):
-    frames, series = read_frame_series(trained / "work" / "man" / "evaluate" / "frames.npz")
+    frames, fps, series = read_frame_series(trained / "work" / "man" / "evaluate" / "frames.npz")
+    assert fps == 25
     report = json.loads((trained / "work" / "man" / "evaluate" / "metrics.json").read_text())
     return frames, series, report
 
@@ -36,7 +37,7 @@ def test_frame_series_are_what_the_metrics_summarise(trained):
 def test_a_method_against_itself_is_a_tie(trained):
     _, series, _ = _series(trained)
     s, real = series["clone"], series["real_footage"].mouth_open
-    for name, v in paired.paired_bootstrap(s, s, real, count=200).items():
+    for name, v in paired.paired_bootstrap(s, s, real, paired.block_for(25), count=200).items():
         assert v["advantage"] == 0 and v["ci95"] == [0, 0] and v["p_better"] == 0, name
         assert paired.verdict(v) == "tie"
 
@@ -46,15 +47,15 @@ def test_a_real_difference_is_found_and_its_direction_kept(trained):
     s, real = series["static_frame"], series["real_footage"].mouth_open
     worse = dataclasses.replace(s, lmd=s.lmd + 0.01, psnr=s.psnr - 1.0, ssim=s.ssim - 0.05,
                                 mouth_open=np.random.default_rng(0).permutation(real))
-    better_side = paired.paired_bootstrap(series["real_footage"], worse, real, count=300)
+    better_side = paired.paired_bootstrap(series["real_footage"], worse, real, paired.block_for(25), count=300)
     # Real footage judged against itself: r = 1 against a shuffled mouth.
     assert paired.verdict(better_side["mouth_open_corr"]) == "better"
-    for name, v in paired.paired_bootstrap(s, worse, real, count=300).items():
+    for name, v in paired.paired_bootstrap(s, worse, real, paired.block_for(25), count=300).items():
         if name == "mouth_open_corr":
             continue
         assert paired.verdict(v) == "better" and v["p_better"] == 1, name
         assert v["advantage"] > 0 and v["ci95"][0] > 0
-    for name, v in paired.paired_bootstrap(worse, s, real, count=300).items():
+    for name, v in paired.paired_bootstrap(worse, s, real, paired.block_for(25), count=300).items():
         if name != "mouth_open_corr":
             assert paired.verdict(v) == "worse" and v["advantage"] < 0, name
 

@@ -13,6 +13,11 @@ import numpy as np
 from clonetrain.evaluation.metrics import HIGHER_IS_BETTER, FrameSeries, pearson
 
 
+def block_for(fps: float) -> int:
+    """The bootstrap block: one second of frames, about the length of a run of syllables."""
+    return max(1, int(round(fps)))
+
+
 def block_resamples(n: int, block: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """(count, n) frame indices, each row made of randomly placed runs of `block` consecutive frames."""
     block = max(1, min(block, n))
@@ -30,10 +35,10 @@ def _stat(name: str, s: FrameSeries, mouth_real: np.ndarray, idx: np.ndarray) ->
     return float(values.mean()) if values.size else float("nan")
 
 
-def paired_bootstrap(a: FrameSeries, b: FrameSeries, mouth_real: np.ndarray, block: int = 25, count: int = 2000,
+def paired_bootstrap(a: FrameSeries, b: FrameSeries, mouth_real: np.ndarray, block: int, count: int = 2000,
                      seed: int = 0) -> dict[str, dict]:
     """For each metric, a's advantage over b (positive: a is better, whichever direction the metric runs), its
-    95% interval, and the share of resamples in which a is better."""
+    95% interval, and the share of resamples in which a is better. `block`: see block_for."""
     n = len(mouth_real)
     rows = block_resamples(n, block, count, np.random.default_rng(seed))
     whole = np.arange(n)

@@ -36,23 +36,18 @@ CODE = ("clonetrain.evaluation.metrics", "clonetrain.evaluation.paired", "clonet
         "clonetrain.training.data", "clonetrain.media.label")
 
 
-def fps_block(fps: int) -> int:
-    """Bootstrap block: one second of frames, about the length of a syllable run."""
-    return max(1, int(fps))
-
-
-def write_frame_series(path: Path, frames: np.ndarray, series: dict[str, metrics.FrameSeries]) -> None:
-    """frames.npz: the held-out frame numbers and, per method, what the judge measured on each frame."""
-    arrays = {"frames": frames}
+def write_frame_series(path: Path, frames: np.ndarray, fps: int, series: dict[str, metrics.FrameSeries]) -> None:
+    """frames.npz: the held-out frame numbers, the frame rate and, per method, what the judge measured on each frame."""
+    arrays = {"frames": frames, "fps": np.array(fps)}
     for name, s in series.items():
         arrays.update({f"{name}/{k}": v for k, v in vars(s).items()})
     np.savez(path, **arrays)  # inside the stage's build folder, which is swapped into place whole
 
 
-def read_frame_series(path: Path) -> tuple[np.ndarray, dict[str, metrics.FrameSeries]]:
+def read_frame_series(path: Path) -> tuple[np.ndarray, int, dict[str, metrics.FrameSeries]]:
     with np.load(path) as z:
         names = sorted({k.split("/")[0] for k in z.files if "/" in k})
-        return z["frames"], {n: metrics.FrameSeries(**{f: z[f"{n}/{f}"] for f in
+        return z["frames"], int(z["fps"]), {n: metrics.FrameSeries(**{f: z[f"{n}/{f}"] for f in
                                                          ("mouth_open", "lmd", "psnr", "ssim")}) for n in names}
 
 
@@ -98,9 +93,10 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                for name, s in series.items()}
     comparison = {f"clone_vs_{b}": metrics.beats(results["clone"], results[b]) for b in outputs if b != "clone"}
     # How sure: the clone's advantage over each baseline with a 95% interval (block bootstrap over the frames).
-    uncertainty = {f"clone_vs_{b}": paired.paired_bootstrap(series["clone"], series[b], mouth_real, fps_block(clip.fps))
+    uncertainty = {f"clone_vs_{b}": paired.paired_bootstrap(series["clone"], series[b], mouth_real,
+                                                          paired.block_for(clip.fps))
                    for b in outputs if b != "clone"}
-    write_frame_series(out_dir / "frames.npz", idx, series)
+    write_frame_series(out_dir / "frames.npz", idx, clip.fps, series)
     static_lmd = results["static_frame"]["lmd_mouth"]
     targets = {
         "mouth_open_corr>=0.5": results["clone"]["mouth_open_corr"] >= 0.5,

@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from clonetrain.evaluation import paired
+from clonetrain.evaluation.metrics import HIGHER_IS_BETTER
 from clonetrain.manifest import StageResult
 from clonetrain.media.write import write_video
 from clonetrain.report import html, svg
@@ -68,7 +69,7 @@ def _uncertainty(uncertainty: dict) -> list[tuple[str, list[str], list[list]]]:
     """The clone's advantage over each baseline with its 95% interval: a win whose interval holds 0 is noise."""
     if not uncertainty:
         return []
-    keys = ["lmd_mouth", "mouth_open_corr", "psnr_lower", "ssim_lower"]
+    keys = list(HIGHER_IS_BETTER)  # the metrics the bootstrap compares
 
     def cell(v: dict) -> str:
         if not v or v.get("ci95") is None:
