@@ -158,6 +158,19 @@ def test_missing_or_malformed_base_checkpoint_is_a_clear_error(preprocessed, tmp
         run(preprocessed.root, "man", "stage=train", f"model.base={other}", *TINY)
 
 
+def test_the_model_hears_the_mel_bands_the_audio_stage_computes(preprocessed, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    with pytest.raises(UpstreamMissingError, match="has 80 mel bands but the model hears 40"):
+        run(root, "man", "stage=train", "audio_features.n_mels=40", *TINY)
+    run(root, "man", "stage=audio", "audio_features.n_mels=40")
+    run(root, "man", "stage=train", "audio_features.n_mels=40", *_without("train.max_steps="), "train.max_steps=2")
+    generator, _, _ = checkpoint.load(root / "work" / "man" / "train" / "model.safetensors")
+    assert generator.spec.n_mels == 40
+    run(root, "man", "stage=evaluate", "audio_features.n_mels=40", *TINY)
+    assert (root / "work" / "man" / "evaluate" / "metrics.json").is_file()
+
+
 def test_training_a_clone_never_preprocessed_is_a_clear_error(clips, tmp_path):
     make_clone(tmp_path, "raw_only", {"a.mp4": clips["man20"]})
     with pytest.raises(UpstreamMissingError, match="stage=faces clone=raw_only"):

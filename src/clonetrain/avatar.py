@@ -83,7 +83,7 @@ def from_workspace(cfg, ws) -> Avatar:
         raise UpstreamMissingError(f"clone {ws.clone!r} has no trained model",
                                    f"run: python -m clonetrain stage=all clone={ws.clone}")
     generator, _, _ = checkpoint.load(model_path)
-    clip = load_clip(ws, generator.spec.image_size)
+    clip = load_clip(ws, generator.spec.image_size, generator.spec.n_mels)
     split = json.loads((ws.stage_dir("train") / "split.json").read_text())
     loop = loop_indices(clip.usable, clip.take, split["holdout_from_frame"], int(cfg.render.loop_seconds * clip.fps))
     squares = np.load(ws.stage_dir("faces") / "faces.npz")["square"][loop]

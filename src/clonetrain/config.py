@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import II, MISSING, OmegaConf
 
 
 def default_data_root() -> str:
@@ -117,6 +117,8 @@ class ModelCfg:
     audio_dim: int = 128
     expert_dim: int = 64
     sync_frames: int = 5
+    # The mel bands the audio encoders hear: always those the audio stage computes.
+    n_mels: int = II("audio_features.n_mels")
     # A base checkpoint to fine-tune from: .safetensors written by stage=pretrain or train, or with model=wav2lip
     # the published wav2lip.pth / wav2lip_gan.pth. Empty: from scratch.
     base: str = ""

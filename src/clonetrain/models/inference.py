@@ -18,14 +18,14 @@ def generate(generator: nn.Module, reference: np.ndarray, targets: np.ndarray, m
     (n, n_mels, 16) normalised -> (n, S, S, 3) uint8."""
     device = device or best_device()
     generator = generator.to(device).eval()
-    ref = torch.from_numpy(np.ascontiguousarray(reference)).float().div(255).permute(2, 0, 1).to(device)
+    ref = torch.from_numpy(np.array(reference)).float().div(255).permute(2, 0, 1).to(device)
     out = np.empty_like(targets)
     s = targets.shape[1]
     for i in range(0, len(targets), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(targets[i : i + batch_size])).float().div(255).permute(0, 3, 1, 2).to(device)
+        x = torch.from_numpy(np.array(targets[i : i + batch_size])).float().div(255).permute(0, 3, 1, 2).to(device)
         x[:, :, s // 2 :] = 0
         inp = torch.cat([ref.expand(len(x), -1, -1, -1), x], 1)
-        m = torch.from_numpy(np.ascontiguousarray(mels[i : i + batch_size])).float().unsqueeze(1).to(device)
+        m = torch.from_numpy(np.array(mels[i : i + batch_size])).float().unsqueeze(1).to(device)
         y = generator(inp, m)
         out[i : i + batch_size] = (y.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return out

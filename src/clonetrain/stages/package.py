@@ -86,7 +86,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     shutil.copy2(train_dir / "model.safetensors", pkg / "model.safetensors")
     _export_torchscript(generator, pkg / "generator.torchscript")
 
-    clip = load_clip(ws, generator.spec.image_size)
+    clip = load_clip(ws, generator.spec.image_size, generator.spec.n_mels)
     split = json.loads((train_dir / "split.json").read_text())
     fps = clip.fps
     loop = avatar.loop_indices(clip.usable, clip.take, split["holdout_from_frame"], int(cfg.render.loop_seconds * fps))

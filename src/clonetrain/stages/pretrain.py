@@ -50,7 +50,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     T = cfg.model.sync_frames
     train_parts, val_parts, rows = [], [], []
     for c in _corpus(cfg, ws):
-        clip = load_clip(c, cfg.model.image_size)
+        clip = load_clip(c, cfg.model.image_size, cfg.model.n_mels)
         split = clip.split(cfg.train.holdout)
         tr = WindowDataset(clip, 0, split, T, 0, split, augment=cfg.pretrain.augment)
         va = WindowDataset(clip, split, clip.n, T, 0, split)

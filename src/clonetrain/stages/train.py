@@ -50,7 +50,7 @@ def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
-    clip = load_clip(ws, cfg.model.image_size)
+    clip = load_clip(ws, cfg.model.image_size, cfg.model.n_mels)
     split = clip.split(cfg.train.holdout)
     T = cfg.model.sync_frames
     train_ds = WindowDataset(clip, 0, split, T, 0, split, augment=cfg.train.augment)

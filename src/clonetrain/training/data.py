@@ -54,7 +54,9 @@ class Clip:
         return self.mel[start : start + MEL_WINDOW].T
 
 
-def load_clip(ws: Workspace, size: int) -> Clip:
+def load_clip(ws: Workspace, size: int, n_mels: int | None = None) -> Clip:
+    """The clone's preprocessed arrays at `size` px; `n_mels`: the mel bands the model hears, checked against
+    those the audio stage computed."""
     for stage in ("ingest", "faces", "landmarks", "audio"):
         if ws.read_manifest(stage) is None:
             raise UpstreamMissingError(f"clone {ws.clone!r} has not been preprocessed (no {stage} output)",
@@ -69,6 +71,10 @@ def load_clip(ws: Workspace, size: int) -> Clip:
     frames = np.load(ws.stage_dir("ingest") / "frames.npz")
     audio_manifest = ws.read_manifest("audio")
     mel = (np.load(ws.stage_dir("audio") / "mel.npy") - MEL_CENTER) / MEL_SCALE
+    if n_mels is not None and mel.shape[1] != n_mels:
+        raise UpstreamMissingError(f"clone {ws.clone!r} has {mel.shape[1]} mel bands but the model hears {n_mels}",
+                                   f"rerun: python -m clonetrain stage=audio clone={ws.clone} force=true "
+                                   f"audio_features.n_mels={n_mels}")
     usable = ((flags & UNUSABLE) == 0) & frames["lipsync"] & lm["valid"]
     return Clip(clone=ws.clone, faces=np.load(path, mmap_mode="r"), mel=mel.astype(np.float32), usable=usable,
                 take=frames["take"], mouth_open=lm["mouth_open"], valid_landmarks=lm["valid"],
