@@ -26,11 +26,13 @@ def heldout_preview(clip: Clip, first: int, reference: int, audio_wav: Path, out
         fake = generate(generator, np.asarray(clip.faces[reference]), real, mels)
         unusable = ~clip.usable[frames]
         fake[unusable] = real[unusable]  # no face to learn from there: show the footage as it is
-        wav, sr = sf.read(audio_wav, dtype="float32")
+        sr = sf.info(str(audio_wav)).samplerate
         spf = sr // clip.fps
+        # Only the seconds shown: a long take's whole sound track need not be in memory.
+        wav, _ = sf.read(audio_wav, start=frames[0] * spf, stop=(frames[-1] + 1) * spf, dtype="float32")
         out.parent.mkdir(parents=True, exist_ok=True)
         sound = out.with_suffix(".wav")
-        sf.write(sound, wav[frames[0] * spf : (frames[-1] + 1) * spf], sr, subtype="PCM_16")
+        sf.write(sound, wav, sr, subtype="PCM_16")
         try:
             return write_comparison([real, fake], clip.fps, sound, out, "real | AI-generated clone (held out)",
                                     clip.clone)
