@@ -29,8 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import write_result  # noqa: E402
@@ -72,17 +70,6 @@ def pair_names(budget: str, i: int) -> tuple[str, str]:
     return tuned, f"{tuned}_scratch"
 
 
-def mean_metrics(runs: list[dict]) -> dict:
-    """Mean of each metric over seeds; the offset as the mean distance from 0, so opposite errors do not cancel."""
-    out = {}
-    for k in ("lmd_mouth", "mouth_open_corr", "psnr_lower", "ssim_lower", "offset_frames"):
-        v = [r[k] for r in runs if r.get(k) is not None]
-        if k == "offset_frames":
-            v = [abs(x) for x in v]
-        out[k] = round(float(np.mean(v)), 4) if v else None
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-minutes", type=float, default=15.0)
@@ -122,39 +109,26 @@ def main() -> int:
             for clone in (tuned, scratch):
                 times[f"evaluate_{clone}"] = clonetrain(data, clone, "stage=evaluate")
 
-    from clonetrain.evaluation import paired
-    from clonetrain.evaluation.metrics import beats
+    from clonetrain.evaluation import versus
     from clonetrain.manifest import sha256_file
-    from clonetrain.stages.evaluate import read_frame_series
 
     def read(clone: str, stage: str, name: str) -> dict:
         return json.loads((data / "work" / clone / stage / name).read_text())
 
     def compare(budget: str) -> dict:
-        per_seed = []
-        for i, (tuned, scratch) in enumerate(pairs[budget]):
-            a, b = read(tuned, "evaluate", "metrics.json"), read(scratch, "evaluate", "metrics.json")
-            frames_a, fps, series_a = read_frame_series(data / "work" / tuned / "evaluate" / "frames.npz")
-            frames_b, _, series_b = read_frame_series(data / "work" / scratch / "evaluate" / "frames.npz")
-            assert np.array_equal(frames_a, frames_b), "both arms must be judged on the same held-out frames"
-            boot = paired.paired_bootstrap(series_a["clone"], series_b["clone"], series_a["real_footage"].mouth_open,
-                                           paired.block_for(fps))
-            per_seed.append({
-                "seed": FIRST_SEED + i, "clones": [tuned, scratch],
-                "fine_tuned": a["metrics"]["clone"], "from_scratch": b["metrics"]["clone"],
-                "fine_tuned_vs_scratch": beats(a["metrics"]["clone"], b["metrics"]["clone"]),
-                "advantage_of_fine_tuned": {k: {**v, "verdict": paired.verdict(v)} for k, v in boot.items()},
-            })
-        mean_t = mean_metrics([s["fine_tuned"] for s in per_seed])
-        mean_s = mean_metrics([s["from_scratch"] for s in per_seed])
-        vs = beats(mean_t, mean_s)
-        # Per metric: in how many seeds the fine-tuned clone was surely better, surely worse, or within the noise.
-        verdicts = {k: {v: sum(s["advantage_of_fine_tuned"][k]["verdict"] == v for s in per_seed)
-                        for v in ("better", "tie", "worse")} for k in per_seed[0]["advantage_of_fine_tuned"]}
+        """Fine-tuned (a) vs scratch (b), seed by seed and over the seeds."""
+        runs = [versus.clone_vs_clone(data / "work" / tuned / "evaluate", data / "work" / scratch / "evaluate")
+                for tuned, scratch in pairs[budget]]
+        per_seed = [{"seed": FIRST_SEED + i, "clones": list(pair), "fine_tuned": r["a"], "from_scratch": r["b"],
+                     "fine_tuned_vs_scratch": r["a_beats_b"], "advantage_of_fine_tuned": r["advantage_of_a"]}
+                    for i, (pair, r) in enumerate(zip(pairs[budget], runs))]
+        mean = versus.over_seeds(runs)
         return {"minutes": budgets[budget], "seeds": per_seed,
-                "mean_over_seeds": {"fine_tuned": mean_t, "from_scratch": mean_s, "fine_tuned_vs_scratch": vs},
-                "bootstrap_verdicts": verdicts,
-                "fine_tuned_beats_scratch": all(vs.values())}
+                "mean_over_seeds": {"fine_tuned": mean["a"], "from_scratch": mean["b"],
+                                    "fine_tuned_vs_scratch": mean["a_beats_b"]},
+                # Per metric: in how many seeds fine-tuned was surely better, surely worse, or within the noise.
+                "bootstrap_verdicts": mean["verdicts"],
+                "fine_tuned_beats_scratch": all(mean["a_beats_b"].values())}
 
     tuned0 = read(pairs["train"][0][0], "evaluate", "metrics.json")
     main_budget = compare("train")

@@ -5,8 +5,9 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
-from clonetrain.evaluation import paired
+from clonetrain.evaluation import paired, versus
 from clonetrain.evaluation.metrics import pearson
 from clonetrain.stages.evaluate import read_frame_series
 from conftest import TINY, run
@@ -77,3 +78,33 @@ def test_the_report_shows_how_sure_each_win_is(trained, tmp_path):
     _, _, report = _series(trained)
     lo, hi = report["uncertainty"]["clone_vs_static_frame"]["psnr_lower"]["ci95"]
     assert f"[{lo:+g}, {hi:+g}]" in page
+
+
+def test_one_clone_against_another_on_the_same_frames(trained, tmp_path):
+    mine = trained / "work" / "man" / "evaluate"
+    same = versus.clone_vs_clone(mine, mine, count=200)
+    assert all(v["verdict"] == "tie" and v["advantage"] == 0 for v in same["advantage_of_a"].values())
+    assert not any(v for k, v in same["a_beats_b"].items() if k != "offset_frames")  # no metric beats itself
+    # The same clone trained with another seed: each side's advantage is the other's loss.
+    other = tmp_path / "data"
+    shutil.copytree(trained, other, symlinks=True)
+    run(other, "man", "stage=train", "train.seed=7", *TINY)
+    run(other, "man", "stage=evaluate", *TINY)
+    theirs = other / "work" / "man" / "evaluate"
+    ab, ba = versus.clone_vs_clone(mine, theirs, count=200), versus.clone_vs_clone(theirs, mine, count=200)
+    assert ab["a"] == ba["b"] and ab["a"] != ab["b"]
+    for k, v in ab["advantage_of_a"].items():
+        assert v["advantage"] == -ba["advantage_of_a"][k]["advantage"], k
+        assert {v["verdict"], ba["advantage_of_a"][k]["verdict"]} in ({"tie"}, {"better", "worse"}), k
+    seeds = versus.over_seeds([ab, same])
+    assert seeds["a"]["ssim_lower"] == round((ab["a"]["ssim_lower"] + same["a"]["ssim_lower"]) / 2, 4)
+    assert sum(seeds["verdicts"]["psnr_lower"].values()) == 2 and seeds["verdicts"]["psnr_lower"]["tie"] >= 1
+
+
+def test_clones_judged_on_other_frames_are_not_compared(trained, tmp_path):
+    other = tmp_path / "data"
+    shutil.copytree(trained, other, symlinks=True)
+    run(other, "man", "stage=train", "train.holdout=0.2", *TINY)
+    run(other, "man", "stage=evaluate", *TINY)
+    with pytest.raises(ValueError, match="different held-out frames"):
+        versus.clone_vs_clone(trained / "work" / "man" / "evaluate", other / "work" / "man" / "evaluate")

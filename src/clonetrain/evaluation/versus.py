@@ -1,0 +1,55 @@
+"""One clone against another, both evaluated on the same held-out frames: which wins each metric, by how much,
+and how sure (evaluation.paired). Over several seeds: the mean of each metric and, per metric, in how many seeds
+the first was surely better, surely worse or within the noise. The lip-sync benchmark judges fine-tuned vs
+from-scratch this way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from clonetrain.evaluation import paired
+from clonetrain.evaluation.metrics import beats
+from clonetrain.stages.evaluate import read_frame_series
+
+MEAN_METRICS = ("lmd_mouth", "mouth_open_corr", "psnr_lower", "ssim_lower", "offset_frames")
+VERDICTS = ("better", "tie", "worse")
+
+
+def clone_vs_clone(evaluate_a: Path, evaluate_b: Path, count: int = 2000) -> dict:
+    """Two evaluate/ folders -> {"a", "b": the clones' metrics, "a_beats_b": per metric,
+    "advantage_of_a": per metric {advantage, ci95, p_better, verdict}}."""
+    frames_a, fps, series_a = read_frame_series(Path(evaluate_a) / "frames.npz")
+    frames_b, _, series_b = read_frame_series(Path(evaluate_b) / "frames.npz")
+    if not np.array_equal(frames_a, frames_b):
+        raise ValueError(f"{evaluate_a} and {evaluate_b} were judged on different held-out frames: "
+                         "a paired comparison needs the same footage and train.holdout")
+    a = json.loads((Path(evaluate_a) / "metrics.json").read_text())["metrics"]["clone"]
+    b = json.loads((Path(evaluate_b) / "metrics.json").read_text())["metrics"]["clone"]
+    boot = paired.paired_bootstrap(series_a["clone"], series_b["clone"], series_a["real_footage"].mouth_open,
+                                   paired.block_for(fps), count=count)
+    return {"a": a, "b": b, "a_beats_b": beats(a, b),
+            "advantage_of_a": {k: {**v, "verdict": paired.verdict(v)} for k, v in boot.items()}}
+
+
+def mean_metrics(runs: list[dict]) -> dict:
+    """Mean of each metric over seeds; the offset as the mean distance from 0, so opposite errors do not cancel."""
+    out = {}
+    for k in MEAN_METRICS:
+        v = [r[k] for r in runs if r.get(k) is not None]
+        if k == "offset_frames":
+            v = [abs(x) for x in v]
+        out[k] = round(float(np.mean(v)), 4) if v else None
+    return out
+
+
+def over_seeds(comparisons: list[dict]) -> dict:
+    """clone_vs_clone results of several seeds -> the means of each side, which mean wins, and per metric the
+    count of seeds with each bootstrap verdict."""
+    mean_a = mean_metrics([c["a"] for c in comparisons])
+    mean_b = mean_metrics([c["b"] for c in comparisons])
+    verdicts = {k: {v: sum(c["advantage_of_a"][k]["verdict"] == v for c in comparisons) for v in VERDICTS}
+                for k in comparisons[0]["advantage_of_a"]}
+    return {"a": mean_a, "b": mean_b, "a_beats_b": beats(mean_a, mean_b), "verdicts": verdicts}
