@@ -41,3 +41,27 @@ def test_late_sound_is_found_within_a_frame_and_corrected(clips, tmp_path):
     from clonetrain.config import AudioCfg
 
     assert abs(again.frames - AudioCfg().mouth_lead_frames) <= 1
+
+
+def test_an_offset_two_lags_fit_equally_is_not_trusted(preprocessed, tmp_path):
+    from clonetrain.audio import sync
+
+    lm = np.load(preprocessed.stage_dir("landmarks") / "landmarks.npz")
+    energy = np.load(preprocessed.stage_dir("audio") / "energy.npy")
+    mouth, valid = np.nan_to_num(lm["mouth_open"]), lm["valid"]
+    clear = sync.estimate_offset(mouth, energy, valid, 15)
+    off = json.loads((preprocessed.stage_dir("audio") / "offsets.json").read_text())[0]
+    assert off["peak_margin"] == round(clear.margin(), 3) > 0.05
+    # The real mouth blended with itself 8 frames later: two lags now fit about equally.
+    twin = mouth + np.r_[np.full(8, mouth[0]), mouth[:-8]]
+    both = sync.estimate_offset(twin, energy, valid & np.r_[np.zeros(8, bool), valid[:-8]], 15)
+    from clonetrain.config import AudioCfg
+
+    assert both.margin() < AudioCfg().min_peak_margin < clear.margin()
+    # The audio stage then leaves the sound alone and says why.
+    root = tmp_path / "data"
+    ws = make_clone(root, "man", {"take1.mp4": preprocessed.raw_dir / "take1.mp4"})
+    run(root, "man", "stage=preprocess", "audio_features.min_peak_margin=0.9")
+    off = json.loads((ws.stage_dir("audio") / "offsets.json").read_text())[0]
+    assert not off["reliable"] and off["corrected_frames"] == 0
+    assert any("offset is unclear" in w for w in ws.read_manifest("audio")["warnings"])

@@ -127,7 +127,9 @@ def test_evaluate_reports_every_metric_for_the_clone_and_baselines(trained):
         m = report["metrics"][name]
         assert m["lmd_mouth"] >= 0 and m["judged_frames"] > 0
         assert -1 <= m["mouth_open_corr"] <= 1 and 0 <= m["ssim_lower"] <= 1
+        assert m["sync_peak_margin"] is None or 0 <= m["sync_peak_margin"] <= 2
     assert report["metrics"]["real_footage"]["lmd_mouth"] == 0
+    assert report["metrics"]["real_footage"]["sync_peak_margin"] > 0  # 3 s of real speech: one lag fits best
     assert 10 < report["metrics"]["static_frame"]["psnr_lower"] < 60
     assert set(report["comparison"]["clone_vs_static_frame"]) == {"lmd_mouth", "mouth_open_corr", "psnr_lower",
                                                                   "ssim_lower", "offset_frames"}

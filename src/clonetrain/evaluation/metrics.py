@@ -86,6 +86,7 @@ def summarise(series: FrameSeries, mouth_real: np.ndarray, energy: np.ndarray, m
         "mouth_open_corr": round(pearson(series.mouth_open, mouth_real), 4),
         "offset_frames": round(float(est.frames - mouth_lead), 2) if np.isfinite(est.frames) else None,
         "sync_peak_corr": round(est.peak, 4) if np.isfinite(est.peak) else None,
+        "sync_peak_margin": round(est.margin(), 4) if np.isfinite(est.margin()) else None,
         "psnr_lower": round(psnr, 3) if np.isfinite(psnr) else None,
         "ssim_lower": round(float(np.mean(series.ssim)), 4),
         "judged_frames": int(valid.sum()),

@@ -65,11 +65,14 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         est = sync.estimate_offset(mouth[a:b], e, valid[a:b], c.max_offset_frames)
         offset = est.frames - c.mouth_lead_frames
         speech_s = vad.total_seconds(take_segments)
-        reliable = bool(np.isfinite(est.frames) and est.peak >= c.min_sync_correlation
+        margin = est.margin()
+        clear = bool(np.isfinite(margin) and margin >= c.min_peak_margin)
+        reliable = bool(np.isfinite(est.frames) and est.peak >= c.min_sync_correlation and clear
                         and speech_s >= c.min_speech_for_offset_s and take["lipsync"])
         shift = int(round(offset)) if reliable and abs(offset) > c.correct_beyond_frames + 0.5 else 0
         row = {"take": take["take"], "file": take["file"], "offset_frames": round(float(offset), 2),
                "offset_ms": round(float(offset) * 1000 / fps), "peak_correlation": round(est.peak, 3),
+               "peak_margin": round(margin, 3) if np.isfinite(margin) else None,
                "reliable": reliable, "corrected_frames": shift,
                "lags": est.lags.tolist(), "correlation": [None if not np.isfinite(v) else round(float(v), 4)
                                                           for v in est.correlation]}
@@ -86,6 +89,10 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
               and speech_s >= c.min_speech_for_offset_s):
             result.warnings.append(f"{take['file']}: the mouth hardly follows the sound (r={est.peak:.2f}): "
                                    "is it the speaker's own voice? offset not corrected")
+        elif take["lipsync"] and speech_s >= c.min_speech_for_offset_s and np.isfinite(est.frames) and not clear:
+            result.warnings.append(f"{take['file']}: the audio offset is unclear: lags 3 or more frames apart "
+                                   f"fit about equally (margin {margin:.3f} < {c.min_peak_margin}); "
+                                   "not corrected")
         offsets.append(row)
         segments_out.extend(take_segments)
         energy[a:b] = e

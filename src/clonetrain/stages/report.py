@@ -56,11 +56,12 @@ def _evaluation(ws: Workspace) -> list[tuple[str, list[str], list[list]]]:
     if ws.read_manifest("evaluate") is None or not path.is_file():
         return []
     ev = json.loads(path.read_text())
-    keys = ["lmd_mouth", "mouth_open_corr", "offset_frames", "psnr_lower", "ssim_lower"]
+    keys = ["lmd_mouth", "mouth_open_corr", "offset_frames", "sync_peak_margin", "psnr_lower", "ssim_lower"]
     rows = [[name, *[m.get(k) for k in keys]] for name, m in ev["metrics"].items()]
     targets = [[k, "met" if v else "MISSED"] for k, v in ev["targets"].items()]
     return [(f"Lip-sync on {ev['heldout_frames']} held-out frames (judge: {ev['judge']} landmarks; lower LMD, "
-             "higher correlation/PSNR/SSIM, offset near 0 are better)", ["output", *keys], rows),
+             "higher correlation/PSNR/SSIM, offset near 0 are better; an offset whose peak margin is below "
+             "0.05 is a guess between lags)", ["output", *keys], rows),
             *_uncertainty(ev.get("uncertainty", {})),
             ("Acceptance targets", ["target", "result"], targets)]
 
