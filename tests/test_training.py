@@ -185,9 +185,13 @@ def test_wandb_logs_offline_without_an_account(preprocessed, tmp_path, monkeypat
     monkeypatch.setenv("WANDB_MODE", "offline")
     root = tmp_path / "data"
     shutil.copytree(preprocessed.root, root, symlinks=True)
-    run(root, "man", "stage=train", *_without("logger=", "train.max_steps="), "train.max_steps=2", "logger=wandb")
+    run(root, "man", "stage=train", *_without("logger=", "train.max_steps="), "train.max_steps=10", "logger=wandb")
     runs = list((root / "logs" / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
+    # Losses and each parameter group's learning rate are in the run's history.
+    history = b"".join(p.read_bytes() for p in runs[0].iterdir() if p.suffix == ".wandb")
+    for key in (b"train/l1_lower", b"val/sync", b"lr-Adam/generator", b"lr-Adam/expert"):
+        assert key in history, key
     # Training logs its held-out preview clip.
     previews = list((root / "logs" / "wandb").glob("offline-run-*/files/media/videos/val/*.mp4"))
     assert len(previews) == 1 and previews[0].stat().st_size > 10_000

@@ -17,7 +17,7 @@ import cv2
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -163,12 +163,15 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
         SampleGrids(out_dir / "samples"),
         best := BestWeights(t.monitor),
     ]
+    logger = make_logger(cfg, run_name, Path(cfg.paths.root) / "logs")
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))  # lr-Adam/generator, lr-Adam/expert
     trainer = L.Trainer(
         accelerator=tr.accelerator, devices=tr.devices if tr.devices == "auto" else int(tr.devices),
         strategy=tr.strategy, num_nodes=tr.num_nodes, precision=resolve_precision(tr.precision),
         max_steps=t.max_steps, max_time=dt.timedelta(minutes=t.max_minutes),
         val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
-        num_sanity_val_steps=0, callbacks=callbacks, logger=make_logger(cfg, run_name, Path(cfg.paths.root) / "logs"),
+        num_sanity_val_steps=0, callbacks=callbacks, logger=logger,
         deterministic="warn", enable_progress_bar=None if os.isatty(2) else False, log_every_n_steps=10,
         enable_model_summary=False, default_root_dir=str(resume_dir),
     )

@@ -97,9 +97,9 @@ class LipSyncModule(L.LightningModule):
                                  "gen": out["gen"][:, 0].detach()}
 
     def configure_optimizers(self):
-        groups = [{"params": self.generator.parameters(), "lr": self.hparams.lr}]
+        groups = [{"params": self.generator.parameters(), "lr": self.hparams.lr, "name": "generator"}]
         if not self.hparams.freeze_expert:
-            groups.append({"params": self.expert.parameters(), "lr": self.hparams.expert_lr})
+            groups.append({"params": self.expert.parameters(), "lr": self.hparams.expert_lr, "name": "expert"})
         return torch.optim.Adam(groups, betas=(0.5, 0.999))
 
 
