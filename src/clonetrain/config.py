@@ -94,7 +94,7 @@ class AudioCfg:
     # Below this peak correlation the mouth does not follow the sound (music, another speaker).
     min_sync_correlation: float = 0.15
     # ...and the peak must stand this far above the best lag 3+ frames away (sync.Offset.margin), or two lags fit
-    # about equally and the offset is a guess (measured: 0.19-0.24 on whole takes in sync, 0.02-0.03 on 8-22 s
+    # about equally and the offset is a guess (measured: 0.19-0.24 on whole takes in sync, 0.015-0.031 on 8-22 s
     # clips whose estimate is off by 10+ frames).
     min_peak_margin: float = 0.05
     # The mouth moves about 100 ms before the sound it makes, so in-sync footage peaks at this lag

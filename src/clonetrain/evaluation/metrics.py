@@ -78,6 +78,7 @@ def summarise(series: FrameSeries, mouth_real: np.ndarray, energy: np.ndarray, m
               max_lag: int) -> dict:
     valid = np.isfinite(series.mouth_open)
     est = sync.estimate_offset(series.mouth_open, energy, valid, max_lag)
+    margin = est.margin()
     lmd = series.lmd[np.isfinite(series.lmd)]
     # Identical images have an infinite PSNR, which JSON cannot hold: report None.
     psnr = float(np.mean(series.psnr))
@@ -86,7 +87,7 @@ def summarise(series: FrameSeries, mouth_real: np.ndarray, energy: np.ndarray, m
         "mouth_open_corr": round(pearson(series.mouth_open, mouth_real), 4),
         "offset_frames": round(float(est.frames - mouth_lead), 2) if np.isfinite(est.frames) else None,
         "sync_peak_corr": round(est.peak, 4) if np.isfinite(est.peak) else None,
-        "sync_peak_margin": round(est.margin(), 4) if np.isfinite(est.margin()) else None,
+        "sync_peak_margin": round(margin, 4) if np.isfinite(margin) else None,
         "psnr_lower": round(psnr, 3) if np.isfinite(psnr) else None,
         "ssim_lower": round(float(np.mean(series.ssim)), 4),
         "judged_frames": int(valid.sum()),
