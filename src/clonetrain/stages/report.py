@@ -50,8 +50,9 @@ def _preview_frames(crops: np.ndarray, points: np.ndarray, usable: np.ndarray, m
         yield img
 
 
-def _evaluation(ws: Workspace) -> list[tuple[str, list[str], list[list]]]:
-    """The held-out evaluation as tables, once stage=evaluate has run."""
+def _evaluation(ws: Workspace, min_margin: float) -> list[tuple[str, list[str], list[list]]]:
+    """The held-out evaluation as tables, once stage=evaluate has run. min_margin: below it an offset's peak is
+    not clear (audio_features.min_peak_margin)."""
     path = ws.stage_dir("evaluate") / "metrics.json"
     if ws.read_manifest("evaluate") is None or not path.is_file():
         return []
@@ -61,7 +62,7 @@ def _evaluation(ws: Workspace) -> list[tuple[str, list[str], list[list]]]:
     targets = [[k, "met" if v else "MISSED"] for k, v in ev["targets"].items()]
     return [(f"Lip-sync on {ev['heldout_frames']} held-out frames (judge: {ev['judge']} landmarks; lower LMD, "
              "higher correlation/PSNR/SSIM, offset near 0 are better; an offset whose peak margin is below "
-             "0.05 is a guess between lags)", ["output", *keys], rows),
+             f"{min_margin:g} is a guess between lags)", ["output", *keys], rows),
             *_uncertainty(ev.get("uncertainty", {})),
             ("Acceptance targets", ["target", "result"], targets)]
 
@@ -156,7 +157,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     footer = (f"clone {ws.clone} - generated {created} by clonetrain - consent sha256 "
               f"{m['ingest']['details'].get('consent_sha256', '?')[:16]}")
     tables = [("Takes", ["file", "status", "length", "speech", "frames with face", "audio offset"], rows)]
-    evaluation = _evaluation(ws)
+    evaluation = _evaluation(ws, cfg.audio_features.min_peak_margin)
     if evaluation:
         tables += evaluation
     page = html.page(ws.clone, verdict, level, findings, tables, plots, thumbs, footer)
