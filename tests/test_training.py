@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import ffmpeg
 import numpy as np
@@ -228,3 +230,20 @@ def test_augmentation_treats_a_window_and_its_references_alike(preprocessed):
         assert flips[0] == flips[1]  # mirrored together or not at all
         mirrored.append(flips[0])
     assert any(mirrored) and not all(mirrored)
+
+
+def test_one_config_trains_on_several_processes_with_ddp(preprocessed, tmp_path):
+    """trainer=ddp with two CPU processes (gloo): Lightning's launcher re-runs the command line for the second,
+    which joins the training and leaves every other stage, the lock and the outputs to the first."""
+    root = tmp_path / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    cmd = [sys.executable, "-m", "clonetrain", "stage=all", "clone=man", f"paths.root={root}", "logger=csv",
+           "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true", *_without("logger=")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Starting with 2 processes" in done.stdout + done.stderr
+    m = json.loads((root / "work" / "man" / "train" / "manifest.json").read_text())
+    assert m["counts"]["processes"] == 2 and m["counts"]["steps"] == 4
+    checkpoint.load(root / "work" / "man" / "train" / "model.safetensors")
+    assert (root / "work" / "man" / "evaluate" / "metrics.json").is_file()  # the first process went on alone
+    assert not list((root / "work" / "man").glob("*.tmp"))

@@ -11,9 +11,11 @@ import fcntl
 import importlib
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
@@ -60,6 +62,22 @@ GROUPS: dict[str, list[str]] = {
 
 # Actions run every time they are asked for and write outside the stage folders (no skip, no manifest).
 ACTIONS = {"render": "clonetrain.stages.render"}
+
+# The stages the extra processes of a distributed (DDP) run take part in; every other stage is the first
+# process's alone.
+DISTRIBUTED_STAGES = ("pretrain", "train")
+# Set by the launchers: Lightning re-runs the command line for each extra device (LOCAL_RANK), torchrun and SLURM
+# start one process per device (RANK, SLURM_PROCID), and each further node has NODE_RANK / GROUP_RANK.
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+
+
+def is_extra_process() -> bool:
+    """Is this process one of a distributed run's others, not the first (global rank 0)?"""
+    for name in RANK_VARIABLES:
+        with contextlib.suppress(ValueError):
+            if int(os.environ.get(name, "0") or 0) > 0:
+                return True
+    return False
 
 
 def resolve_stages(name: str) -> list[str]:
@@ -121,13 +139,22 @@ def fingerprint(stage: Stage, cfg: DictConfig, ws: Workspace, module) -> tuple[s
     return digest(parts), {"inputs": inputs, "upstream": upstream, "config": config, "code": code}
 
 
+def up_to_date(stage: Stage, cfg: DictConfig, ws: Workspace, module, force: bool) -> tuple[bool, str, dict]:
+    """(skip it?, fingerprint, what the fingerprint covers): skip when the manifest on disk has this fingerprint
+    and the outputs it lists are intact, unless forced."""
+    fp, parts = fingerprint(stage, cfg, ws, module)
+    current = ws.read_manifest(stage.name)
+    fresh = bool(not force and current and current.get("fingerprint") == fp
+                 and outputs_intact(ws.stage_dir(stage.name), current))
+    return fresh, fp, parts
+
+
 def run_stage(stage: Stage, cfg: DictConfig, ws: Workspace, force: bool = False) -> str:
     """Run one stage unless it is up to date. Returns 'ran' or 'skipped'."""
     module = importlib.import_module(stage.module)
     ws.recover(stage.name)
-    fp, parts = fingerprint(stage, cfg, ws, module)
-    current = ws.read_manifest(stage.name)
-    if not force and current and current.get("fingerprint") == fp and outputs_intact(ws.stage_dir(stage.name), current):
+    fresh, fp, parts = up_to_date(stage, cfg, ws, module, force)
+    if fresh:
         log.info("%s: up to date (%s)", stage.name, fp[:12])
         return "skipped"
 
@@ -162,6 +189,20 @@ def run_stage(stage: Stage, cfg: DictConfig, ws: Workspace, force: bool = False)
     return "ran"
 
 
+def join_stage(stage: Stage, cfg: DictConfig, ws: Workspace) -> str:
+    """An extra process of a distributed run trains alongside the first, which alone writes the outputs, the
+    manifest and the checkpoints (to the same resume folder: both resume from the same step). It decides to
+    skip exactly as the first process does, or the first would wait for it forever."""
+    module = importlib.import_module(stage.module)
+    fresh, fp, _ = up_to_date(stage, cfg, ws, module, bool(cfg.force))
+    if fresh:
+        return "skipped"
+    ws.fingerprints[stage.name] = fp
+    with tempfile.TemporaryDirectory(prefix=f"clonetrain-{stage.name}-") as scratch:
+        module.run(cfg, ws, Path(scratch))
+    return "joined"
+
+
 def _print_summary(name: str, manifest: dict) -> None:
     log.info("── %s: done in %.1f s ──", name, manifest["seconds"])
     for line in manifest["summary"]:
@@ -177,6 +218,9 @@ def run(cfg: DictConfig) -> dict[str, str]:
         importlib.import_module(ACTIONS[cfg.stage]).run(cfg, ws)
         return {cfg.stage: "ran"}
     names = resolve_stages(cfg.stage)
+    if is_extra_process():
+        # No lock: the first process holds it for the whole run.
+        return {n: join_stage(STAGES[n], cfg, ws) if n in DISTRIBUTED_STAGES else "left to rank 0" for n in names}
     statuses: dict[str, str] = {}
     timings: dict[str, float] = {}
     with clone_lock(ws):

@@ -81,7 +81,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     result.details = {k: meta[k] for k in ("base", "base_sha256", "base_expert", "base_expert_sha256")}
     m = stats["metrics"]
     result.summary = [
-        f"{stats['steps']} steps in {stats['seconds']:.0f} s on {stats['device']} ({stats['precision']}), "
+        f"{stats['steps']} steps in {stats['seconds']:.0f} s on {stats['device']} ({stats['precision']}"
+        + (f", {stats['processes']} processes" if stats["processes"] > 1 else "") + "), "
         f"stopped by {stats['stopped_by']}" + (f", resumed from step {stats['resumed_from_step']}"
                                                 if stats["resumed_from_step"] is not None else ""),
         f"from {'base ' + str(base) if base else 'scratch'}; {len(train_ds)} training windows, "

@@ -207,4 +207,5 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
     return {"steps": trainer.global_step, "seconds": round(seconds, 1), "resumed_from_step": resumed_from,
             "best_step": best.step, "best_monitor": round(best.best, 5) if best.step is not None else None,
             "stopped_by": stopped, "metrics": metrics, "precision": resolve_precision(tr.precision),
+            "processes": trainer.world_size,
             "device": "cuda" if torch.cuda.is_available() and tr.accelerator != "cpu" else "cpu"}
