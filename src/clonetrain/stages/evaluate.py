@@ -32,7 +32,9 @@ from clonetrain.training.data import load_clip
 from clonetrain.vision.landmarks import make_landmarker
 from clonetrain.workspace import Workspace, write_json_atomic
 
-CODE = ("clonetrain.evaluation.metrics", "clonetrain.evaluation.paired", "clonetrain.models.inference",
+# Everything the judgement is made of: the offset estimate (audio.sync) and the judge's landmarks and geometry too.
+CODE = ("clonetrain.evaluation.metrics", "clonetrain.evaluation.paired", "clonetrain.audio.sync",
+        "clonetrain.vision.landmarks", "clonetrain.vision.geometry", "clonetrain.models.inference",
         "clonetrain.training.data", "clonetrain.media.label")
 
 
