@@ -28,14 +28,16 @@ def test_package_is_complete_and_registered(packaged):
     m = p.manifest
     assert p.clone == "man" and p.version == "v0001"
     for name in ("model.safetensors", "generator.torchscript", "consent.json", "voice_profile.json", "metrics.json",
-                 "config.yaml", "model_card.md", "avatar/idle_loop.mp4", "avatar/idle_crops.npy",
-                 "avatar/idle_squares.npy", "avatar/idle_landmarks.npy", "avatar/paste_mask.png",
+                 "config.yaml", "model_card.md", "avatar/footage.mp4", "avatar/footage.npz", "avatar/paste_mask.png",
                  "avatar/reference.png", "avatar/motion.json"):
         assert name in m["files"], name
     assert m["source_takes"][0]["file"] == "take1.mp4" and len(m["source_takes"][0]["sha256"]) == 64
     assert m["versions"]["torch"] and m["consent_sha256"] == package.sha256(folder / "consent.json")
-    labels = {s["label"] for s in json.loads((folder / "avatar" / "motion.json").read_text())["segments"]}
-    assert "talking" in labels
+    segments = json.loads((folder / "avatar" / "motion.json").read_text())["segments"]
+    assert "talking" in {s["speech"] for s in segments}
+    # The library tiles the packaged footage (render.footage_seconds=4 in TINY) with entry and exit poses.
+    assert segments[0]["start"] == 0 and segments[-1]["end"] == m["avatar"]["footage_frames"] == 100
+    assert all(len(s["entry"]["pose"]) == 3 and len(s["exit"]["box"]) == 3 for s in segments)
     assert "AI-generated" in (folder / "model_card.md").read_text()
     entry = registry.read(packaged)["clones"]["man"]["versions"]["v0001"]
     assert entry["status"] == "candidate" and entry["path"] == "clones/man/v0001"

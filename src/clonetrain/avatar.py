@@ -1,6 +1,6 @@
-"""What render needs of a clone, whether it comes from the training workspace or from a package: a loop of
-the footage at full resolution, its face crops and crop squares, a reference crop, the generator, the mel
-settings and the consent record."""
+"""What render needs of a clone, whether it comes from the training workspace or from a package: the clone's
+footage (frame by frame, at full resolution, never all in memory), its crop squares, its motion library, a
+reference crop, the generator, the audio-feature settings and the consent record."""
 
 from __future__ import annotations
 
@@ -11,15 +11,19 @@ from pathlib import Path
 import numpy as np
 
 from clonetrain.errors import ClonetrainError, UpstreamMissingError
+from clonetrain.media.frames import FrameStore, Video
+from clonetrain.motion import library, plan as motion_plan
+from clonetrain.vision import crops as crops_mod
 
 
 @dataclass
 class Avatar:
     clone: str
     version: str | None
-    frames: np.ndarray     # (L, H, W, 3) the loop at full resolution
-    crops: np.ndarray      # (L, S, S, 3) its face crops at the model's size
-    squares: np.ndarray    # (L, 3) crop squares (x0, y0, side) in frame pixels
+    frames: FrameStore     # the footage the clone is shown with, by pool index
+    squares: np.ndarray    # (N, 3) crop squares (x0, y0, side) in frame pixels
+    crops: np.ndarray | None  # (N, S, S, 3) model-size face crops, or None: cut from the frames
+    pool: library.Pool | None  # the motion library; None for a package made before it had one (a loop)
     reference: np.ndarray  # (S, S, 3)
     generator: object      # nn.Module or TorchScript: (faces (B, 6, S, S), mels (B, 1, n_mels, 16)) -> (B, 3, S, S)
     mel: dict              # the audio_features settings the model was trained with
@@ -27,48 +31,64 @@ class Avatar:
     model_sha256: str
     fps: int
 
+    def crop(self, i: int, frame: np.ndarray) -> np.ndarray:
+        if self.crops is not None:
+            return np.asarray(self.crops[i])
+        return crops_mod.cut(frame, self.squares[i], self.reference.shape[0])
 
-def loop_indices(usable: np.ndarray, take: np.ndarray, hi: int, frames: int) -> np.ndarray:
-    """The longest run of usable frames of one take before `hi`, cut to `frames` frames."""
-    best, start = (0, 0), None
-    for t in range(hi + 1):
-        inside = t < hi and usable[t] and (start is None or take[t] == take[start])
-        if inside:
-            start = t if start is None else start
-            continue
-        if start is not None and t - start > best[1] - best[0]:
-            best = (start, t)
-        start = t if t < hi and usable[t] else None
-    a, b = best
-    if b - a < 2:
-        raise ClonetrainError("the clone has no stretch of usable footage to loop", "add footage facing the camera")
-    return np.arange(a, min(b, a + frames))
+    def path(self, speech: np.ndarray, cfg: motion_plan.PlanCfg) -> motion_plan.Path:
+        """Which footage frame to show under each output frame (`speech`: per output frame, voice or not)."""
+        if self.pool is None:
+            frames = ping_pong(len(speech), len(self.frames))
+            none = np.full(len(speech), -1, np.int64)
+            return motion_plan.Path(frames=frames, blend_from=none, blend_weight=np.zeros(len(speech), np.float32))
+        return motion_plan.plan(self.pool, motion_plan.wanted_labels(speech, self.fps, cfg), cfg)
+
+
+def footage_frames(usable: np.ndarray, take: np.ndarray, sizes: dict[int, tuple[int, int]], hi: int,
+                   max_frames: int = 0) -> np.ndarray:
+    """The frames the clone is shown with: its usable training frames (before `hi`, the held-out part), of the
+    takes that share the most used frame size (a render has one size), the first `max_frames` of them if set."""
+    ids = np.flatnonzero(usable[:hi])
+    if ids.size < 2:
+        raise ClonetrainError("the clone has no usable footage to show", "add footage facing the camera")
+    size_of = np.array([sizes[int(t)] for t in take[ids]])
+    values, counts = np.unique(size_of, axis=0, return_counts=True)
+    keep = np.all(size_of == values[np.argmax(counts)], axis=1)
+    ids = ids[keep]
+    return ids[:max_frames] if max_frames else ids
 
 
 def ping_pong(n_out: int, length: int) -> np.ndarray:
-    """0, 1, ..., L-1, L-2, ..., 1, 0, 1, ...: a loop without a jump cut."""
+    """0, 1, ..., L-1, L-2, ..., 1, 0, 1, ...: the loop of packages made before the motion library."""
     period = max(1, 2 * length - 2)
     k = np.arange(n_out) % period
     return np.where(k < length, k, period - k)
 
 
-def decode_frames(ws, frame_ids: np.ndarray) -> np.ndarray:
-    """Full-resolution frames (of one take) from the ingest stage's normalised video."""
-    from clonetrain.media import convert
+def _takes(ws) -> dict[int, dict]:
+    return {t["take"]: t for t in json.loads((ws.stage_dir("ingest") / "takes.json").read_text())
+            if t.get("video")}
 
-    takes = {t["take"]: t for t in json.loads((ws.stage_dir("ingest") / "takes.json").read_text())}
+
+def workspace_store(ws, frame_ids: np.ndarray) -> FrameStore:
+    """The ingest stage's normalised takes, addressed by position in `frame_ids` (ingest timeline indices)."""
+    takes = _takes(ws)
     take_of = np.load(ws.stage_dir("ingest") / "frames.npz")["take"]
-    take = takes[int(take_of[frame_ids[0]])]
-    wanted, found, t = {int(i): k for k, i in enumerate(frame_ids)}, {}, take["first_frame"]
-    last = int(frame_ids.max())
-    for batch in convert.iter_frames(ws.stage_dir("ingest") / take["video"], take["width"], take["height"]):
-        for f in batch:
-            if t in wanted:
-                found[wanted[t]] = f.copy()
-            t += 1
-        if t > last:
-            break
-    return np.stack([found[k] for k in range(len(frame_ids))])
+    order = sorted({int(take_of[i]) for i in frame_ids})
+    fps = float(np.load(ws.stage_dir("ingest") / "frames.npz")["fps"])
+    videos = [Video(ws.stage_dir("ingest") / takes[t]["video"], takes[t]["width"], takes[t]["height"], fps)
+              for t in order]
+    video = np.array([order.index(int(take_of[i])) for i in frame_ids])
+    local = np.array([int(i) - takes[int(take_of[i])]["first_frame"] for i in frame_ids])
+    return FrameStore(videos, video, local)
+
+
+def footage_pool(ws, frame_ids: np.ndarray, fps: int) -> library.Pool:
+    frames = np.load(ws.stage_dir("ingest") / "frames.npz")
+    lm = np.load(ws.stage_dir("landmarks") / "landmarks.npz")
+    return library.build_pool(frame_ids, frames["take"], lm["pose"], lm["points_frame"],
+                              np.load(ws.stage_dir("audio") / "speech.npy"), fps)
 
 
 def from_workspace(cfg, ws) -> Avatar:
@@ -85,11 +105,13 @@ def from_workspace(cfg, ws) -> Avatar:
     generator, _, _ = checkpoint.load(model_path)
     clip = load_clip(ws, generator.spec.image_size, generator.spec.n_mels)
     split = json.loads((ws.stage_dir("train") / "split.json").read_text())
-    loop = loop_indices(clip.usable, clip.take, split["holdout_from_frame"], int(cfg.render.loop_seconds * clip.fps))
-    squares = np.load(ws.stage_dir("faces") / "faces.npz")["square"][loop]
-    return Avatar(clone=ws.clone, version=None, frames=decode_frames(ws, loop), crops=np.asarray(clip.faces[loop]),
-                  squares=squares, reference=np.asarray(clip.faces[split["reference_frame"]]), generator=generator,
-                  mel=OmegaConf.to_container(cfg.audio_features, resolve=True),
+    sizes = {t: (v["width"], v["height"]) for t, v in _takes(ws).items()}
+    ids = footage_frames(clip.usable, clip.take, sizes, split["holdout_from_frame"],
+                         int(cfg.render.footage_seconds * clip.fps))
+    return Avatar(clone=ws.clone, version=None, frames=workspace_store(ws, ids),
+                  squares=np.load(ws.stage_dir("faces") / "faces.npz")["square"][ids], crops=clip.faces[ids],
+                  pool=footage_pool(ws, ids, clip.fps), reference=np.asarray(clip.faces[split["reference_frame"]]),
+                  generator=generator, mel=OmegaConf.to_container(cfg.audio_features, resolve=True),
                   consent=json.loads((ws.stage_dir("ingest") / "consent.json").read_text()),
                   model_sha256=sha256_file(model_path), fps=clip.fps)
 
@@ -98,17 +120,22 @@ def from_package(path: Path) -> Avatar:
     import cv2
 
     from clonetrain import package
-    from clonetrain.media import convert
 
     pkg = package.load(path)
     m = pkg.manifest
     av = pkg.path / "avatar"
     w, h = m["avatar"]["size"]
-    frames = np.concatenate(list(convert.iter_frames(av / "idle_loop.mp4", w, h)))
-    crops = np.load(av / "idle_crops.npy")
+    fps = m["avatar"]["fps"]
     reference = cv2.cvtColor(cv2.imread(str(av / "reference.png")), cv2.COLOR_BGR2RGB)
-    n = min(len(frames), len(crops))
-    return Avatar(clone=pkg.clone, version=pkg.version, frames=frames[:n], crops=crops[:n],
-                  squares=np.load(av / "idle_squares.npy")[:n], reference=reference, generator=pkg.generator(),
-                  mel=m["audio"], consent=pkg.consent, model_sha256=m["files"]["model.safetensors"]["sha256"],
-                  fps=m["avatar"]["fps"])
+    common = dict(clone=pkg.clone, version=pkg.version, reference=reference, generator=pkg.generator(),
+                  mel=m["audio"], consent=pkg.consent, model_sha256=m["files"]["model.safetensors"]["sha256"], fps=fps)
+    if (av / "footage.npz").is_file():
+        arrays = np.load(av / "footage.npz")
+        n = len(arrays["square"])
+        store = FrameStore([Video(av / "footage.mp4", w, h, fps)], np.zeros(n, np.int64), np.arange(n))
+        return Avatar(frames=store, squares=arrays["square"], crops=None, pool=library.Pool.from_arrays(arrays),
+                      **common)
+    # A package from before the motion library: its idle loop, played back and forth.
+    crops = np.load(av / "idle_crops.npy")
+    store = FrameStore([Video(av / "idle_loop.mp4", w, h, fps)], np.zeros(len(crops), np.int64), np.arange(len(crops)))
+    return Avatar(frames=store, squares=np.load(av / "idle_squares.npy"), crops=crops, pool=None, **common)

@@ -13,6 +13,8 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, OmegaConf
 
+from clonetrain.motion.plan import PlanCfg
+
 
 def default_data_root() -> str:
     """$CLONETRAIN_DATA, else the project's data/ (beside pyproject.toml), else ./data."""
@@ -195,8 +197,12 @@ class EvaluateCfg:
 class RenderCfg:
     out: str = ""  # default: <root>/renders/<clone>/<audio stem>.mp4
     package: str = ""  # a package folder or archive; default: the clone's live package, else its training output
-    loop_seconds: float = 8.0  # the footage loop the face is pasted into (ping-pong)
+    # The clone is shown with its usable training footage (packaged whole); 0 means all of it, else the first
+    # this many seconds (for very long footage, or tiny test packages).
+    footage_seconds: float = 0.0
     batch_size: int = 16
+    # How render walks through that footage under new speech (see clonetrain/motion/plan.py).
+    motion: PlanCfg = field(default_factory=PlanCfg)
 
 
 @dataclass

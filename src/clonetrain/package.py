@@ -7,8 +7,9 @@ its TorchScript generator. Layout of data/clones/<clone>/<version>/:
     model.safetensors     generator + expert weights
     generator.torchscript (reference | masked frame (1, 6, S, S) in [0, 1], mel window (1, 1, 80, 16)) -> frame
     consent.json          the consent record (its sha256 is in the manifest)
-    avatar/               reference.png, idle_loop.mp4 (+ idle_crops.npy, idle_squares.npy, idle_landmarks.npy),
-                          paste_mask.png, motion.json (labelled segments of the footage)
+    avatar/               reference.png, footage.mp4 (the clone's usable training footage) + footage.npz (per
+                          frame: pose, face box, talking, nodding, run, crop square, landmarks), paste_mask.png,
+                          motion.json (segments labelled by speech and head motion, with entry/exit poses)
     voice_profile.json, metrics.json, config.yaml, model_card.md
 
     import clonetrain.package as pkg

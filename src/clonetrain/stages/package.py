@@ -26,11 +26,12 @@ from clonetrain.media.paste import lower_face_mask
 from clonetrain.media.write import write_video
 from clonetrain.models import checkpoint
 from clonetrain.models.lipsync import MEL_WINDOW
+from clonetrain.motion import library
 from clonetrain.training.data import load_clip
-from clonetrain.vision.motion import label_windows
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
-CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.vision.motion", "clonetrain.registry")
+CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.motion.library", "clonetrain.media.frames",
+        "clonetrain.registry")
 
 
 def _export_torchscript(generator, path: Path) -> None:
@@ -89,23 +90,26 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     clip = load_clip(ws, generator.spec.image_size, generator.spec.n_mels)
     split = json.loads((train_dir / "split.json").read_text())
     fps = clip.fps
-    loop = avatar.loop_indices(clip.usable, clip.take, split["holdout_from_frame"], int(cfg.render.loop_seconds * fps))
-    frames = avatar.decode_frames(ws, loop)
-    h, w = frames.shape[1:3]
+    sizes = {t["take"]: (t["width"], t["height"]) for t in json.loads((ws.stage_dir("ingest") / "takes.json").read_text())
+             if t.get("video")}
+    ids = avatar.footage_frames(clip.usable, clip.take, sizes, split["holdout_from_frame"],
+                                int(cfg.render.footage_seconds * fps))
+    a = pkg / "avatar"
+    # The footage the clone is shown with, in the order of its motion library, at full resolution.
+    with avatar.workspace_store(ws, ids) as store:
+        w, h = store.size
+        write_video((store.frame(i) for i in range(len(ids))), (w, h), fps, a / "footage.mp4", crf=12)
+    pool = avatar.footage_pool(ws, ids, fps)
     faces = np.load(ws.stage_dir("faces") / "faces.npz")
     lm = np.load(ws.stage_dir("landmarks") / "landmarks.npz")
-    a = pkg / "avatar"
-    write_video(iter(frames), (w, h), fps, a / "idle_loop.mp4", crf=12)
-    np.save(a / "idle_crops.npy", np.asarray(clip.faces[loop]))
-    np.save(a / "idle_squares.npy", faces["square"][loop])
-    np.save(a / "idle_boxes.npy", faces["box"][loop])
-    np.save(a / "idle_landmarks.npy", lm["points_frame"][loop])
+    np.savez(a / "footage.npz", **pool.arrays(), square=faces["square"][ids], landmarks=lm["points_frame"][ids],
+             source_frame=ids)
     cv2.imwrite(str(a / "reference.png"), cv2.cvtColor(np.asarray(clip.faces[split["reference_frame"]]), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(a / "paste_mask.png"), (lower_face_mask(generator.spec.image_size)[..., 0] * 255).astype(np.uint8))
-    speech = np.load(ws.stage_dir("audio") / "speech.npy")
-    motion = label_windows(speech, lm["pose"][:, 1], lm["pose"][:, 0], clip.usable, clip.take, fps)
-    write_json_atomic(a / "motion.json", {"fps": fps, "source": "the clone's footage, frame indices of the ingest "
-                                          "timeline", "segments": motion})
+    motion = library.segments(pool)
+    write_json_atomic(a / "motion.json", {"fps": fps, "source": "avatar/footage.mp4 (footage.npz: per frame pose, "
+                                          "box, talking, nodding, run, crop square, source frame)",
+                                          "jump_scale": library.JumpScale.of(pool).__dict__, "segments": motion})
 
     shutil.copy2(ws.stage_dir("audio") / "profile.json", pkg / "voice_profile.json")
     shutil.copy2(eval_dir / "metrics.json", pkg / "metrics.json")
@@ -125,8 +129,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "consent_sha256": package.sha256(pkg / "consent.json"), "consent_expires": consent["expires"],
         "model": {**generator.spec.__dict__, "trained_steps": train_meta.get("steps"), "base": split.get("base")},
         "audio": OmegaConf.to_container(cfg.audio_features, resolve=True),
-        "avatar": {"fps": fps, "size": [w, h], "loop_frames": len(loop), "loop_from_frame": int(loop[0]),
-                   "mel_window": MEL_WINDOW},
+        "avatar": {"fps": fps, "size": [w, h], "footage_frames": len(ids), "mel_window": MEL_WINDOW},
         "metrics": metrics["metrics"]["clone"], "versions": versions(),
     }
     write_json_atomic(pkg / package.MANIFEST, manifest)
@@ -148,7 +151,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     result = StageResult(counts={"version": version, "files": len(manifest["files"]),
                                  "motion_segments": len(motion)})
     result.details = {"version": version, "path": str(dest), "archive": str(archive)}
-    by_label = {k: sum(s["seconds"] for s in motion if s["label"] == k) for k in ("idle", "talking", "nodding")}
+    by_label = {k: sum(s["seconds"] for s in motion if k in (s["speech"], s["head"]))
+                for k in ("talking", "idle", "nodding")}
     result.summary = [f"{ws.clone} {version}: {dest}", f"archive: {archive}",
                       "motion library: " + ", ".join(f"{k} {v:.0f} s" for k, v in by_label.items())]
     return result

@@ -3,7 +3,8 @@
     python -m clonetrain stage=render clone=anna audio=speech.wav              # the live package, else training output
     python -m clonetrain stage=render clone=anna audio=speech.wav render.package=data/clones/anna/v0002
 
-The clone's footage is looped back and forth, the generated lower face is pasted into every frame through a soft
+The clone plays its own footage (talking under speech, listening in pauses, always forward, cutting only
+where the head pose and face box match: clonetrain/motion), the generated lower face is pasted into every frame through a soft
 mask at the original resolution, the sound is muxed in, a visible "AI-generated" label is burnt into every frame
 and the provenance (clone, version, model hash, consent hash, time) is written into the container metadata and a
 JSON beside the video. Neither the label nor the provenance can be turned off.
@@ -31,6 +32,7 @@ from clonetrain.media.paste import paste
 from clonetrain.media.write import write_video
 from clonetrain.models.inference import generate
 from clonetrain.models.lipsync import MEL_WINDOW
+from clonetrain.motion.plan import PlanCfg
 from clonetrain.training.data import MEL_CENTER, MEL_SCALE
 from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
 
@@ -76,15 +78,28 @@ def _source(cfg: DictConfig, ws: Workspace) -> avatar_mod.Avatar:
     return avatar_mod.from_workspace(cfg, ws)
 
 
-def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int) -> dict:
+def speech_frames(wav: np.ndarray, sr: int, fps: int, n: int) -> np.ndarray:
+    """(n,) bool: output frames whose centre lies in speech (Silero VAD)."""
+    from clonetrain.audio.vad import speech_segments
+
+    centres = (np.arange(n) + 0.5) / fps
+    mask = np.zeros(n, bool)
+    for s, e in speech_segments(wav.astype(np.float32), sr):
+        mask |= (centres >= s) & (centres < e)
+    return mask
+
+
+def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int,
+           motion: PlanCfg | None = None) -> dict:
     check_consent(av.consent, av.clone)
+    motion = motion or PlanCfg()
     a = av.mel
     mel = (features.log_mel(wav, sr, a["n_fft"], a["hop_length"], a["win_length"], a["n_mels"], a["fmin"], a["fmax"])
            - MEL_CENTER) / MEL_SCALE
     mel_per_frame = sr / a["hop_length"] / av.fps
     n_out = math.ceil(len(wav) / (sr / av.fps))
-    sequence = avatar_mod.ping_pong(n_out, len(av.frames))
-    h, w = av.frames.shape[1:3]
+    path = av.path(speech_frames(wav, sr, av.fps, n_out), motion)
+    w, h = av.frames.size
 
     def mel_window(k: int) -> np.ndarray:
         start = int(round((k + 0.5) * mel_per_frame - MEL_WINDOW / 2))
@@ -94,11 +109,21 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
 
     def rendered():
         for i in range(0, n_out, batch_size):
-            ids = sequence[i : i + batch_size]
-            faces = generate(av.generator, av.reference, av.crops[ids],
-                             np.stack([mel_window(k) for k in range(i, i + len(ids))]), batch_size)
-            for src, face in zip(ids, faces):
-                yield burn_label(paste(av.frames[src], face, av.squares[src]))
+            ks = range(i, min(i + batch_size, n_out))
+            # Each output frame's footage frame, and during a blended cut also the one it fades from: both get
+            # the generated mouth, so the fade never shows a mouth that does not speak.
+            jobs = [(k, int(path.frames[k])) for k in ks]
+            jobs += [(k, int(path.blend_from[k])) for k in ks if path.blend_from[k] >= 0]
+            pictures = {src: av.frames.frame(src) for _, src in jobs}
+            faces = generate(av.generator, av.reference, np.stack([av.crop(src, pictures[src]) for _, src in jobs]),
+                             np.stack([mel_window(k) for k, _ in jobs]), batch_size)
+            done = {(k, src): paste(pictures[src], face, av.squares[src]) for (k, src), face in zip(jobs, faces)}
+            for k in ks:
+                frame = done[(k, int(path.frames[k]))]
+                if path.blend_from[k] >= 0:
+                    wgt = float(path.blend_weight[k])
+                    frame = (wgt * done[(k, int(path.blend_from[k]))] + (1 - wgt) * frame).round().astype(np.uint8)
+                yield burn_label(frame)
 
     provenance = {
         "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__}", "clone": av.clone,
@@ -106,14 +131,15 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
         "permitted_uses": av.consent["permitted_uses"], "audio_sha256": sha256_file(audio_path),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp, av.frames:
         write_video(rendered(), (w, h), av.fps, tmp, audio=audio_path,
                     metadata={"comment": json.dumps(provenance), "description": f"{LABEL} video of clone {av.clone}",
                               "title": f"{LABEL}: {av.clone}"})
-    record = {**provenance, "video_sha256": sha256_file(out), "frames": n_out, "fps": av.fps, "size": [w, h]}
+    record = {**provenance, "video_sha256": sha256_file(out), "frames": n_out, "fps": av.fps, "size": [w, h],
+              "footage_frames": [int(f) for f in path.frames], "cuts": path.cuts}
     write_json_atomic(out.with_suffix(".provenance.json"), record)
-    log.info("rendered %s: %d frames (%.1f s) at %dx%d from %s, labelled %r", out, n_out, n_out / av.fps, w, h,
-             f"package {av.version}" if av.version else "training output", LABEL)
+    log.info("rendered %s: %d frames (%.1f s) at %dx%d from %s, %d cuts in the footage, labelled %r", out, n_out,
+             n_out / av.fps, w, h, f"package {av.version}" if av.version else "training output", len(path.cuts), LABEL)
     return record
 
 
@@ -122,5 +148,5 @@ def run(cfg: DictConfig, ws: Workspace) -> Path:
     audio_path, wav = read_speech(cfg.audio, sr)
     av = _source(cfg, ws)
     out = Path(cfg.render.out).expanduser() if cfg.render.out else ws.root / "renders" / ws.clone / f"{audio_path.stem}.mp4"
-    render(av, wav, sr, audio_path, out, cfg.render.batch_size)
+    render(av, wav, sr, audio_path, out, cfg.render.batch_size, PlanCfg(**cfg.render.motion))
     return out
