@@ -1,0 +1,125 @@
+"""How the clone moves under new speech; write bench/results/runtime.json.
+
+    python scripts/bench_runtime.py [--footage PATH] [--data DIR] [--out bench/results/runtime.json]
+
+A clone of the one-minute clip (preprocessed, and trained for a few steps: the motion does not depend on the
+lip-sync model) renders driving_speech_en_60s.wav and driving_speech_zh_news_34s.wav. For each render, from the
+footage frames it played (its provenance) and the clone's motion library:
+- the largest frame-to-frame jump in head pose and landmark face box where the render leaves the footage's own
+  order (a cut), as a multiple of the real footage's 99th-percentile frame-to-frame change (target <= 1.0);
+- the share of speech frames that play talking footage and of pause frames (gaps of 0.4 s or more) that play
+  listening footage (targets >= 0.8);
+- render speed in frames per second on this machine.
+The live runtime's targets (sustained fps, chunk latency) stay unmet until the runtime exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_common import write_result  # noqa: E402
+from demo import CONSENT, DEFAULT_FOOTAGE  # noqa: E402
+
+DRIVERS = ("driving_speech_en_60s.wav", "driving_speech_zh_news_34s.wav")
+CLONE = "bench_motion"
+QUICK_TRAIN = ["train.max_steps=30", "logger=none"]
+
+
+def clonetrain(data: Path, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "clonetrain", f"clone={CLONE}", f"paths.root={data}", *args], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--footage", type=Path, default=DEFAULT_FOOTAGE)
+    ap.add_argument("--data", type=Path, default=ROOT / "data" / "bench_runtime")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "runtime.json")
+    args = ap.parse_args()
+
+    from clonetrain import avatar, config
+    from clonetrain.media import convert
+    from clonetrain.motion import measure
+    from clonetrain.stages.render import speech_frames
+    from clonetrain.workspace import Workspace
+    from hydra import compose, initialize_config_dir
+
+    raw = args.data / "raw" / CLONE
+    raw.mkdir(parents=True, exist_ok=True)
+    if not (raw / args.footage.name).exists():
+        (raw / args.footage.name).symlink_to(args.footage.resolve())
+    today = dt.date.today()
+    (raw / "consent.yaml").write_text(CONSENT.format(name=args.footage.name, today=today,
+                                                     expires=today + dt.timedelta(days=30)))
+    clonetrain(args.data, "stage=preprocess")
+    clonetrain(args.data, "stage=train", *QUICK_TRAIN)
+
+    config.register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.root={args.data}", f"clone={CLONE}"])
+    ws = Workspace(args.data, CLONE)
+    av = avatar.from_workspace(cfg, ws)
+    pool = av.pool
+    per_driver, totals = {}, {"max_cut_jump": 0.0}
+    shares_all = []
+    for name in DRIVERS:
+        wav_path = args.footage.parent / name
+        out = args.data / "renders" / f"{Path(name).stem}.mp4"
+        out.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        clonetrain(args.data, "stage=render", f"audio={wav_path}", f"render.out={out}", "logger=none")
+        seconds = time.perf_counter() - t0
+        record = json.loads(out.with_suffix(".provenance.json").read_text())
+        shown = np.array(record["footage_frames"])
+        speech = speech_frames(convert.decode_audio(wav_path, cfg.ingest.sample_rate), cfg.ingest.sample_rate,
+                               av.fps, len(shown))
+        jumps = measure.jumps(pool, shown)
+        shares = measure.label_shares(pool, shown, speech, av.fps)
+        shares_all.append(shares)
+        per_driver[name] = {**jumps, **shares, "frames": len(shown), "cuts_planned": len(record["cuts"]),
+                            "render_seconds": round(seconds, 2), "render_fps": round(len(shown) / seconds, 1)}
+        totals["max_cut_jump"] = max(totals["max_cut_jump"], jumps["max_cut_jump"])
+
+    def pooled(key: str, frames: str) -> float:
+        n = sum(s[frames] for s in shares_all)
+        return round(sum(s[key] * s[frames] for s in shares_all) / n, 4)
+
+    speech_on_talking, pause_on_idle = pooled("speech_on_talking", "speech_frames"), pooled("pause_on_idle", "pause_frames")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    result = {
+        "benchmark": "runtime",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit,
+        "clone": args.footage.name,
+        "footage_frames_in_pool": len(pool),
+        "pool_talking_share": round(float(pool.talking.mean()), 3),
+        "note": "motion metrics come from the footage frames each render played (its provenance) and the clone's "
+                "motion library; the jump is measured at cuts only, since natural motion reaches the footage's own "
+                "maximum (real_max_jump) by definition. The planner's defaults were tuned on these two drivers. "
+                "The live runtime (issue: chunks in, frames out) is not built yet: its targets are unmeasured.",
+        "drivers": per_driver,
+        "targets": {
+            "max_pose_jump_vs_real_p99": {"value": round(totals["max_cut_jump"], 3), "goal": "<= 1.0",
+                                          "met": totals["max_cut_jump"] <= 1.0},
+            "speech_on_talking": {"value": speech_on_talking, "goal": ">= 0.8", "met": speech_on_talking >= 0.8},
+            "pause_on_idle": {"value": pause_on_idle, "goal": ">= 0.8", "met": pause_on_idle >= 0.8},
+            "sustained_fps": {"value": None, "goal": ">= 25 over 5 minutes (clonetrain.runtime)", "met": False},
+            "latency_ms": {"value": None, "goal": "<= 400 from a 200 ms chunk (clonetrain.runtime)", "met": False},
+        },
+    }
+    write_result(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
