@@ -206,6 +206,16 @@ class RenderCfg:
 
 
 @dataclass
+class StreamCfg:
+    out: str = ""  # a file, '-' (stdout), tcp://, rtmp://, srt://: any ffmpeg output
+    format: str = ""  # the container, where the URL does not say (flv for rtmp, mpegts for srt/tcp/udp/stdout)
+    chunk_s: float = 0.2  # the speech is fed in chunks of this length
+    realtime: bool = True  # feed at the pace it is spoken (false: as fast as the machine goes)
+    batch_size: int = 8
+    timeout_s: float = 10.0  # a receiver that stops reading this long ends the stream
+
+
+@dataclass
 class NightlyCfg:
     clones: list[str] = field(default_factory=list)  # empty: every clone under raw/
     # A new version goes live only if no held-out metric is worse than the live one's by more than this
@@ -232,6 +242,7 @@ class Config:
     pretrain: PretrainCfg = field(default_factory=PretrainCfg)
     evaluate: EvaluateCfg = field(default_factory=EvaluateCfg)
     render: RenderCfg = field(default_factory=RenderCfg)
+    stream: StreamCfg = field(default_factory=StreamCfg)
     nightly: NightlyCfg = field(default_factory=NightlyCfg)
     # The speech stage=render speaks (any length, any format ffmpeg reads).
     audio: str = ""

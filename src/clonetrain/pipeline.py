@@ -61,7 +61,7 @@ GROUPS: dict[str, list[str]] = {
 
 
 # Actions run every time they are asked for and write outside the stage folders (no skip, no manifest).
-ACTIONS = {"render": "clonetrain.stages.render"}
+ACTIONS = {"render": "clonetrain.stages.render", "stream": "clonetrain.runtime.stream"}
 
 # The stages the extra processes of a distributed (DDP) run take part in; every other stage is the first
 # process's alone.

@@ -1,0 +1,213 @@
+"""A live clone: speech in, in chunks as it arrives; labelled frames and their sound out, at the footage's frame
+rate. What a streaming host drives.
+
+    from clonetrain import runtime
+    with runtime.Session(avatar, sink) as live:
+        live.say(chunk)          # 16 kHz mono float32, any length; may be called while frames go out
+        live.pump()              # write every frame whose sound (and 0.1 s after it) has arrived
+        live.interrupt()         # a viewer's question: drop the rest of this utterance, back to listening
+        live.idle(seconds)       # nothing to say: listening footage, mouth at rest
+
+Each frame's sound is 1/fps s of the speech (silence once it runs out). Its mouth is generated from the same
+mel window as in render (0.1 s either side), so a frame waits for 0.1 s of the speech after it. The footage
+frame under it comes from the motion planner, told what the queued speech holds (voice or pause) as far as it
+is known. Every frame carries the "AI-generated" label; the stream's metadata carries the provenance.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clonetrain.audio import features
+from clonetrain.avatar import Avatar
+from clonetrain.media.label import burn_label
+from clonetrain.media.paste import paste
+from clonetrain.models.inference import generate
+from clonetrain.models.lipsync import MEL_WINDOW
+from clonetrain.motion.library import close_gaps
+from clonetrain.motion.plan import PlanCfg, Planner
+from clonetrain.training.data import MEL_CENTER, MEL_SCALE
+
+VAD_WINDOW = 512  # samples: Silero's window at 16 kHz
+
+
+@dataclass
+class Timing:
+    """When each chunk of speech arrived and when its last frame went out (perf_counter seconds)."""
+
+    arrived: list[tuple[int, float]] = field(default_factory=list)  # (last sample + 1, time)
+    written: list[tuple[int, float]] = field(default_factory=list)  # (frame, time)
+
+    def latencies_ms(self, samples_per_frame: int) -> list[float]:
+        out, j = [], 0
+        for end, t in self.arrived:
+            last_frame = (end - 1) // samples_per_frame
+            while j < len(self.written) and self.written[j][0] < last_frame:
+                j += 1
+            if j < len(self.written):
+                out.append((self.written[j][1] - t) * 1000)
+        return out
+
+
+class Session:
+    def __init__(self, av: Avatar, sink, sample_rate: int = 16000, motion: PlanCfg | None = None,
+                 lookahead_s: float = 0.1, batch_size: int = 8):
+        if av.pool is None:
+            raise ValueError("this package has no motion library (made before it existed): re-package the clone")
+        self.av, self.sink, self.sr = av, sink, sample_rate
+        self.cfg = motion or PlanCfg()
+        self.spf = sample_rate // av.fps  # samples per frame
+        if self.spf * av.fps != sample_rate:
+            raise ValueError(f"{sample_rate} Hz does not divide into {av.fps} frames per second")
+        self.lookahead = int(round(lookahead_s * sample_rate))
+        self.batch_size = batch_size
+        a = av.mel
+        self.hop, self.mel_args = a["hop_length"], (a["n_fft"], a["hop_length"], a["win_length"], a["n_mels"],
+                                                    a["fmin"], a["fmax"])
+        self.planner = Planner(av.pool, self.cfg)
+        self.audio = np.zeros(0, np.float32)   # the session's sound from sample `base` on
+        self.base = 0
+        self.received = 0                      # samples of speech received (the timeline's end)
+        self.voice: list[bool] = []            # per frame of the timeline: voice (Silero), as far as received
+        self.frame = 0                         # next frame to write
+        self.shown: list[int] = []             # the footage (pool) frame under each frame written
+        self.timing = Timing()
+        from silero_vad import load_silero_vad
+
+        self._vad = load_silero_vad(onnx=False)
+        self._vad_pending = np.zeros(0, np.float32)
+        self._vad_probs: list[float] = []
+
+    # -- input ------------------------------------------------------------------------------------------------
+    def say(self, pcm: np.ndarray) -> None:
+        """Queue speech (16 kHz mono float32) after what is queued."""
+        pcm = np.asarray(pcm, np.float32).reshape(-1)
+        self.audio = np.concatenate([self.audio, pcm])
+        self.received += len(pcm)
+        self._listen(pcm)
+        self.timing.arrived.append((self.received, time.perf_counter()))
+
+    def interrupt(self) -> None:
+        """Drop the queued speech not yet shown: the clone stops mid-word and goes back to listening footage
+        (the planner cuts only where the pose matches, so the switch shows no jump)."""
+        keep = self.frame * self.spf
+        self.audio = self.audio[: max(0, keep - self.base)]
+        self.received = keep
+        self.voice = self.voice[: self.frame]
+        whole = keep // VAD_WINDOW
+        self._vad_probs = self._vad_probs[:whole]
+        self._vad_pending = self.audio[max(0, whole * VAD_WINDOW - self.base) :].copy()
+        self._vad.reset_states()
+        self.timing.arrived = [(e, t) for e, t in self.timing.arrived if e <= keep]
+
+    def _listen(self, pcm: np.ndarray) -> None:
+        import torch
+
+        self._vad_pending = np.concatenate([self._vad_pending, pcm])
+        n = len(self._vad_pending) // VAD_WINDOW
+        with torch.no_grad():
+            for i in range(n):
+                win = torch.from_numpy(self._vad_pending[i * VAD_WINDOW : (i + 1) * VAD_WINDOW])
+                self._vad_probs.append(float(self._vad(win, self.sr)))
+        self._vad_pending = self._vad_pending[n * VAD_WINDOW :]
+        # A frame is voiced when a Silero window centred in it says so (windows run from sample 0 on).
+        while (len(self.voice) + 1) * self.spf <= len(self._vad_probs) * VAD_WINDOW:
+            f = len(self.voice)
+            lo = int(np.ceil(f * self.spf / VAD_WINDOW - 0.5))
+            hi = int(np.ceil((f + 1) * self.spf / VAD_WINDOW - 0.5))
+            probs = self._vad_probs[lo:hi]
+            self.voice.append(max(probs) >= 0.5 if probs else (self.voice[-1] if self.voice else False))
+
+    # -- output -----------------------------------------------------------------------------------------------
+    def ready(self, flush: bool = False) -> int:
+        """How many frames can be written now: their sound and the lookahead after it have arrived (`flush`:
+        no more speech is coming for now, so the rest is padded with silence)."""
+        if flush:
+            return max(0, -(-self.received // self.spf) - self.frame)
+        return max(0, (self.received - self.lookahead) // self.spf - self.frame)
+
+    def pump(self, flush: bool = False) -> int:
+        """Write every frame that is ready; returns how many."""
+        n = self.ready(flush)
+        for i in range(0, n, self.batch_size):
+            self._write(min(self.batch_size, n - i))
+        return n
+
+    def idle(self, seconds: float) -> int:
+        """Nothing to say for `seconds`: silence goes out, with listening footage."""
+        self.pump(flush=True)
+        self.say(np.zeros(int(round(seconds * self.sr)), np.float32))
+        return self.pump(flush=True)
+
+    def _labels(self, k: int, n: int) -> np.ndarray:
+        """Talking or not for frames k.. as far as the queued speech says (short pauses bridged, as render)."""
+        known = np.array(self.voice[max(0, k - 25) :], bool)
+        if known.size == 0:
+            return np.zeros(1, bool)
+        bridged = close_gaps(known, int(round(self.cfg.min_pause_s * self.av.fps)))
+        ahead = bridged[k - max(0, k - 25) :]
+        return ahead if ahead.size else np.zeros(1, bool)
+
+    def _mel(self, k0: int, n: int) -> np.ndarray:
+        """(n, n_mels, MEL_WINDOW) windows for frames k0..k0+n-1, computed on the session's sound around them."""
+        mel_per_frame = self.sr / self.hop / self.av.fps
+        first = int(round((k0 + 0.5) * mel_per_frame - MEL_WINDOW / 2))
+        last = int(round((k0 + n - 0.5) * mel_per_frame - MEL_WINDOW / 2)) + MEL_WINDOW
+        margin = 8  # mel frames: keeps the STFT's padding at the segment's edges out of the windows used
+        s0 = max(0, (first - margin)) * self.hop
+        s1 = (last + margin) * self.hop
+        seg = self.audio[max(0, s0 - self.base) : max(0, s1 - self.base)]
+        seg = np.pad(seg, (0, max(0, (s1 - s0) - len(seg))))
+        mel = (features.log_mel(seg, self.sr, *self.mel_args) - MEL_CENTER) / MEL_SCALE
+        offset = s0 // self.hop
+        out = []
+        for k in range(k0, k0 + n):
+            start = max(0, int(round((k + 0.5) * mel_per_frame - MEL_WINDOW / 2))) - offset
+            out.append(mel[start : start + MEL_WINDOW].T)
+        return np.stack(out)
+
+    def _write(self, n: int) -> None:
+        av, k0 = self.av, self.frame
+        labels = self._labels(k0, n)
+        steps = [self.planner.step(labels[i:] if i < len(labels) else labels[-1:]) for i in range(n)]
+        jobs = [(i, src) for i, (src, _, _) in enumerate(steps)] + [(i, b) for i, (_, b, _) in enumerate(steps) if b >= 0]
+        pictures = {src: av.frames.frame(src) for _, src in jobs}
+        mels = self._mel(k0, n)
+        faces = generate(av.generator, av.reference, np.stack([av.crop(src, pictures[src]) for _, src in jobs]),
+                         np.stack([mels[i] for i, _ in jobs]), len(jobs))
+        done = {job: paste(pictures[job[1]], face, av.squares[job[1]]) for job, face in zip(jobs, faces)}
+        for i, (src, fade_from, weight) in enumerate(steps):
+            frame = done[(i, src)]
+            if fade_from >= 0:
+                frame = (weight * done[(i, fade_from)] + (1 - weight) * frame).round().astype(np.uint8)
+            k = k0 + i
+            pcm = self.audio[k * self.spf - self.base : (k + 1) * self.spf - self.base]
+            pcm = np.pad(pcm, (0, self.spf - len(pcm)))
+            self.sink.write(burn_label(frame), pcm)
+            self.shown.append(int(src))
+            self.timing.written.append((k, time.perf_counter()))
+        self.frame = k0 + n
+        # Keep a second of sound behind the next frame (the mel windows reach 0.1 s back), drop the rest.
+        drop = max(0, (self.frame - self.av.fps) * self.spf - self.base)
+        if drop > self.sr:
+            self.audio, self.base = self.audio[drop:], self.base + drop
+
+    def close(self) -> None:
+        self.pump(flush=True)
+        self.av.frames.close()
+        self.sink.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, exc_type, *rest) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.av.frames.close()
+            abort = getattr(self.sink, "abort", None)
+            if abort:
+                abort()

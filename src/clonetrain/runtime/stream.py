@@ -1,0 +1,81 @@
+"""stream: the live clone as a command. Not a cached stage: each call streams.
+
+    python -m clonetrain stage=stream clone=anna audio=speech.wav stream.out=tcp://127.0.0.1:9000
+    python -m clonetrain stage=stream clone=anna audio=- stream.out=rtmp://host/live/key   # raw 16 kHz s16le stdin
+
+The sound is fed in `stream.chunk_s` chunks, at real time (`stream.realtime=true`, as a live host would) or as
+fast as the machine goes. The same clone source, consent check, label and provenance as render; the provenance
+is also written to renders/<clone>/streams/<time>.provenance.json, since a live stream has no file to hold it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from clonetrain import __version__
+from clonetrain.manifest import sha256_file
+from clonetrain.media import convert
+from clonetrain.media.label import LABEL
+from clonetrain.motion.plan import PlanCfg
+from clonetrain.runtime.session import Session
+from clonetrain.runtime.sink import FFmpegSink
+from clonetrain.workspace import Workspace, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def chunks(source: str, sr: int, chunk_s: float):
+    """Speech as float32 chunks: from a file (any format ffmpeg reads) or raw 16 kHz s16le on stdin ('-')."""
+    n = int(round(chunk_s * sr))
+    if source == "-":
+        while data := sys.stdin.buffer.read(2 * n):
+            yield np.frombuffer(data[: len(data) // 2 * 2], "<i2").astype(np.float32) / 32768
+        return
+    from clonetrain.stages.render import read_speech
+
+    _, wav = read_speech(source, sr)
+    for i in range(0, len(wav), n):
+        yield wav[i : i + n]
+
+
+def run(cfg: DictConfig, ws: Workspace) -> dict:
+    from clonetrain.stages import render
+
+    sr, c = cfg.ingest.sample_rate, cfg.stream
+    if not c.out:
+        raise render.RenderError("stage=stream needs somewhere to send the stream",
+                                 "add stream.out=FILE.mp4, tcp://HOST:PORT, rtmp://... or srt://...")
+    if not cfg.audio:
+        raise render.RenderError("stage=stream needs the speech to say", "add audio=speech.wav (or audio=- for stdin)")
+    av = render._source(cfg, ws)
+    render.check_consent(av.consent, av.clone)
+    provenance = {
+        "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__} (live)", "clone": av.clone,
+        "version": av.version, "model_sha256": av.model_sha256, "consent_sha256": av.consent["sha256"],
+        "permitted_uses": av.consent["permitted_uses"], "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "audio_sha256": sha256_file(Path(cfg.audio).expanduser()) if cfg.audio != "-" else None, "out": c.out,
+    }
+    sink = FFmpegSink(c.out, av.frames.size, av.fps, sr, provenance, fmt=c.format or None, timeout_s=c.timeout_s)
+    started = time.perf_counter()
+    with Session(av, sink, sr, PlanCfg(**cfg.render.motion), batch_size=c.batch_size) as live:
+        for i, chunk in enumerate(chunks(cfg.audio, sr, c.chunk_s)):
+            if c.realtime:  # a live host's speech arrives no faster than it is spoken
+                time.sleep(max(0.0, started + i * c.chunk_s - time.perf_counter()))
+            live.say(chunk)
+            live.pump()
+    seconds = time.perf_counter() - started
+    latencies = live.timing.latencies_ms(live.spf)
+    record = {**provenance, "frames": live.frame, "fps": av.fps, "seconds": round(seconds, 2),
+              "cuts": live.planner.cuts, "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies else None}
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    write_json_atomic(ws.root / "renders" / ws.clone / "streams" / f"{stamp}.provenance.json", record)
+    log.info("streamed %d frames (%.1f s) of clone %s to %s in %.1f s, labelled %r", live.frame, live.frame / av.fps,
+             av.clone, c.out, seconds, LABEL)
+    return record
