@@ -84,8 +84,13 @@ def judge_clone_pauses(landmarker: Landmarker, faces: np.ndarray, usable: np.nda
 
 def score(gen_pts: np.ndarray, driver: Driver, closed_max: float, margin: int) -> dict:
     """One method's generated points (n, 68, 2), driven by `driver`, against the driver's real mouth."""
-    gen_open = geometry.mouth_opening(gen_pts).astype(np.float64)
-    lmd = motion_lmd(gen_pts, driver.points)
+    return score_opening(geometry.mouth_opening(gen_pts).astype(np.float64), driver, closed_max, margin,
+                         motion_lmd(gen_pts, driver.points))
+
+
+def score_opening(gen_open: np.ndarray, driver: Driver, closed_max: float, margin: int,
+                  lmd: np.ndarray | None = None) -> dict:
+    """The same from the generated mouth opening per frame (and the per-frame LMD when there are points)."""
     pauses = pause_frames(driver.speech, margin) & np.isfinite(gen_open)
     speaking = driver.speech & np.isfinite(gen_open)
     loud = speaking & (driver.energy >= np.percentile(driver.energy[speaking], 100 * (1 - LOUD_SHARE))) \
@@ -93,7 +98,7 @@ def score(gen_pts: np.ndarray, driver: Driver, closed_max: float, margin: int) -
     r = metrics.pearson(gen_open, driver.mouth_open)
     return {
         "mouth_r": round(r, 4) if np.isfinite(r) else None,
-        "lmd": round(float(np.nanmean(lmd)), 4) if np.isfinite(lmd).any() else None,
+        "lmd": round(float(np.nanmean(lmd)), 4) if lmd is not None and np.isfinite(lmd).any() else None,
         "silence_closed_fraction": round(float(np.mean(gen_open[pauses] <= closed_max)), 4)
         if pauses.any() and np.isfinite(closed_max) else None,
         "pause_frames": int(pauses.sum()),
