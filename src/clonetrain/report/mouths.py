@@ -40,10 +40,12 @@ def section(eval_dir: Path) -> str:
     if xs.get("drivers"):
         rows = [[d["driver"], f"{d['offset_applied_frames']:+d} (measured {d['offset_frames']})",
                  d["clone"]["mouth_r"], d["static_frame"]["mouth_r"], d["clone"]["lmd"], d["static_frame"]["lmd"],
-                 d["clone"]["silence_closed_fraction"], d["clone"]["loud_minus_pause_opening"]]
+                 d["clone"]["silence_closed_fraction"],
+                 f"{d['clone']['sync_peak_corr']} at {d['clone']['sync_offset_frames']}"]
                 for d in xs["drivers"]]
         m, s = xs["mean"]["clone"], xs["mean"]["static_frame"]
-        rows.append(["mean", "", m["mouth_r"], s["mouth_r"], m["lmd"], s["lmd"], m["silence_closed_fraction"], ""])
+        rows.append(["mean", "", m["mouth_r"], s["mouth_r"], m["lmd"], s["lmd"], m["silence_closed_fraction"],
+                     m.get("sync_peak_corr")])
         closed = xs.get("closed_mouth") or {}
         parts.append("<h3>Driven by other people's voices</h3><p><small>The clone speaks each driver's sound "
                      "(aligned at the offset shown, in frames) over its own held-out footage; the judge compares its "
@@ -51,10 +53,11 @@ def section(eval_dir: Path) -> str:
                      "face's mean shape removed (lower is better). Shut in pauses: the share of the driver's pause "
                      f"frames where the clone's mouth opening stays at or below {closed.get('max_opening')} (the "
                      f"{closed.get('percentile')}th percentile of its own opening, from {closed.get('from')}). "
-                     "Opens on loud syllables: mean opening on the loudest fifth of speech minus that in pauses."
+                     "Follows the sound: the offset estimator's peak correlation between the clone's mouth changes "
+                     "and the driver's voice energy changes, at the offset (frames) where it peaks; near 0 is in sync."
                      "</small></p>"
                      + _table(["driver", "offset", "mouth r", "static r", "LMD", "static LMD", "shut in pauses",
-                               "opens on loud syllables"], rows))
+                               "follows the sound (r at offset)"], rows))
     for w in xs.get("warnings", []):
         parts.append(f"<p><small>Cross-speaker: {escape(w)}</small></p>")
     if ev.get("target_values"):
