@@ -34,18 +34,19 @@ def section(eval_dir: Path) -> str:
                      f'<img src="{uri}" alt="contact sheet of mouths" style="max-width:100%">')
     c = ev["metrics"].get("clone", {})
     if c.get("mouth_sharpness_ratio") is not None:
-        parts.append(f"<p>Held-out mouth box: sharpness {c['mouth_sharpness_ratio']} of the real mouth's "
+        parts.append(f"<p>Held-out mouth box: sharpness {c.get('mouth_sharpness_ratio')} of the real mouth's "
                      f"(1.0 = as sharp), PSNR {c.get('psnr_mouth')} dB, SSIM {c.get('ssim_mouth')}.</p>")
     xs = ev.get("cross_speaker") or {}
     if xs.get("drivers"):
-        rows = [[d["driver"], f"{d['offset_applied_frames']:+d} (measured {d['offset_frames']})",
-                 d["clone"]["mouth_r"], d["static_frame"]["mouth_r"], d["clone"]["lmd"], d["static_frame"]["lmd"],
-                 d["clone"]["silence_closed_fraction"],
-                 f"{d['clone']['sync_peak_corr']} at {d['clone']['sync_offset_frames']}"]
+        # .get: a metrics.json written by an older evaluate lacks the newer measures.
+        rows = [[d["driver"], f"{d.get('offset_applied_frames', 0):+d} (measured {d.get('offset_frames')})",
+                 d["clone"].get("mouth_r"), d["static_frame"].get("mouth_r"), d["clone"].get("lmd"),
+                 d["static_frame"].get("lmd"), d["clone"].get("silence_closed_fraction"),
+                 f"{d['clone'].get('sync_peak_corr')} at {d['clone'].get('sync_offset_frames')}"]
                 for d in xs["drivers"]]
         m, s = xs["mean"]["clone"], xs["mean"]["static_frame"]
-        rows.append(["mean", "", m["mouth_r"], s["mouth_r"], m["lmd"], s["lmd"], m["silence_closed_fraction"],
-                     m.get("sync_peak_corr")])
+        rows.append(["mean", "", m.get("mouth_r"), s.get("mouth_r"), m.get("lmd"), s.get("lmd"),
+                     m.get("silence_closed_fraction"), m.get("sync_peak_corr")])
         closed = xs.get("closed_mouth") or {}
         parts.append("<h3>Driven by other people's voices</h3><p><small>The clone speaks each driver's sound "
                      "(aligned at the offset shown, in frames) over its own held-out footage; the judge compares its "
