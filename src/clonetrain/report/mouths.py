@@ -53,7 +53,7 @@ def section(eval_dir: Path) -> str:
                      "mouth with the driver's real one. LMD: mouth points about their centre in eye distances, each "
                      "face's mean shape removed (lower is better). Shut in pauses: the share of the driver's pause "
                      f"frames where the clone's mouth opening stays at or below {closed.get('max_opening')} (the "
-                     f"{closed.get('percentile')}th percentile of its own opening, from {closed.get('from')}). "
+                     f"{closed.get('percentile', 0):g}th percentile of its own opening, from {closed.get('from')}). "
                      "Follows the sound: the offset estimator's peak correlation between the clone's mouth changes "
                      "and the driver's voice energy changes, at the offset (frames) where it peaks; near 0 is in sync."
                      "</small></p>"
