@@ -59,8 +59,25 @@ def footage_frames(usable: np.ndarray, take: np.ndarray, sizes: dict[int, tuple[
     return ids[:max_frames] if max_frames else ids
 
 
+def loop_indices(usable: np.ndarray, take: np.ndarray, hi: int, frames: int) -> np.ndarray:
+    """The longest run of usable frames of one take before `hi`, cut to `frames` frames (evaluation's loop)."""
+    best, start = (0, 0), None
+    for t in range(hi + 1):
+        inside = t < hi and usable[t] and (start is None or take[t] == take[start])
+        if inside:
+            start = t if start is None else start
+            continue
+        if start is not None and t - start > best[1] - best[0]:
+            best = (start, t)
+        start = t if t < hi and usable[t] else None
+    a, b = best
+    if b - a < 2:
+        raise ClonetrainError("the clone has no stretch of usable footage to loop", "add footage facing the camera")
+    return np.arange(a, min(b, a + frames))
+
+
 def ping_pong(n_out: int, length: int) -> np.ndarray:
-    """0, 1, ..., L-1, L-2, ..., 1, 0, 1, ...: the loop of packages made before the motion library."""
+    """0, 1, ..., L-1, L-2, ..., 1, 0, 1, ...: evaluation's loop, and packages made before the motion library."""
     period = max(1, 2 * length - 2)
     k = np.arange(n_out) % period
     return np.where(k < length, k, period - k)

@@ -23,17 +23,14 @@ import numpy as np
 from omegaconf import DictConfig
 
 from clonetrain import __version__, avatar as avatar_mod
-from clonetrain.audio import features
 from clonetrain.errors import ClonetrainError, ConsentError, FootageError
 from clonetrain.manifest import sha256_file
 from clonetrain.media import convert
 from clonetrain.media.label import LABEL, burn_label
 from clonetrain.media.paste import paste
 from clonetrain.media.write import write_video
-from clonetrain.models.inference import generate
-from clonetrain.models.lipsync import MEL_WINDOW
+from clonetrain.models.inference import generate, speech_windows
 from clonetrain.motion.plan import PlanCfg
-from clonetrain.training.data import MEL_CENTER, MEL_SCALE
 from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -93,19 +90,10 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
            motion: PlanCfg | None = None) -> dict:
     check_consent(av.consent, av.clone)
     motion = motion or PlanCfg()
-    a = av.mel
-    mel = (features.log_mel(wav, sr, a["n_fft"], a["hop_length"], a["win_length"], a["n_mels"], a["fmin"], a["fmax"])
-           - MEL_CENTER) / MEL_SCALE
-    mel_per_frame = sr / a["hop_length"] / av.fps
     n_out = math.ceil(len(wav) / (sr / av.fps))
+    windows = speech_windows(av.mel, wav, sr, av.fps, n_out)
     path = av.path(speech_frames(wav, sr, av.fps, n_out), motion)
     w, h = av.frames.size
-
-    def mel_window(k: int) -> np.ndarray:
-        start = int(round((k + 0.5) * mel_per_frame - MEL_WINDOW / 2))
-        start = min(max(start, 0), max(len(mel) - MEL_WINDOW, 0))
-        win = mel[start : start + MEL_WINDOW]
-        return np.pad(win, ((0, MEL_WINDOW - len(win)), (0, 0)), mode="edge").T
 
     def rendered():
         for i in range(0, n_out, batch_size):
@@ -116,7 +104,7 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
             jobs += [(k, int(path.blend_from[k])) for k in ks if path.blend_from[k] >= 0]
             pictures = {src: av.frames.frame(src) for _, src in jobs}
             faces = generate(av.generator, av.reference, np.stack([av.crop(src, pictures[src]) for _, src in jobs]),
-                             np.stack([mel_window(k) for k, _ in jobs]), batch_size)
+                             np.stack([windows[k] for k, _ in jobs]), batch_size)
             done = {(k, src): paste(pictures[src], face, av.squares[src]) for (k, src), face in zip(jobs, faces)}
             for k in ks:
                 frame = done[(k, int(path.frames[k]))]
