@@ -115,3 +115,26 @@ def test_a_receiver_that_goes_away_is_a_clear_error(live_avatar, speech, tmp_pat
                 live.say(wav[i : i + 3200])
                 live.pump()
     rx.wait(timeout=10)
+
+
+class _Discard:
+    def write(self, frame, pcm):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_the_runtime_hears_what_render_hears(live_avatar, speech):
+    """Chunk by chunk, the model's input for each frame is the one render computes from the whole speech."""
+    from clonetrain.models.inference import speech_windows
+
+    av = live_avatar()
+    wav = convert.decode_audio(speech, 16000)
+    whole = speech_windows(av.mel, wav, 16000, av.fps, len(wav) // 640)
+    live = Session(av, _Discard())
+    for i in range(0, len(wav), 3200):
+        live.say(wav[i : i + 3200])
+    for k0 in (0, 7, 40, 80):
+        np.testing.assert_allclose(live._windows(k0, 8), whole[k0 : k0 + 8], atol=1e-4)
+    live.close()

@@ -21,15 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clonetrain.audio import features
 from clonetrain.avatar import Avatar
 from clonetrain.media.label import burn_label
 from clonetrain.media.paste import paste
-from clonetrain.models.inference import generate
-from clonetrain.models.lipsync import MEL_WINDOW
+from clonetrain.models.inference import generate, speech_windows
 from clonetrain.motion.library import close_gaps
 from clonetrain.motion.plan import PlanCfg, Planner
-from clonetrain.training.data import MEL_CENTER, MEL_SCALE
 
 VAD_WINDOW = 512  # samples: Silero's window at 16 kHz
 
@@ -64,9 +61,11 @@ class Session:
             raise ValueError(f"{sample_rate} Hz does not divide into {av.fps} frames per second")
         self.lookahead = int(round(lookahead_s * sample_rate))
         self.batch_size = batch_size
-        a = av.mel
-        self.hop, self.mel_args = a["hop_length"], (a["n_fft"], a["hop_length"], a["win_length"], a["n_mels"],
-                                                    a["fmin"], a["fmax"])
+        if av.mel.get("encoder", "mel") != "mel":
+            # Whisper encodes fixed 30 s windows: no chunk-by-chunk form of it runs in real time on a CPU yet.
+            raise ValueError(f"the live runtime needs a clone trained on log-mel features; {av.clone} hears "
+                             f"{av.mel['encoder']} features (retrain with audio_features.encoder=mel for live use)")
+        self.hop = av.mel["hop_length"]
         self.planner = Planner(av.pool, self.cfg)
         self.audio = np.zeros(0, np.float32)   # the session's sound from sample `base` on
         self.base = 0
@@ -151,23 +150,17 @@ class Session:
         ahead = bridged[k - max(0, k - 25) :]
         return ahead if ahead.size else np.zeros(1, bool)
 
-    def _mel(self, k0: int, n: int) -> np.ndarray:
-        """(n, n_mels, MEL_WINDOW) windows for frames k0..k0+n-1, computed on the session's sound around them."""
-        mel_per_frame = self.sr / self.hop / self.av.fps
-        first = int(round((k0 + 0.5) * mel_per_frame - MEL_WINDOW / 2))
-        last = int(round((k0 + n - 0.5) * mel_per_frame - MEL_WINDOW / 2)) + MEL_WINDOW
-        margin = 8  # mel frames: keeps the STFT's padding at the segment's edges out of the windows used
-        s0 = max(0, (first - margin)) * self.hop
-        s1 = (last + margin) * self.hop
+    def _windows(self, k0: int, n: int) -> np.ndarray:
+        """What the generator hears for frames k0..k0+n-1: render's own speech_windows, over the session's sound
+        from a little before them (a start on both the frame and the hop grid keeps every window where render
+        would put it; the margin keeps the STFT's edge out of them)."""
+        grid = int(np.lcm(self.spf, self.hop))
+        s0 = max(0, (k0 * self.spf - self.sr // 4) // grid * grid)
+        s1 = (k0 + n) * self.spf + self.lookahead + self.sr // 4
         seg = self.audio[max(0, s0 - self.base) : max(0, s1 - self.base)]
         seg = np.pad(seg, (0, max(0, (s1 - s0) - len(seg))))
-        mel = (features.log_mel(seg, self.sr, *self.mel_args) - MEL_CENTER) / MEL_SCALE
-        offset = s0 // self.hop
-        out = []
-        for k in range(k0, k0 + n):
-            start = max(0, int(round((k + 0.5) * mel_per_frame - MEL_WINDOW / 2))) - offset
-            out.append(mel[start : start + MEL_WINDOW].T)
-        return np.stack(out)
+        first = s0 // self.spf
+        return speech_windows(self.av.mel, seg, self.sr, self.av.fps, k0 + n - first)[k0 - first :]
 
     def _write(self, n: int) -> None:
         av, k0 = self.av, self.frame
@@ -175,7 +168,7 @@ class Session:
         steps = [self.planner.step(labels[i:] if i < len(labels) else labels[-1:]) for i in range(n)]
         jobs = [(i, src) for i, (src, _, _) in enumerate(steps)] + [(i, b) for i, (_, b, _) in enumerate(steps) if b >= 0]
         pictures = {src: av.frames.frame(src) for _, src in jobs}
-        mels = self._mel(k0, n)
+        mels = self._windows(k0, n)
         faces = generate(av.generator, av.reference, np.stack([av.crop(src, pictures[src]) for _, src in jobs]),
                          np.stack([mels[i] for i, _ in jobs]), len(jobs))
         done = {job: paste(pictures[job[1]], face, av.squares[job[1]]) for job, face in zip(jobs, faces)}
