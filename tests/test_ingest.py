@@ -89,7 +89,7 @@ def test_missing_consent_stops_ingest(clips, tmp_path):
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path):
-    for clone, expect in (("../x", "is not allowed"), ("nobody", "no consent record")):
+    for clone, expect in (("../x", "is not allowed"), ("nobody", "does not exist")):
         proc = subprocess.run([sys.executable, "-m", "clonetrain", "stage=ingest", f"clone={clone}", f"paths.root={tmp_path}"],
                               capture_output=True, text=True)
         assert proc.returncode == 2, proc.stderr
