@@ -184,3 +184,29 @@ def test_a_forged_package_is_refused_by_the_registry_or_the_signing_key(packaged
     (signed / package.SIGNATURE).write_text(sig)
     with pytest.raises(package.PackageError, match="no valid studio signature"):
         registry.check_trusted(empty_root, package.load(signed))
+
+
+def test_leftovers_of_a_killed_publish_are_reconciled_on_the_next_run(packaged, tmp_path):
+    import os
+
+    root = tmp_path / "data"
+    shutil.copytree(packaged, root, symlinks=True)
+    clones = root / "clones" / "man"
+    # Killed after publishing v0001 but before registering it, and other leftovers of killed or refused runs.
+    (root / "registry.db").unlink()
+    (clones / "man-v0001.tar.gz").replace(clones / ".man-v0001.tar.gz.tmp")
+    (clones / ".v0002.tmp").mkdir()
+    scratch = clones / ".man-v0001.extracting-abc"
+    scratch.mkdir()
+    os.utime(scratch, (1, 1))
+    half = clones / "v0003"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"half")
+    statuses = run(root, "man", "stage=package", *TINY)
+    assert statuses == {"package": "skipped"}
+    entry = registry.read(root)["clones"]["man"]["versions"]["v0001"]
+    assert entry["status"] == "candidate" and "adopted" in entry["reason"]
+    assert registry.check_trusted(root, package.load(clones / "v0001")) == "registry"
+    assert (clones / "man-v0001.tar.gz").is_file() and package.load(clones / "man-v0001.tar.gz")
+    left = sorted(p.name for p in clones.iterdir())
+    assert left == ["man-v0001", "man-v0001.tar.gz", "v0001"], left  # man-v0001/: the load just above
