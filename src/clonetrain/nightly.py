@@ -45,12 +45,8 @@ def nightly_lock(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            raise LockedError(f"another nightly run is in progress (pid {fh.read().strip() or '?'}); exiting") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
+            raise LockedError(f"another nightly run is in progress ({pipeline.lock_holder(fh)}); exiting") from None
+        pipeline.write_holder(fh)
         yield
 
 
@@ -245,7 +241,8 @@ def _html(summary: dict) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>clonetrain nightly {summary['started']}</title>"
             "<style>body{font-family:sans-serif;margin:24px}td,th{border:1px solid #ccc;padding:4px 8px}"
             "table{border-collapse:collapse}</style></head><body>"
-            f"<h1>Nightly run {escape(summary['started'])}</h1><p>{escape(counts)}</p><table><tr><th>clone</th>"
+            f"<h1>Nightly run {escape(summary['started'])}</h1><p>{escape(summary.get('state', ''))}: "
+            f"{escape(counts)}</p><table><tr><th>clone</th>"
             f"<th>status</th><th>version</th><th>seconds</th><th>why</th></tr>{rows}</table></body></html>")
 
 

@@ -92,7 +92,7 @@ def resolve_stages(name: str) -> list[str]:
     raise ClonetrainError(f"unknown stage {name!r}", f"choose one of: {', '.join([*GROUPS, *STAGES, *ACTIONS])}")
 
 
-def _holder(fh) -> str:
+def lock_holder(fh) -> str:
     """Who holds a lock file: its pid, host, start time and command, as the holder wrote them."""
     fh.seek(0)
     text = fh.read().strip()
@@ -104,6 +104,16 @@ def _holder(fh) -> str:
         return f"pid {text}" if text else "an unknown process"
 
 
+def write_holder(fh) -> None:
+    """Record who holds the lock, for the error a second run gets."""
+    fh.seek(0)
+    fh.truncate()
+    fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         "command": " ".join(sys.argv)[:300]}))
+    fh.flush()
+
+
 @contextlib.contextmanager
 def clone_lock(ws: Workspace) -> Iterator[None]:
     """One run per clone at a time; a second one fails at once instead of corrupting the first."""
@@ -112,14 +122,9 @@ def clone_lock(ws: Workspace) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LockedError(f"clone {ws.clone!r} is being processed by another run ({_holder(fh)})",
+            raise LockedError(f"clone {ws.clone!r} is being processed by another run ({lock_holder(fh)})",
                               "wait for it to finish") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             "command": " ".join(sys.argv)[:300]}))
-        fh.flush()
+        write_holder(fh)
         try:
             yield
         finally:

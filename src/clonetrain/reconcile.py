@@ -5,6 +5,7 @@
 - `.vNNNN.tmp/` (a folder being published) and `.<clone>-vNNNN.tar.gz.tmp` (an archive being written): removed
 - `.<name>.extracting-*/` (an archive being extracted) older than STALE_S: removed (a younger one may be in use)
 - a registered version whose archive is missing: the archive is rebuilt from the verified folder
+- `renders/<clone>/.<stem>.<pid>.rendering.mp4` of a render process that is gone: removed (never a deliverable)
 
 Every action is logged and returned, so a run's log says what it found.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -57,12 +59,32 @@ def _adopt(root: Path, clone: str, folder: Path, actions: list[str]) -> None:
     actions.append(f"adopted {folder.name} as a candidate ({reason})")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dead_renders(root: Path, clone: str, actions: list[str]) -> None:
+    folder = root / "renders" / clone
+    for p in folder.glob(".*.rendering.mp4") if folder.is_dir() else []:
+        pid = p.name.removesuffix(".rendering.mp4").rsplit(".", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            _remove(p, f"a render (pid {pid}) stopped before it finished", actions)
+
+
 def reconcile(root: str | Path, clone: str, now: float | None = None) -> list[str]:
     """Reconcile clones/<clone>/ with the registry; returns what was done (also logged)."""
     root = Path(root)
     folder = root / "clones" / clone
     actions: list[str] = []
+    _dead_renders(root, clone, actions)
     if not folder.is_dir():
+        _log(clone, actions)
         return actions
     now = now or time.time()
     known = registry.read(root)["clones"].get(clone, {}).get("versions", {})
@@ -88,6 +110,10 @@ def reconcile(root: str | Path, clone: str, now: float | None = None) -> list[st
                 continue
             package.make_archive(path, archive)
             actions.append(f"rebuilt the missing archive {archive.name}")
+    _log(clone, actions)
+    return actions
+
+
+def _log(clone: str, actions: list[str]) -> None:
     for a in actions:
         (log.warning if a.startswith("warning") else log.info)("reconcile %s: %s", clone, a)
-    return actions
