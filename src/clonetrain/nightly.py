@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import logging
 import math
-import os
 import sys
 import time
 import traceback
