@@ -70,7 +70,11 @@ def connect(root: str | os.PathLike, write: bool = False) -> Iterator[sqlite3.Co
     root = Path(root)
     path = db_path(root)
     if not write and not path.exists():
-        yield _empty(root)
+        con = _empty(root)
+        try:
+            yield con
+        finally:
+            con.close()
         return
     root.mkdir(parents=True, exist_ok=True)
     con = _open(root, write)
