@@ -133,12 +133,12 @@ def from_workspace(cfg, ws) -> Avatar:
                   model_sha256=sha256_file(model_path), fps=clip.fps)
 
 
-def from_package(path: Path) -> Avatar:
+def from_package(pkg) -> Avatar:
+    """Everything render needs from an opened, verified package (clonetrain.package.Package). The footage is read
+    from the package folder frame by frame as the render goes: keep the package open until it is done."""
     import cv2
 
-    from clonetrain import package
 
-    pkg = package.load(path)
     m = pkg.manifest
     av = pkg.path / "avatar"
     w, h = m["avatar"]["size"]

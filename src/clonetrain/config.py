@@ -231,6 +231,12 @@ class RenderCfg:
     batch_size: int = 16
     # How render walks through that footage under new speech (see clonetrain/motion/plan.py).
     motion: PlanCfg = field(default_factory=PlanCfg)
+    # What this render is for: an action (render) or a named use (livestream_commerce, ...); the clone's current
+    # consent must permit it (clonetrain.consent.USES).
+    use: str = "render"
+    # An earlier deliverable is never replaced unless this is set: the next free name is used (speech-2.mp4), and an
+    # explicit render.out that exists is refused.
+    overwrite: bool = False
 
 
 @dataclass
@@ -241,6 +247,8 @@ class StreamCfg:
     realtime: bool = True  # feed at the pace it is spoken (false: as fast as the machine goes)
     batch_size: int = 8
     timeout_s: float = 10.0  # a receiver that stops reading this long ends the stream
+    # What a stream is for: the clone's current consent must permit it (clonetrain.consent.USES).
+    use: str = "live"
 
 
 @dataclass
@@ -249,6 +257,9 @@ class NightlyCfg:
     # A new version goes live only if no held-out metric is worse than the live one's by more than this
     # share of it (offset: within +-1 frame or no further from 0 than the live one).
     tolerance: float = 0.02
+    # The promotion floor: evaluation targets (names in metrics.json "targets") a version must meet to go live,
+    # the first version included. ["*"]: every target; [] : no floor (tests, or a studio that decides by hand).
+    floor: list[str] = field(default_factory=lambda: ["*"])
 
 
 @dataclass

@@ -190,7 +190,6 @@ class Session:
 
     def close(self) -> None:
         self.pump(flush=True)
-        self.av.frames.close()
         self.sink.close()
 
     def __enter__(self) -> "Session":
@@ -200,7 +199,6 @@ class Session:
         if exc_type is None:
             self.close()
         else:
-            self.av.frames.close()
             abort = getattr(self.sink, "abort", None)
             if abort:
                 abort()

@@ -54,22 +54,26 @@ def run(cfg: DictConfig, ws: Workspace) -> dict:
                                  "add stream.out=FILE.mp4, tcp://HOST:PORT, rtmp://... or srt://...")
     if not cfg.audio:
         raise render.RenderError("stage=stream needs the speech to say", "add audio=speech.wav (or audio=- for stdin)")
-    av = render._source(cfg, ws)
-    render.check_consent(av.consent, av.clone)
-    provenance = {
-        "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__} (live)", "clone": av.clone,
-        "version": av.version, "model_sha256": av.model_sha256, "consent_sha256": av.consent["sha256"],
-        "permitted_uses": av.consent["permitted_uses"], "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "audio_sha256": sha256_file(Path(cfg.audio).expanduser()) if cfg.audio != "-" else None, "out": c.out,
-    }
-    sink = FFmpegSink(c.out, av.frames.size, av.fps, sr, provenance, fmt=c.format or None, timeout_s=c.timeout_s)
-    started = time.perf_counter()
-    with Session(av, sink, sr, PlanCfg(**cfg.render.motion), batch_size=c.batch_size) as live:
-        for i, chunk in enumerate(chunks(cfg.audio, sr, c.chunk_s)):
-            if c.realtime:  # a live host's speech arrives no faster than it is spoken
-                time.sleep(max(0.0, started + i * c.chunk_s - time.perf_counter()))
-            live.say(chunk)
-            live.pump()
+    from clonetrain import consent as consent_mod
+
+    # The clone's current consent must permit live use (stream.use), before anything of it is loaded.
+    current = consent_mod.require_live(ws.root, ws.clone, use=c.use or "live")
+    with render.source(cfg, ws, current) as av:
+        provenance = {
+            "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__} (live)", "clone": av.clone,
+            "version": av.version, "model_sha256": av.model_sha256, "consent_sha256": av.consent["sha256"],
+            "consent_live_sha256": current.sha256, "permitted_uses": list(current.permitted_uses),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "out": c.out,
+            "audio_sha256": sha256_file(Path(cfg.audio).expanduser()) if cfg.audio != "-" else None,
+        }
+        sink = FFmpegSink(c.out, av.frames.size, av.fps, sr, provenance, fmt=c.format or None, timeout_s=c.timeout_s)
+        started = time.perf_counter()
+        with Session(av, sink, sr, PlanCfg(**cfg.render.motion), batch_size=c.batch_size) as live:
+            for i, chunk in enumerate(chunks(cfg.audio, sr, c.chunk_s)):
+                if c.realtime:  # a live host's speech arrives no faster than it is spoken
+                    time.sleep(max(0.0, started + i * c.chunk_s - time.perf_counter()))
+                live.say(chunk)
+                live.pump()
     seconds = time.perf_counter() - started
     latencies = live.timing.latencies_ms(live.spf)
     record = {**provenance, "frames": live.frame, "fps": av.fps, "seconds": round(seconds, 2),
