@@ -39,7 +39,7 @@ FOOTAGE = ROOT.parent / "shared" / "footage"
 CLONE = "anchor"
 TINY = ["model.channels=4", "model.max_channels=16", "model.audio_dim=16", "model.expert_dim=8", "train.batch_size=2",
         "train.val_batches=1", "train.val_every=2", "train.checkpoint_every=2", "train.max_steps=4", "logger=none",
-        "render.loop_seconds=2"]
+        "render.footage_seconds=2"]
 CONSENT = ("person: speaker of talk_man_60s (public test clip)\nrecorded_by: public source\ndate: 2026-01-01\n"
            "permitted_uses: [pipeline_testing]\nexpires: {expires}\n")
 

@@ -247,8 +247,9 @@ class StreamCfg:
     realtime: bool = True  # feed at the pace it is spoken (false: as fast as the machine goes)
     batch_size: int = 8
     timeout_s: float = 10.0  # a receiver that stops reading this long ends the stream
-    # What a stream is for: the clone's current consent must permit it (clonetrain.consent.USES).
-    use: str = "live"
+    # What a stream is for: the clone's current consent must permit it (clonetrain.consent.USES): an action
+    # (render: whatever consent allows rendering) or a named use (live, livestream_commerce, ...).
+    use: str = "render"
 
 
 @dataclass

@@ -57,7 +57,7 @@ def run(cfg: DictConfig, ws: Workspace) -> dict:
     from clonetrain import consent as consent_mod
 
     # The clone's current consent must permit live use (stream.use), before anything of it is loaded.
-    current = consent_mod.require_live(ws.root, ws.clone, use=c.use or "live")
+    current = consent_mod.require_live(ws.root, ws.clone, use=c.use or "render")
     with render.source(cfg, ws, current) as av:
         provenance = {
             "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__} (live)", "clone": av.clone,
