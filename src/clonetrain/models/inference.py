@@ -29,3 +29,16 @@ def generate(generator: nn.Module, reference: np.ndarray, targets: np.ndarray, m
         y = generator(inp, m)
         out[i : i + batch_size] = (y.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return out
+
+
+def speech_windows(settings: dict, wav: np.ndarray, sr: int, fps: float, n_frames: int) -> np.ndarray:
+    """What the generator hears for each of `n_frames` video frames of new speech: (n_frames, channels, window),
+    normalised as in training. `settings`: the audio.model_input.FeatureSpec (as a dict) of the features the
+    model was trained with (a package's "audio", a clone's audio/features.json "spec"). Render and evaluate's
+    cross-speaker drive both use this, and training windows the cached features with the same FeatureSpec, so a
+    model is always fed what it was trained on. Frame k is centred on the sound at (k + 0.5) / fps seconds; past
+    the end of the sound the edge is repeated."""
+    from clonetrain.audio.model_input import FeatureSpec
+
+    spec = FeatureSpec.from_dict(settings)
+    return spec.windows(spec.model_input(wav, sr), np.arange(n_frames) + 0.5, fps).astype(np.float32)

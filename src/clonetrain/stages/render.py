@@ -22,14 +22,13 @@ import numpy as np
 from omegaconf import DictConfig
 
 from clonetrain import __version__, avatar as avatar_mod
-from clonetrain.audio.model_input import FeatureSpec
 from clonetrain.errors import ClonetrainError, ConsentError, FootageError
 from clonetrain.manifest import sha256_file
 from clonetrain.media import convert
 from clonetrain.media.label import LABEL, burn_label
 from clonetrain.media.paste import paste
 from clonetrain.media.write import write_video
-from clonetrain.models.inference import generate
+from clonetrain.models.inference import generate, speech_windows
 from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -76,9 +75,8 @@ def _source(cfg: DictConfig, ws: Workspace) -> avatar_mod.Avatar:
 
 def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int) -> dict:
     check_consent(av.consent, av.clone)
-    spec = FeatureSpec.from_dict(av.mel)
-    feats = spec.model_input(wav, sr)
     n_out = math.ceil(len(wav) / (sr / av.fps))
+    windows = speech_windows(av.mel, wav, sr, av.fps, n_out)
     sequence = avatar_mod.ping_pong(n_out, len(av.frames))
     h, w = av.frames.shape[1:3]
 
@@ -86,7 +84,7 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
         for i in range(0, n_out, batch_size):
             ids = sequence[i : i + batch_size]
             faces = generate(av.generator, av.reference, av.crops[ids],
-                             spec.windows(feats, np.arange(i, i + len(ids)) + 0.5, av.fps), batch_size)
+                             windows[i : i + len(ids)], batch_size)
             for src, face in zip(ids, faces):
                 yield burn_label(paste(av.frames[src], face, av.squares[src]))
 
