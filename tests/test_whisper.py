@@ -168,3 +168,19 @@ def test_a_clone_trained_on_whisper_features_renders_and_refuses_mel(preprocesse
     # Training asked for Whisper on a clone whose features are log-mel: the audio stage must run first.
     with pytest.raises(FeatureMismatchError, match="stage=audio clone=man audio_features.encoder=whisper"):
         run(root, "man", "stage=train", *whisper_on, *TINY)
+
+
+def test_older_packages_still_describe_their_log_mel():
+    """Packages written before the encoder choice stored the audio_features settings: they read as log-mel."""
+    from clonetrain.audio.model_input import FeatureMismatchError, FeatureSpec, check_matches
+
+    old = {"n_mels": 80, "n_fft": 800, "hop_length": 200, "win_length": 800, "fmin": 55.0, "fmax": 7600.0,
+           "max_offset_frames": 15, "mouth_lead_frames": 2.4}
+    spec = FeatureSpec.from_dict(old)
+    assert (spec.signature, spec.dims, spec.per_second, spec.window) == ("mel", 80, 80.0, 16)
+    assert spec.normalise(np.array([-40.0, 0.0])).tolist() == [0.0, 1.0]
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(FeatureMismatchError) as e:
+        check_matches(spec, "whisper-base:2,3", 1024, "anna")
+    assert ("stage=audio clone=anna audio_features.encoder=whisper audio_features.whisper_model=base "
+            "audio_features.whisper_layers=[2,3] force=true") in str(e.value)

@@ -294,7 +294,7 @@ def _silence(name: str, layers: tuple[int, ...], device: str) -> np.ndarray:
     return _encode_window(_cached_encoder(name, device), np.zeros(0, np.float32), layers, device)
 
 
-def encode(wav_16k: np.ndarray, layers: tuple[int, ...] = (2, 3, 4), name: str = "base",
+def encode(wav_16k: np.ndarray, layers: tuple[int, ...] = (2,), name: str = "base",
            subtract_silence: bool = True, device: str = "cpu") -> np.ndarray:
     """(T50, len(layers) * d) float32 features, T50 = ceil(len / 320): feature frame j is centred on sample
     320 j (time j / 50 s). Layer i is the state after layer i (0: the input stem).

@@ -1,6 +1,7 @@
 """train: fine-tune the lip-sync model on one clone's preprocessed footage.
 
-Reads  faces/crops_<train_size>.npy, audio/mel.npy, flags and landmarks; model.base (optional)
+Reads  faces/crops_<train_size>.npy, the audio features (audio/features.json: mel.npy or whisper.npy), flags and
+       landmarks; model.base (optional)
 Writes model.safetensors  generator + expert, with the spec and provenance in its metadata
        split.json         first held-out frame, the reference frame, sample counts
        samples/*.png      reference | masked | generated | real grids after each validation
