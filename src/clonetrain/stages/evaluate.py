@@ -5,8 +5,7 @@ Reads  train/model.safetensors, train/split.json, the preprocessed footage; the 
 Writes metrics.json  for the clone, a static reference frame (its mouth frozen on the real upper face) and the
                      un-tuned base: mouth LMD, mouth-opening correlation, audio-video offset of the generated
                      frames, PSNR and SSIM of the lower face; whether the clone beats each baseline, and by how
-                     much with a 95% interval (uncertainty: a block bootstrap over the frames)
-       frames.npz    what the judge measured on every held-out frame, per method (for paired comparisons)
+                     much with a 95% interval (uncertainty: a block bootstrap over the frames).
                      Mouth realism on the held-out frames: sharpness ratio, PSNR and SSIM of the mouth box.
                      Cross-speaker (evaluation.cross_speaker): the clone driven by each of evaluate.drivers (real
                      takes of other people, each aligned at its own audio-video offset), its mouth against the
@@ -48,7 +47,7 @@ CODE = ("clonetrain.evaluation.metrics", "clonetrain.evaluation.paired", "clonet
         "clonetrain.vision.landmarks", "clonetrain.vision.geometry", "clonetrain.models.inference",
         "clonetrain.training.data", "clonetrain.media.label", "clonetrain.evaluation.cross_speaker",
         "clonetrain.evaluation.drivers", "clonetrain.evaluation.mouth", "clonetrain.evaluation.contact_sheet",
-        "clonetrain.avatar", "clonetrain.audio.model_input")
+        "clonetrain.avatar", "clonetrain.audio.model_input", *drivers.CODE)
 
 # Issue 13's acceptance targets: name -> (its key in `targets`, the goal in words, met?). The offset's key
 # is the older target's, which says the same.
@@ -67,15 +66,15 @@ TARGET_GOALS = {
 
 
 def driver_paths(cfg: DictConfig) -> tuple[Path, list[drivers.DriverSpec]]:
-    return Path(cfg.evaluate.footage_dir).expanduser(), drivers.parse(list(cfg.evaluate.drivers),
-                                                                      Path(cfg.evaluate.footage_dir).expanduser())
+    """The drivers' folder and the drivers (evaluate.footage_dir, evaluate.drivers)."""
+    footage = Path(cfg.evaluate.footage_dir).expanduser()
+    return footage, drivers.parse(list(cfg.evaluate.drivers), footage)
 
 
 def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
     """The drivers' files: a changed driver reruns the evaluation."""
     _, specs = driver_paths(cfg)
     return [p for s in specs for p in (s.video, s.audio) if p is not None and p.is_file()]
-
 
 
 def write_frame_series(path: Path, frames: np.ndarray, fps: int, series: dict[str, metrics.FrameSeries]) -> None:
@@ -202,7 +201,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         result.summary.append(f"driver {d['driver']}: offset {d['offset_applied_frames']:+d} frames applied "
                               f"(measured {d['offset_frames']}), mouth r {d['clone']['mouth_r']} (static "
                               f"{d['static_frame']['mouth_r']}), LMD {d['clone']['lmd']} (static "
-                              f"{d['static_frame']['lmd']}), shut in pauses {d['clone']['silence_closed_fraction']}")
+                              f"{d['static_frame']['lmd']}), shut in pauses {d['clone']['silence_closed_fraction']}, "
+                              f"mouth vs sound: offset {d['clone']['sync_offset_frames']}, peak r "
+                              f"{d['clone']['sync_peak_corr']}")
     if xspk["drivers"]:
         m = xspk["mean"]["clone"]
         result.summary.append(f"cross-speaker over {m['drivers']} drivers: mouth r {m['mouth_r']} (static "
@@ -295,8 +296,9 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
                **{k: d.info[k] for k in ("frames", "frames_judged", "speech_frames", "offset_frames",
                                          "offset_peak_corr", "offset_peak_margin", "offset_clear",
                                          "offset_applied", "offset_applied_frames")},
-               "clone": cross_speaker.score(gen_pts, d, closed_max, c.pause_margin),
-               "static_frame": cross_speaker.score(static_pts, d, closed_max, c.pause_margin)}
+               **{name: cross_speaker.score(pts, d, closed_max, c.pause_margin, a.mouth_lead_frames,
+                                            a.max_offset_frames)
+                  for name, pts in (("clone", gen_pts), ("static_frame", static_pts))}}
         out["drivers"].append(row)
         # The sheet: the driver's widest-open real mouth in speech (a loud syllable).
         real_open = np.where(d.speech & d.valid, d.mouth_open, -np.inf)
