@@ -1,6 +1,7 @@
 """What render needs of a clone, whether it comes from the training workspace or from a package: the clone's
 footage (frame by frame, at full resolution, never all in memory), its crop squares, its motion library, a
-reference crop, the generator, the audio-feature settings and the consent record."""
+reference crop, the generator, the audio features it hears (audio.model_input.FeatureSpec) and the consent
+record."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ class Avatar:
     crops: np.ndarray | None  # (N, S, S, 3) model-size face crops, or None: cut from the frames
     pool: library.Pool | None  # the motion library; None for a package made before it had one (a loop)
     reference: np.ndarray  # (S, S, 3)
-    generator: object      # nn.Module or TorchScript: (faces (B, 6, S, S), mels (B, 1, n_mels, 16)) -> (B, 3, S, S)
-    mel: dict              # the audio_features settings the model was trained with
+    generator: object      # nn.Module or TorchScript: (faces (B, 6, S, S), audio (B, 1, channels, window)) -> (B, 3, S, S)
+    mel: dict              # the FeatureSpec (as a dict) of the audio features the model was trained with
     consent: dict
     model_sha256: str
     fps: int
@@ -109,8 +110,6 @@ def footage_pool(ws, frame_ids: np.ndarray, fps: int) -> library.Pool:
 
 
 def from_workspace(cfg, ws) -> Avatar:
-    from omegaconf import OmegaConf
-
     from clonetrain.manifest import sha256_file
     from clonetrain.models import checkpoint
     from clonetrain.training.data import load_clip
@@ -120,7 +119,7 @@ def from_workspace(cfg, ws) -> Avatar:
         raise UpstreamMissingError(f"clone {ws.clone!r} has no trained model",
                                    f"run: python -m clonetrain stage=all clone={ws.clone}")
     generator, _, _ = checkpoint.load(model_path)
-    clip = load_clip(ws, generator.spec.image_size, generator.spec.n_mels)
+    clip = load_clip(ws, generator.spec.image_size, generator.spec)
     split = json.loads((ws.stage_dir("train") / "split.json").read_text())
     sizes = {t: (v["width"], v["height"]) for t, v in _takes(ws).items()}
     ids = footage_frames(clip.usable, clip.take, sizes, split["holdout_from_frame"],
@@ -128,7 +127,7 @@ def from_workspace(cfg, ws) -> Avatar:
     return Avatar(clone=ws.clone, version=None, frames=workspace_store(ws, ids),
                   squares=np.load(ws.stage_dir("faces") / "faces.npz")["square"][ids], crops=clip.faces[ids],
                   pool=footage_pool(ws, ids, clip.fps), reference=np.asarray(clip.faces[split["reference_frame"]]),
-                  generator=generator, mel=OmegaConf.to_container(cfg.audio_features, resolve=True),
+                  generator=generator, mel=clip.features.to_dict(),
                   consent=json.loads((ws.stage_dir("ingest") / "consent.json").read_text()),
                   model_sha256=sha256_file(model_path), fps=clip.fps)
 

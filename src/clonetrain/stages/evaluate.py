@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from clonetrain import avatar, tracking
 from clonetrain.errors import ClonetrainError
@@ -47,7 +47,7 @@ CODE = ("clonetrain.evaluation.metrics", "clonetrain.evaluation.paired", "clonet
         "clonetrain.vision.landmarks", "clonetrain.vision.geometry", "clonetrain.models.inference",
         "clonetrain.training.data", "clonetrain.media.label", "clonetrain.evaluation.cross_speaker",
         "clonetrain.evaluation.drivers", "clonetrain.evaluation.mouth", "clonetrain.evaluation.contact_sheet",
-        "clonetrain.avatar", *drivers.CODE)
+        "clonetrain.avatar", "clonetrain.audio.model_input", *drivers.CODE)
 
 # Issue 13's acceptance targets: name -> (its key in `targets`, the goal in words, met?). The offset's key
 # is the older target's, which says the same.
@@ -96,7 +96,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     train_dir = ws.stage_dir("train")
     split = json.loads((train_dir / "split.json").read_text())
     generator, _, meta = checkpoint.load(train_dir / "model.safetensors")
-    clip = load_clip(ws, generator.spec.image_size, generator.spec.n_mels)
+    clip = load_clip(ws, generator.spec.image_size, generator.spec)
     lo = split["holdout_from_frame"]
     held = np.arange(lo, clip.n)
     usable = clip.usable[lo:]
@@ -285,7 +285,7 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
                            "percentile": c.closed_percentile, "frames": int(np.isfinite(pauses).sum()),
                            "from": f"the clone's training footage, {source}"}
     out["loop_frames"] = [int(loop_idx[0]), int(loop_idx[-1]) + 1]
-    features = OmegaConf.to_container(cfg.audio_features, resolve=True)
+    features = clip.features.to_dict()  # what the model was trained on (checked by load_clip), not the config
     rows = []
     for d in ready:
         gen = cross_speaker.drive(generator, features, d, reference, loop, c.batch_size)

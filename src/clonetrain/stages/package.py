@@ -25,7 +25,6 @@ from clonetrain.manifest import StageResult, versions
 from clonetrain.media.paste import lower_face_mask
 from clonetrain.media.write import write_video
 from clonetrain.models import checkpoint
-from clonetrain.models.lipsync import MEL_WINDOW
 from clonetrain.motion import library
 from clonetrain.training.data import load_clip
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
@@ -36,11 +35,11 @@ CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.motion.library", 
 
 def _export_torchscript(generator, path: Path) -> None:
     s = generator.spec
-    example = (torch.rand(1, 6, s.image_size, s.image_size), torch.rand(1, 1, s.n_mels, MEL_WINDOW))
+    example = (torch.rand(1, 6, s.image_size, s.image_size), torch.rand(1, 1, s.n_mels, s.audio_window))
     with torch.no_grad():
         traced = torch.jit.trace(generator.eval(), example)
         # The exported graph must compute what the model does, on another input than the one traced with.
-        check = (torch.rand(2, 6, s.image_size, s.image_size), torch.rand(2, 1, s.n_mels, MEL_WINDOW))
+        check = (torch.rand(2, 6, s.image_size, s.image_size), torch.rand(2, 1, s.n_mels, s.audio_window))
         if not torch.allclose(traced(*check), generator(*check), atol=1e-5):
             raise RuntimeError("the TorchScript export does not reproduce the model")
     traced.save(str(path))
@@ -102,7 +101,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     shutil.copy2(train_dir / "model.safetensors", pkg / "model.safetensors")
     _export_torchscript(generator, pkg / "generator.torchscript")
 
-    clip = load_clip(ws, generator.spec.image_size, generator.spec.n_mels)
+    clip = load_clip(ws, generator.spec.image_size, generator.spec)
     split = json.loads((train_dir / "split.json").read_text())
     fps = clip.fps
     sizes = {t["take"]: (t["width"], t["height"]) for t in json.loads((ws.stage_dir("ingest") / "takes.json").read_text())
@@ -143,8 +142,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "files": package.file_table(pkg), "source_takes": takes,
         "consent_sha256": package.sha256(pkg / "consent.json"), "consent_expires": consent["expires"],
         "model": {**generator.spec.__dict__, "trained_steps": train_meta.get("steps"), "base": split.get("base")},
-        "audio": OmegaConf.to_container(cfg.audio_features, resolve=True),
-        "avatar": {"fps": fps, "size": [w, h], "footage_frames": len(ids), "mel_window": MEL_WINDOW},
+        # What a runtime needs to reproduce the model's audio input (audio.model_input.FeatureSpec).
+        "audio": clip.features.to_dict(),
+        "avatar": {"fps": fps, "size": [w, h], "footage_frames": len(ids), "mel_window": generator.spec.audio_window},
         "metrics": metrics["metrics"]["clone"], "versions": versions(),
     }
     write_json_atomic(pkg / package.MANIFEST, manifest)
