@@ -88,8 +88,15 @@ def live_path(root: Path, clone: str) -> Path | None:
     return Path(root) / entry[1]["path"] if entry else None
 
 
-def _table(data: dict, only: str | None) -> str:
-    lines = [f"{'clone':<16} {'version':<8} {'status':<10} {'created':<26} {'mouth r':>8} {'LMD':>7} {'takes':>5}"]
+def _verdict(root: Path | None, entry: dict) -> str:
+    """The version's verdict as stage=evaluate judged it, read from its package's metrics.json."""
+    from clonetrain import verdict
+
+    return verdict.short(verdict.read(Path(root) / entry["path"])) if root and entry.get("path") else "-"
+
+
+def _table(data: dict, only: str | None, root: Path | None = None) -> str:
+    lines = [f"{'clone':<16} {'version':<8} {'status':<10} {'created':<26} {'mouth r':>8} {'LMD':>7} {'takes':>5}  verdict"]
     for clone, c in sorted(data["clones"].items()):
         if only and clone != only:
             continue
@@ -98,7 +105,8 @@ def _table(data: dict, only: str | None) -> str:
             r = m.get("mouth_open_corr")
             lmd = m.get("lmd_mouth")
             lines.append(f"{clone:<16} {version:<8} {v['status']:<10} {v['created']:<26} "
-                         f"{r if r is not None else '-':>8} {lmd if lmd is not None else '-':>7} {len(v.get('takes', [])):>5}")
+                         f"{r if r is not None else '-':>8} {lmd if lmd is not None else '-':>7} {len(v.get('takes', [])):>5}  "
+                         f"{_verdict(root, v)}")
     return "\n".join(lines)
 
 
@@ -118,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     data = read(args.root)
     if args.cmd == "list":
-        print(_table(data, None))
+        print(_table(data, None, args.root))
     elif args.cmd == "show":
         print(json.dumps(data["clones"].get(args.clone, {}), indent=2))
     else:

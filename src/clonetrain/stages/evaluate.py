@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 from omegaconf import DictConfig
 
-from clonetrain import tracking
+from clonetrain import tracking, verdict
 from clonetrain.evaluation import metrics, paired
 from clonetrain.manifest import StageResult
 from clonetrain.media.compare import write_comparison
@@ -35,7 +35,7 @@ from clonetrain.workspace import Workspace, write_json_atomic
 # Everything the judgement is made of: the offset estimate (audio.sync) and the judge's landmarks and geometry too.
 CODE = ("clonetrain.evaluation.metrics", "clonetrain.evaluation.paired", "clonetrain.audio.sync",
         "clonetrain.vision.landmarks", "clonetrain.vision.geometry", "clonetrain.models.inference",
-        "clonetrain.training.data", "clonetrain.media.label")
+        "clonetrain.training.data", "clonetrain.media.label", "clonetrain.verdict")
 
 
 def write_frame_series(path: Path, frames: np.ndarray, fps: int, series: dict[str, metrics.FrameSeries]) -> None:
@@ -110,6 +110,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     report = {"heldout_frames": int(idx.size), "heldout_from_frame": lo, "judge": cfg.landmarks.backend,
               "training_steps": meta.get("steps"), "base": base, "metrics": results, "comparison": comparison,
               "uncertainty": uncertainty, "targets": targets}
+    # The one verdict every later reader shows (report, model card, registry, render).
+    report["verdict"] = judged = verdict.clone_verdict(targets, results["clone"], a.min_peak_margin,
+                                                       verdict.footage_facts(cfg, ws), verdict.training_facts(ws), base)
     write_json_atomic(out_dir / "metrics.json", report)
 
     # A side-by-side clip over the held-out sound: real | static | clone.
@@ -123,7 +126,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     for col, faces in zip(columns, (real, static, outputs["clone"])):
         col[idx - lo] = faces
     write_comparison(columns, clip.fps, out_dir / "heldout.wav", out_dir / "heldout.mp4",
-                     "real | static | AI-generated clone", ws.clone)
+                     ["real", "static frame", "clone"], [False, False, True], ws.clone)
 
     c = results["clone"]
     tracking.log_run(cfg, f"{ws.clone}-evaluate", {f"eval/{k}": v for k, v in c.items()},
@@ -133,7 +136,10 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     result.summary = [f"{idx.size} held-out frames judged by {cfg.landmarks.backend} landmarks"]
     for name, m in results.items():
         result.summary.append(f"{name:>13}: LMD {m['lmd_mouth']:.3f}  mouth r {m['mouth_open_corr']:+.3f}  offset "
-                              f"{m['offset_frames']}  PSNR {m['psnr_lower']}  SSIM {m['ssim_lower']:.3f}")
-    result.summary += [f"target {k}: {'met' if v else 'MISSED'}" for k, v in targets.items()]
-    result.warnings = [f"target missed: {k}" for k, v in targets.items() if not v]
+                              f"{verdict.offset_text(m, a.min_peak_margin)}  "
+                              f"PSNR {verdict.number_text(m['psnr_lower'], '.2f', 'n/a (identical)')}  "
+                              f"SSIM {m['ssim_lower']:.3f}")
+    result.summary += [f"target {k}: {v if v == verdict.MET else v.upper()}" for k, v in judged["targets"].items()]
+    result.summary.insert(0, f"verdict: {verdict.text(judged)}")
+    result.warnings = [f"target {k}: {judged['targets'][k]}" for k in judged["missed"]]
     return result

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from clonetrain import __version__, avatar, package, registry
+from clonetrain import __version__, avatar, package, registry, verdict
 from clonetrain.manifest import StageResult, versions
 from clonetrain.media.paste import lower_face_mask
 from clonetrain.media.write import write_video
@@ -30,7 +30,8 @@ from clonetrain.training.data import load_clip
 from clonetrain.vision.motion import label_windows
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
-CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.vision.motion", "clonetrain.registry")
+CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.vision.motion", "clonetrain.registry",
+        "clonetrain.verdict")
 
 
 def _export_torchscript(generator, path: Path) -> None:
@@ -47,11 +48,17 @@ def _export_torchscript(generator, path: Path) -> None:
 
 def _model_card(clone: str, version: str, consent: dict, metrics: dict, train: dict, split: dict, takes: list) -> str:
     c = metrics["metrics"]["clone"]
+    judged = verdict.of_metrics(metrics)
+    targets = (judged["targets"] if judged else
+               {k: verdict.MET if v else verdict.MISSED for k, v in metrics["targets"].items()})
+    helps = "".join(f"\n- would help: {a}" for a in (judged or {}).get("advice", []))
     rows = "\n".join(f"| {name} | {m['lmd_mouth']} | {m['mouth_open_corr']} | {m['offset_frames']} | "
                      f"{m['psnr_lower']} | {m['ssim_lower']} |" for name, m in metrics["metrics"].items())
     return f"""# Streamer clone `{clone}` {version}
 
 **Everything this clone renders is AI-generated and carries a visible "AI-generated" label.**
+
+**Verdict ({judged['level'] if judged else 'not judged'}): {judged['headline'] if judged else 'evaluated before verdicts existed; see the targets below.'}**{helps}
 
 - Person: {consent['person']} (consent recorded by {consent['recorded_by']} on {consent['date']}, expires
   {consent['expires']}; consent sha256 `{consent['sha256']}`)
@@ -67,7 +74,7 @@ def _model_card(clone: str, version: str, consent: dict, metrics: dict, train: d
 | --- | --- | --- | --- | --- | --- |
 {rows}
 
-Targets: {', '.join(f"{k}: {'met' if v else 'missed'}" for k, v in metrics['targets'].items())}
+Targets: {', '.join(f"{k}: {v}" for k, v in targets.items())}
 
 ## Intended use and limits
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from clonetrain import __version__, avatar as avatar_mod
+from clonetrain import __version__, avatar as avatar_mod, verdict
 from clonetrain.audio import features
 from clonetrain.errors import ClonetrainError, ConsentError, FootageError
 from clonetrain.manifest import sha256_file
@@ -76,8 +76,19 @@ def _source(cfg: DictConfig, ws: Workspace) -> avatar_mod.Avatar:
     return avatar_mod.from_workspace(cfg, ws)
 
 
+def warn_if_weak(av: avatar_mod.Avatar) -> None:
+    """Say so before rendering from a clone that missed its held-out targets (or was never evaluated)."""
+    source = f"package {av.version}" if av.version else "training output"
+    if av.verdict is None:
+        log.warning("clone %s (%s) has not been evaluated: nothing says its lip-sync is any good "
+                    "(run: python -m clonetrain stage=evaluate clone=%s)", av.clone, source, av.clone)
+    elif av.verdict["level"] != "ok":
+        log.warning("clone %s (%s): %s", av.clone, source, verdict.text(av.verdict))
+
+
 def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int) -> dict:
     check_consent(av.consent, av.clone)
+    warn_if_weak(av)
     a = av.mel
     mel = (features.log_mel(wav, sr, a["n_fft"], a["hop_length"], a["win_length"], a["n_mels"], a["fmin"], a["fmax"])
            - MEL_CENTER) / MEL_SCALE
