@@ -178,7 +178,7 @@ def test_the_model_hears_the_mel_bands_the_audio_stage_computes(preprocessed, tm
 
 def test_training_a_clone_never_preprocessed_is_a_clear_error(clips, tmp_path):
     make_clone(tmp_path, "raw_only", {"a.mp4": clips["man20"]})
-    with pytest.raises(UpstreamMissingError, match="stage=faces clone=raw_only"):
+    with pytest.raises(UpstreamMissingError, match="stage=ingest clone=raw_only"):
         run(tmp_path, "raw_only", "stage=train", *TINY)
 
 

@@ -31,6 +31,7 @@ from clonetrain.media.paste import paste
 from clonetrain.media.write import write_video
 from clonetrain.models.inference import generate
 from clonetrain.models.lipsync import MEL_WINDOW
+from clonetrain.progress import Progress
 from clonetrain.training.data import MEL_CENTER, MEL_SCALE
 from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
 
@@ -86,7 +87,8 @@ def warn_if_weak(av: avatar_mod.Avatar) -> None:
         log.warning("clone %s (%s): %s", av.clone, source, verdict.text(av.verdict))
 
 
-def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int) -> dict:
+def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int,
+           progress_every_s: float = 30.0) -> dict:
     check_consent(av.consent, av.clone)
     warn_if_weak(av)
     a = av.mel
@@ -104,12 +106,14 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
         return np.pad(win, ((0, MEL_WINDOW - len(win)), (0, 0)), mode="edge").T
 
     def rendered():
-        for i in range(0, n_out, batch_size):
-            ids = sequence[i : i + batch_size]
-            faces = generate(av.generator, av.reference, av.crops[ids],
-                             np.stack([mel_window(k) for k in range(i, i + len(ids))]), batch_size)
-            for src, face in zip(ids, faces):
-                yield burn_label(paste(av.frames[src], face, av.squares[src]))
+        with Progress(f"render {out.name}", n_out, "frames", progress_every_s) as progress:
+            for i in range(0, n_out, batch_size):
+                ids = sequence[i : i + batch_size]
+                faces = generate(av.generator, av.reference, av.crops[ids],
+                                 np.stack([mel_window(k) for k in range(i, i + len(ids))]), batch_size)
+                for src, face in zip(ids, faces):
+                    yield burn_label(paste(av.frames[src], face, av.squares[src]))
+                progress.update(len(ids))
 
     provenance = {
         "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__}", "clone": av.clone,
@@ -133,5 +137,6 @@ def run(cfg: DictConfig, ws: Workspace) -> Path:
     audio_path, wav = read_speech(cfg.audio, sr)
     av = _source(cfg, ws)
     out = Path(cfg.render.out).expanduser() if cfg.render.out else ws.root / "renders" / ws.clone / f"{audio_path.stem}.mp4"
-    render(av, wav, sr, audio_path, out, cfg.render.batch_size)
+    log.info("render: %s speaks %s (%.1f s of sound)", av.clone, audio_path.name, len(wav) / sr)
+    render(av, wav, sr, audio_path, out, cfg.render.batch_size, cfg.progress_every_s)
     return out
