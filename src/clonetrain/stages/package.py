@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from clonetrain import __version__, avatar, package, registry, verdict
+from clonetrain import __version__, avatar, package, registry, tracking, verdict
 from clonetrain.manifest import StageResult, versions
 from clonetrain.media.paste import lower_face_mask
 from clonetrain.media.write import write_video
@@ -152,6 +152,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "package_sha256": package.sha256(pkg / package.MANIFEST), "metrics": manifest["metrics"],
         "takes": [t["sha256"] for t in takes if t["status"] == "ok"], "config_digest": ws.fingerprints.get("package"),
     })
+    # The clone in the tracker too, from the training run that made it (wandb, offline unless told otherwise).
+    tracking.log_clone(cfg, dest, ws.clone, version, manifest["metrics"], verdict.of_metrics(metrics),
+                       ws.read_manifest("train")["details"].get("tracker_run_id"))
     result = StageResult(counts={"version": version, "files": len(manifest["files"]),
                                  "motion_segments": len(motion)})
     result.details = {"version": version, "path": str(dest), "archive": str(archive)}

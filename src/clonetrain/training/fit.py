@@ -240,6 +240,7 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
         resumed_from = int(torch.load(last, map_location="cpu", weights_only=True).get("global_step", 0))
         log.info("resuming from %s (step %d)", last, resumed_from)
     started = time.perf_counter()
+    run_id = None
     try:
         with quiet.lightning_warnings():
             trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resumed_from is not None else None)
@@ -254,6 +255,8 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
                                          caption=["real | generated, held-out footage"], format=["mp4"])
     finally:
         if trainer.logger:
+            # The tracker's id of this run: the package stage logs the clone from it (its lineage in wandb).
+            run_id = getattr(getattr(trainer.logger, "experiment", None), "id", None) if cfg.logger.name == "wandb" else None
             finish = getattr(getattr(trainer.logger, "experiment", None), "finish", None)
             if callable(finish) and cfg.logger.name == "wandb":
                 finish()
@@ -267,5 +270,5 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
     return {"steps": trainer.global_step, "seconds": round(seconds, 1), "resumed_from_step": resumed_from,
             "best_step": best.step, "best_monitor": round(best.best, 5) if best.step is not None else None,
             "stopped_by": stopped, "metrics": metrics, "precision": resolve_precision(tr.precision),
-            "processes": trainer.world_size,
+            "processes": trainer.world_size, "tracker_run_id": run_id,
             "device": "cuda" if torch.cuda.is_available() and tr.accelerator != "cpu" else "cpu"}
