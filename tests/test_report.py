@@ -30,5 +30,5 @@ def test_music_footage_gets_a_not_ready_verdict(footage, tmp_path):
     run(tmp_path, "music", "stage=preprocess")
     report = json.loads((ws.stage_dir("report") / "report.json").read_text())
     assert report["level"] == "bad" and not report["ready_for_lipsync"]
-    assert "Not ready for lip-sync training" in report["verdict"]
+    assert "Not ready for lip-sync training" in report["verdict"] and "(ingest.min_speech_s)" in report["verdict"]
     assert any("music" in f for f in report["findings"])

@@ -78,8 +78,9 @@ def footage_verdict(f: Footage) -> dict:
                 "headline": f"Usable footage, with problems: a usable face in only {f.usable_face_pct:.0f}% of "
                             "frames; see the findings."}
     return {"level": "bad", "ready": False,
-            "headline": f"Not ready for lip-sync training: {f.usable_speech_s:.1f} s of usable speech (at least "
-                        f"{f.min_speech_s:g} s needed). Add takes of the person speaking."}
+            "headline": f"Not ready for lip-sync training: {f.usable_speech_s:.1f} s of usable speech, "
+                        f"{max(f.min_speech_s - f.usable_speech_s, 0):.1f} s short of the {f.min_speech_s:g} s needed "
+                        "(ingest.min_speech_s). Add takes of the person speaking."}
 
 
 def _met(value) -> bool:
