@@ -109,3 +109,14 @@ def test_the_face_detector_prints_nothing(footage, capfd):
     assert all(len(d) == 1 for d in found)
     out, err = capfd.readouterr()
     assert out == "" and err == "", err
+
+
+def test_a_terminal_gets_a_bar_over_the_time_budget(capsys):
+    from clonetrain.progress import Progress
+
+    with Progress("train", 90, "s", every_s=1e9, bar=True,
+                  bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget{postfix}") as p:
+        p.note("step 12, loss 0.5")
+        p.update(to=45)
+    err = capsys.readouterr().err
+    assert "train  50%|" in err and "45/90 s of the time budget, step 12, loss 0.5" in err

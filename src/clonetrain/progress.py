@@ -37,7 +37,8 @@ class Progress:
     """Counts work done of `total` (None: unknown) and reports it every `every_s` seconds as a log line and, in a
     terminal, as a bar. `line` may be replaced to say more than the count (training does)."""
 
-    def __init__(self, what: str, total: float | None, unit: str, every_s: float = 30.0, bar: bool | None = None):
+    def __init__(self, what: str, total: float | None, unit: str, every_s: float = 30.0, bar: bool | None = None,
+                 bar_format: str | None = None):
         self.what, self.total, self.unit, self.every_s = what, total, unit, float(every_s)
         self.done = 0.0
         self.started = self.last = time.perf_counter()
@@ -49,7 +50,7 @@ class Progress:
 
             self._redirect = logging_redirect_tqdm()  # log lines above the bar, not through it
             self._redirect.__enter__()
-            self._bar = tqdm(total=total, desc=what, unit=unit, leave=False, dynamic_ncols=True)
+            self._bar = tqdm(total=total, desc=what, unit=unit, leave=False, dynamic_ncols=True, bar_format=bar_format)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -76,6 +77,11 @@ class Progress:
         if now - self.last >= self.every_s:
             self.last = now
             log.info("%s", self.line())
+
+    def note(self, text: str) -> None:
+        """A few words shown after the bar (a terminal only; the log line says it in full)."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=False)
 
     def close(self) -> None:
         if self._bar is not None:

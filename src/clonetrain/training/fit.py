@@ -134,13 +134,17 @@ class TrainingProgress(Callback):
         if not trainer.is_global_zero:
             return
         self.first_step = trainer.global_step
-        self.progress = Progress("train", self.budget_s, "s", self.every_s, bar=self.bar)
+        self.progress = Progress("train", self.budget_s, "s", self.every_s, bar=self.bar,
+                                 bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget"
+                                            "{postfix}")
         self.progress.line = lambda: self.line(trainer)
         log.info("train: started at step %d, time budget %s, at most %d steps", trainer.global_step,
                  clock(self.budget_s), self.max_steps)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if self.progress is not None:
+            loss = trainer.callback_metrics.get("train/loss")
+            self.progress.note(f"step {trainer.global_step}" + (f", loss {float(loss):.4f}" if loss is not None else ""))
             self.progress.update(to=min(self._elapsed(trainer), self.budget_s))
 
     def on_train_end(self, trainer, module) -> None:
