@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -117,6 +118,7 @@ def test_a_terminal_gets_a_bar_over_the_time_budget(capsys):
     with Progress("train", 90, "s", every_s=1e9, bar=True,
                   bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget{postfix}") as p:
         p.note("step 12, loss 0.5")
+        time.sleep(0.15)  # tqdm redraws at most every 0.1 s
         p.update(to=45)
     err = capsys.readouterr().err
     assert "train  50%|" in err and "45/90 s of the time budget, step 12, loss 0.5" in err
