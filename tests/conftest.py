@@ -100,7 +100,9 @@ def run_until(root: Path, clone: str, last: str, *overrides: str) -> dict[str, s
 # A model small enough to train a few steps in seconds on 2 cores: tests behaviour, not quality.
 TINY_MODEL = ["model.channels=4", "model.max_channels=16", "model.audio_dim=16", "model.expert_dim=8"]
 TINY = [*TINY_MODEL, "train.batch_size=2", "train.val_batches=1", "train.val_every=2", "train.checkpoint_every=2",
-        "train.max_steps=4", "logger=none", "render.loop_seconds=2"]
+        "train.max_steps=4", "logger=none", "render.loop_seconds=2",
+        # The cross-speaker evaluation has its own tests (test_cross_speaker.py): the others skip its drivers.
+        "evaluate.drivers=[]"]
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,17 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, OmegaConf
 
 
+def default_footage_dir() -> str:
+    """$CLONETRAIN_FOOTAGE, else the shared footage beside the project (../shared/footage), else ./footage."""
+    env = os.environ.get("CLONETRAIN_FOOTAGE")
+    if env:
+        return env
+    project = Path(__file__).resolve().parents[2]
+    if (project / "pyproject.toml").is_file():
+        return str(project.parent / "shared" / "footage")
+    return str(Path.cwd() / "footage")
+
+
 def default_data_root() -> str:
     """$CLONETRAIN_DATA, else the project's data/ (beside pyproject.toml), else ./data."""
     env = os.environ.get("CLONETRAIN_DATA")
@@ -186,9 +197,26 @@ class PretrainCfg:
     augment: bool = True
 
 
+# Real takes of other people that drive the clone in the cross-speaker evaluation (never the clone's own take):
+# "VIDEO" or "VIDEO+AUDIO" (picture and sound as separate files), relative to evaluate.footage_dir.
+DEFAULT_DRIVERS = ("talk_woman_8s.mp4", "talk_de_anchor_20s.mp4", "talk_zh_woman_15s.mp4",
+                   "vertical_talk_man_sofa_20s.mp4", "vertical_talk_man_standing_20s.mp4",
+                   "split_woman_no_audio_10s.mp4+split_woman_10s.wav")
+
+
 @dataclass
 class EvaluateCfg:
     batch_size: int = 32
+    # Cross-speaker: the clone speaks each driver's sound and its mouth is compared with the driver's real one.
+    # A missing folder skips this part with a warning; drivers=[] turns it off.
+    footage_dir: str = "${clonetrain_footage_dir:}"
+    drivers: list[str] = field(default_factory=lambda: list(DEFAULT_DRIVERS))
+    # Drivers are prepared once (faces, the judge's landmarks, aligned sound) and shared by every clone.
+    drivers_cache: str = "${paths.root}/work/_drivers"
+    # The clone's closed-mouth range: up to this percentile of its mouth opening in its own pauses.
+    closed_percentile: float = 95.0
+    # A pause frame is this many frames from any speech (the mouth opens before the sound, closes after it).
+    pause_margin: int = 3
 
 
 @dataclass
@@ -237,5 +265,7 @@ class Config:
 def register() -> None:
     if not OmegaConf.has_resolver("clonetrain_data_root"):
         OmegaConf.register_new_resolver("clonetrain_data_root", default_data_root)
+    if not OmegaConf.has_resolver("clonetrain_footage_dir"):
+        OmegaConf.register_new_resolver("clonetrain_footage_dir", default_footage_dir)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)

@@ -29,3 +29,23 @@ def generate(generator: nn.Module, reference: np.ndarray, targets: np.ndarray, m
         y = generator(inp, m)
         out[i : i + batch_size] = (y.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return out
+
+
+def speech_windows(settings: dict, wav: np.ndarray, sr: int, fps: float, n_frames: int) -> np.ndarray:
+    """What the generator hears for each of `n_frames` video frames of new speech: (n_frames, n_mels, 16),
+    normalised as in training. `settings`: the audio_features the model was trained with (a package's "audio").
+    Render and evaluate's cross-speaker drive both use this, so they always feed a model what it was trained on.
+    Frame k is centred on the sound at (k + 0.5) / fps seconds; past the end of the sound the edge is repeated."""
+    from clonetrain.audio import features
+    from clonetrain.models.lipsync import MEL_WINDOW
+    from clonetrain.training.data import MEL_CENTER, MEL_SCALE
+
+    a = settings
+    mel = (features.log_mel(wav, sr, a["n_fft"], a["hop_length"], a["win_length"], a["n_mels"], a["fmin"], a["fmax"])
+           - MEL_CENTER) / MEL_SCALE
+    per_frame = sr / a["hop_length"] / fps
+    starts = np.round((np.arange(n_frames) + 0.5) * per_frame - MEL_WINDOW / 2).astype(int)
+    starts = np.clip(starts, 0, max(len(mel) - MEL_WINDOW, 0))
+    if len(mel) < MEL_WINDOW:
+        mel = np.pad(mel, ((0, MEL_WINDOW - len(mel)), (0, 0)), mode="edge")
+    return np.stack([mel[s : s + MEL_WINDOW].T for s in starts]).astype(np.float32)

@@ -24,7 +24,8 @@ def jpeg_data_uri(rgb: np.ndarray, quality: int = 80) -> str:
 
 
 def page(clone: str, verdict: str, level: str, findings: list[str], tables: list[tuple[str, list[str], list[list]]],
-         plots: list[str], thumbs: list[str], footer: str) -> str:
+         plots: list[str], thumbs: list[str], footer: str, sections: str = "") -> str:
+    """`sections`: further HTML, trusted (built by report modules), placed after the tables."""
     rows = []
     for title, head, body in tables:
         rows.append(f"<h3>{escape(title)}</h3><table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>")
@@ -35,5 +36,5 @@ def page(clone: str, verdict: str, level: str, findings: list[str], tables: list
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>clonetrain report: {escape(clone)}</title>"
             f"<style>{STYLE}</style></head><body><h1>Clone report: {escape(clone)}</h1>"
             f"<div class='verdict {level}'><b>{escape(verdict)}</b></div><h3>Findings</h3><ul>{items}</ul>"
-            f"<div class='strip'>{strip}</div>{''.join(rows)}<h3>Plots</h3>{''.join(plots)}"
+            f"<div class='strip'>{strip}</div>{''.join(rows)}{sections}<h3>Plots</h3>{''.join(plots)}"
             f"<p><small>{escape(footer)}</small></p></body></html>")

@@ -22,17 +22,14 @@ import numpy as np
 from omegaconf import DictConfig
 
 from clonetrain import __version__, avatar as avatar_mod, verdict
-from clonetrain.audio import features
 from clonetrain.errors import ClonetrainError, ConsentError, FootageError
 from clonetrain.manifest import sha256_file
 from clonetrain.media import convert
 from clonetrain.media.label import LABEL, burn_label
 from clonetrain.media.paste import paste
 from clonetrain.media.write import write_video
-from clonetrain.models.inference import generate
-from clonetrain.models.lipsync import MEL_WINDOW
+from clonetrain.models.inference import generate, speech_windows
 from clonetrain.progress import Progress
-from clonetrain.training.data import MEL_CENTER, MEL_SCALE
 from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -91,26 +88,17 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
            progress_every_s: float = 30.0) -> dict:
     check_consent(av.consent, av.clone)
     warn_if_weak(av)
-    a = av.mel
-    mel = (features.log_mel(wav, sr, a["n_fft"], a["hop_length"], a["win_length"], a["n_mels"], a["fmin"], a["fmax"])
-           - MEL_CENTER) / MEL_SCALE
-    mel_per_frame = sr / a["hop_length"] / av.fps
     n_out = math.ceil(len(wav) / (sr / av.fps))
+    windows = speech_windows(av.mel, wav, sr, av.fps, n_out)
     sequence = avatar_mod.ping_pong(n_out, len(av.frames))
     h, w = av.frames.shape[1:3]
-
-    def mel_window(k: int) -> np.ndarray:
-        start = int(round((k + 0.5) * mel_per_frame - MEL_WINDOW / 2))
-        start = min(max(start, 0), max(len(mel) - MEL_WINDOW, 0))
-        win = mel[start : start + MEL_WINDOW]
-        return np.pad(win, ((0, MEL_WINDOW - len(win)), (0, 0)), mode="edge").T
 
     def rendered():
         with Progress(f"render {out.name}", n_out, "frames", progress_every_s) as progress:
             for i in range(0, n_out, batch_size):
                 ids = sequence[i : i + batch_size]
                 faces = generate(av.generator, av.reference, av.crops[ids],
-                                 np.stack([mel_window(k) for k in range(i, i + len(ids))]), batch_size)
+                                 windows[i : i + len(ids)], batch_size)
                 for src, face in zip(ids, faces):
                     yield burn_label(paste(av.frames[src], face, av.squares[src]))
                 progress.update(len(ids))

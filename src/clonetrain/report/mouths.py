@@ -1,0 +1,65 @@
+"""The report's "Mouths" section: does the mouth look real, and does it follow other people's voices?
+
+The contact sheet (evaluate/mouths.png: real | clone | static, held-out frames and one frame per driver), the
+cross-speaker table per driver with the static frame beside the clone, and issue 13's targets with their values.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from html import escape
+from pathlib import Path
+
+
+def _table(head: list[str], rows: list[list]) -> str:
+    return ("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{escape('' if v is None else str(v))}</td>" for v in r) + "</tr>"
+                      for r in rows) + "</table>")
+
+
+def section(eval_dir: Path) -> str:
+    """HTML for the evaluation folder, or "" before stage=evaluate has run."""
+    path = eval_dir / "metrics.json"
+    if not path.is_file():
+        return ""
+    ev = json.loads(path.read_text())
+    parts = ["<h2>Mouths</h2>"]
+    sheet = eval_dir / "mouths.png"
+    if sheet.is_file():
+        uri = "data:image/png;base64," + base64.b64encode(sheet.read_bytes()).decode()
+        parts.append("<p><small>Mouths, enlarged: real | clone | static frame. Held-out rows: the person's own "
+                     "frames the clone never trained on. Driver rows: the clone speaking another person's voice at "
+                     "that person's widest-open syllable, beside that person's real mouth.</small></p>"
+                     f'<img src="{uri}" alt="contact sheet of mouths" style="max-width:100%">')
+    c = ev["metrics"].get("clone", {})
+    if c.get("mouth_sharpness_ratio") is not None:
+        parts.append(f"<p>Held-out mouth box: sharpness {c['mouth_sharpness_ratio']} of the real mouth's "
+                     f"(1.0 = as sharp), PSNR {c.get('psnr_mouth')} dB, SSIM {c.get('ssim_mouth')}.</p>")
+    xs = ev.get("cross_speaker") or {}
+    if xs.get("drivers"):
+        rows = [[d["driver"], f"{d['offset_applied_frames']:+d} (measured {d['offset_frames']})",
+                 d["clone"]["mouth_r"], d["static_frame"]["mouth_r"], d["clone"]["lmd"], d["static_frame"]["lmd"],
+                 d["clone"]["silence_closed_fraction"], d["clone"]["loud_minus_pause_opening"]]
+                for d in xs["drivers"]]
+        m, s = xs["mean"]["clone"], xs["mean"]["static_frame"]
+        rows.append(["mean", "", m["mouth_r"], s["mouth_r"], m["lmd"], s["lmd"], m["silence_closed_fraction"], ""])
+        closed = xs.get("closed_mouth") or {}
+        parts.append("<h3>Driven by other people's voices</h3><p><small>The clone speaks each driver's sound "
+                     "(aligned at the offset shown, in frames) over its own held-out footage; the judge compares its "
+                     "mouth with the driver's real one. LMD: mouth points about their centre in eye distances, each "
+                     "face's mean shape removed (lower is better). Shut in pauses: the share of the driver's pause "
+                     f"frames where the clone's mouth opening stays at or below {closed.get('max_opening')} (the "
+                     f"{closed.get('percentile')}th percentile of its own opening, from {closed.get('from')}). "
+                     "Opens on loud syllables: mean opening on the loudest fifth of speech minus that in pauses."
+                     "</small></p>"
+                     + _table(["driver", "offset", "mouth r", "static r", "LMD", "static LMD", "shut in pauses",
+                               "opens on loud syllables"], rows))
+    for w in xs.get("warnings", []):
+        parts.append(f"<p><small>Cross-speaker: {escape(w)}</small></p>")
+    if ev.get("target_values"):
+        parts.append("<h3>Issue 13 targets</h3>" + _table(
+            ["target", "value", "goal", "result"],
+            [[k, v["value"], v["goal"], "met" if v["met"] else ("not measured" if v["value"] is None else "MISSED")]
+             for k, v in ev["target_values"].items()]))
+    return "".join(parts)
