@@ -71,14 +71,22 @@ def test_too_little_footage_is_refused_and_names_the_reasons(footage, tmp_path):
     assert not (tmp_path / "work" / "short" / "ingest").exists()
 
 
+def test_a_one_take_failure_gives_that_takes_own_fix(footage, tmp_path):
+    make_clone(tmp_path, "one", {"x.mp4": footage / "bad_no_audio_3s.mp4"})
+    with pytest.raises(NotEnoughFootageError) as err:
+        run(tmp_path, "one", "stage=ingest")
+    assert "x.mp4: put the take's recorded sound beside it as x.wav" in err.value.fix
+
+
 def test_silent_video_with_sound_beside_it_and_rotation(footage, tmp_path):
     # A phone clip whose picture is stored sideways with rotation metadata, sound in a separate wav.
     rotated = tmp_path / "src.mp4"
     ffmpeg("-i", str(footage / "vertical_no_audio_12s.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
-    ws = make_clone(tmp_path, "phone", {"clip.mp4": rotated, "clip.wav": footage / "driving_speech_en_60s.wav"})
+    # The sound's extension in upper case, as cameras and Windows write it.
+    ws = make_clone(tmp_path, "phone", {"clip.mp4": rotated, "clip.WAV": footage / "driving_speech_en_60s.wav"})
     run(tmp_path, "phone", "stage=ingest")
     take = _takes(ws)["clip.mp4"]
-    assert take["status"] == "ok" and take["sound_from"] == "clip.wav" and take["rotation"] in (90, 270)
+    assert take["status"] == "ok" and take["sound_from"] == "clip.WAV" and take["rotation"] in (90, 270)
     assert (take["width"], take["height"]) == (1280, 720)  # upright after rotation
     assert any("60.0 s but the picture 11.7 s" in w for w in ws.read_manifest("ingest")["warnings"])
 
@@ -89,8 +97,18 @@ def test_missing_consent_stops_ingest(clips, tmp_path):
         run(tmp_path, "nocons", "stage=ingest")
 
 
+def test_a_crafted_clone_name_writes_nothing_anywhere(tmp_path):
+    root = tmp_path / "a" / "b" / "root"
+    root.mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "clonetrain", "stage=ingest", "clone=a/../../../../../X",
+                           f"paths.root={root}"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "is not allowed" in proc.stderr and "Traceback" not in proc.stderr
+    assert [p for p in tmp_path.rglob("*") if p != root and root not in p.parents] == [tmp_path / "a", tmp_path / "a" / "b"]
+    assert not any(root.iterdir())  # not even Hydra's log folder
+
+
 def test_cli_reports_errors_without_a_traceback(tmp_path):
-    for clone, expect in (("../x", "is not allowed"), ("nobody", "no consent record")):
+    for clone, expect in (("../x", "is not allowed"), ("nobody", "does not exist")):
         proc = subprocess.run([sys.executable, "-m", "clonetrain", "stage=ingest", f"clone={clone}", f"paths.root={tmp_path}"],
                               capture_output=True, text=True)
         assert proc.returncode == 2, proc.stderr

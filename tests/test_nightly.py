@@ -6,9 +6,12 @@ import time
 
 import pytest
 
-from clonetrain import nightly, registry
+from clonetrain import consent, nightly, registry
 from clonetrain.errors import LockedError
 from conftest import TINY, make_clone
+
+# Clones trained for 4 steps miss every evaluation target: the floor is lowered to test the rest of the logic.
+NO_FLOOR = [*TINY, "nightly.floor=[]"]
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +20,18 @@ def farm(clips, footage, tmp_path_factory):
     make_clone(root, "a_same", {"take1.mp4": clips["man20"]})
     make_clone(root, "b_changes", {"take1.mp4": clips["man20"]})
     make_clone(root, "c_broken", {"take1.mp4": footage / "bad_truncated.mp4"})
-    first = nightly.run_nightly(root, TINY)
-    return root, first
+    below_floor = nightly.run_nightly(root, TINY)  # the default floor: the evaluation targets
+    first = nightly.run_nightly(root, NO_FLOOR)  # nothing retrained: only the decision differs
+    return root, first, below_floor
+
+
+def test_a_first_version_below_the_floor_stays_a_candidate_and_says_why(farm):
+    root, _, below = farm
+    a = _by_clone(below)["a_same"]
+    assert a["status"] == "kept" and "below the promotion floor" in a["reason"] and "target" in a["reason"]
+    assert below["state"] == "finished" and below["counts"]["promoted"] == 0
+    history = registry.read(root)["clones"]["a_same"]["history"]
+    assert any(h["event"] == "candidate" and "floor" in h["reason"] for h in history)
 
 
 def _by_clone(summary):
@@ -26,7 +39,7 @@ def _by_clone(summary):
 
 
 def test_first_night_promotes_good_clones_and_reports_the_broken_one(farm):
-    root, first = farm
+    root, first, _ = farm
     rows = _by_clone(first)
     assert rows["a_same"]["status"] == "promoted" and rows["b_changes"]["status"] == "promoted"
     assert rows["c_broken"]["status"] == "failed" and "cut short" in rows["c_broken"]["reason"]
@@ -37,10 +50,10 @@ def test_first_night_promotes_good_clones_and_reports_the_broken_one(farm):
 
 
 def test_second_night_skips_the_unchanged_and_gates_the_changed(farm, clips):
-    root, _ = farm
+    root, _, _ = farm
     make_clone(root, "b_changes", {"take2.mp4": clips["man20_late"]}, consent=False)
     t0 = time.perf_counter()
-    second = _by_clone(nightly.run_nightly(root, TINY, only=["a_same", "b_changes", "c_broken"]))
+    second = _by_clone(nightly.run_nightly(root, NO_FLOOR, only=["a_same", "b_changes", "c_broken"]))
     a = second["a_same"]
     assert a["status"] == "unchanged" and set(a["stages"].values()) == {"skipped"}
     assert a["seconds"] < 10  # nothing rerun (a generous bound: the point is that no stage ran)
@@ -62,6 +75,40 @@ def test_gate_keeps_a_worse_version():
     assert nightly.gate({**live, "lmd_mouth": 0.0505}, live, 0.02)[0]  # within tolerance
 
 
+def test_nan_fails_the_gate_and_the_floor():
+    live = {"lmd_mouth": 0.05, "mouth_open_corr": 0.5, "psnr_lower": 25.0, "ssim_lower": 0.8, "offset_frames": 0.2}
+    ok, why = nightly.gate({**live, "mouth_open_corr": float("nan")}, live, 0.02)
+    assert not ok and why == ["mouth_open_corr is nan"]
+    assert not nightly.gate({**live, "offset_frames": float("nan")}, live, 0.02)[0]
+    entry = {"metrics": {**live, "mouth_open_corr": float("nan")}, "targets": {"t": True}}
+    assert nightly.floor(entry, ["*"]) == ["mouth_open_corr is nan"]
+
+
+def test_the_floor_defaults_to_every_evaluation_target_and_is_configurable():
+    entry = {"metrics": {}, "targets": {"mouth_open_corr>=0.5": False, "offset_within_1_frame": True},
+             "lipsync_ready": True, "status": "candidate"}
+    assert nightly.floor(entry, ["*"]) == ["target mouth_open_corr>=0.5 missed"]
+    assert nightly.floor(entry, ["offset_within_1_frame"]) == []
+    assert nightly.floor(entry, []) == []
+    not_ready = {**entry, "targets": {}, "lipsync_ready": False}
+    assert "not ready for lip-sync" in nightly.floor(not_ready, ["*"])[0]
+
+    class Cfg:
+        floor, tolerance = ["*"], 0.02
+
+    status, reason, action = nightly.decide("v0001", entry, None, Cfg)
+    assert (status, action) == ("kept", None) and "stays a candidate" in reason
+
+
+def test_nightly_clones_is_honoured(tmp_path, clips):
+    root = tmp_path / "data"
+    make_clone(root, "alpha", {"take1.mp4": clips["man20"]}, consent=False)
+    summary = nightly.run_nightly(root, [*TINY, "nightly.clones=[beta]"])
+    assert [r["clone"] for r in summary["clones"]] == ["beta"]  # alpha is not touched
+    assert "has no folder" in summary["clones"][0]["reason"]
+    assert not (root / "work" / "alpha").exists()
+
+
 def test_a_second_nightly_exits_at_once(tmp_path):
     with nightly.nightly_lock(tmp_path):
         with pytest.raises(LockedError, match="another nightly run is in progress"):
@@ -81,8 +128,15 @@ def test_a_killed_nightly_resumes(clips, tmp_path, monkeypatch):
 
     monkeypatch.setattr(nightly, "process_clone", killed_on_k2)
     with pytest.raises(KeyboardInterrupt):
-        nightly.run_nightly(root, TINY)
+        nightly.run_nightly(root, NO_FLOOR)
     monkeypatch.undo()
-    rows = _by_clone(nightly.run_nightly(root, TINY))
+    killed = json.loads((root / "nightly" / "latest.json").read_text())  # the killed run left its summary
+    assert killed["state"] == "interrupted" and [r["clone"] for r in killed["clones"]] == ["k1"]
+    rows = _by_clone(nightly.run_nightly(root, NO_FLOOR))
     assert rows["k1"]["status"] == "unchanged"  # finished before the kill, not redone
     assert rows["k2"]["status"] == "promoted"
+    # The person withdraws consent: the next night takes the live version down, and nothing is retrained.
+    consent.revoke(root, "k1")
+    row = _by_clone(nightly.run_nightly(root, NO_FLOOR, only=["k1"]))["k1"]
+    assert row["status"] == "failed" and "revoked" in row["reason"] and "v0001 taken down" in row["reason"]
+    assert registry.live(root, "k1") is None

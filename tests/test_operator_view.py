@@ -81,7 +81,7 @@ def test_a_clone_that_misses_its_targets_never_gets_a_green_headline(demo_run, f
     # The model card, the registry listing and render read the same verdict.
     card = (root / "clones" / "man" / "v0001" / "model_card.md").read_text()
     assert f"**Verdict ({judged['level']}): {judged['headline']}" in card
-    listing = registry._table(registry.read(root), None, root)
+    listing = registry.table(registry.read(root))
     assert f"{judged['level']}: {len(judged['missed'])}/{len(judged['targets'])} missed" in listing
     caplog.set_level(logging.WARNING)
     run(root, "man", "stage=render", f"audio={footage / 'driving_speech_zh_3s.wav'}", *TINY)

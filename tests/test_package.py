@@ -94,7 +94,9 @@ def test_archive_that_escapes_its_folder_is_refused(tmp_path):
 def test_render_from_the_package_alone(packaged, footage, tmp_path):
     root = tmp_path / "only_package"
     shutil.copytree(packaged / "clones", root / "clones")
-    shutil.copy(packaged / "registry.json", root / "registry.json")
+    shutil.copy(packaged / "registry.db", root / "registry.db")
+    (root / "raw" / "man").mkdir(parents=True)  # the live consent record: the runtime's one need beyond the package
+    shutil.copy(packaged / "raw" / "man" / "consent.yaml", root / "raw" / "man" / "consent.yaml")
     registry.promote(root, "man", "v0001", "test")
     speech = tmp_path / "s.wav"
     run_ffmpeg("-i", str(footage / "driving_speech_en_60s.wav"), "-t", "2", str(speech))
@@ -106,3 +108,105 @@ def test_render_from_the_package_alone(packaged, footage, tmp_path):
     meta = json.loads(info["format"]["tags"]["comment"])
     assert meta["version"] == "v0001" and meta["ai_generated"]
     assert not (root / "work").exists() or not any((root / "work").rglob("*.npy"))
+
+
+def test_extraction_never_touches_an_existing_folder(packaged, tmp_path):
+    good = tmp_path / "man-v0001"
+    shutil.copytree(packaged / "clones" / "man" / "v0001", good)
+    before = package.file_table(good)
+    archive = tmp_path / "man-v0001.tar.gz"
+    shutil.copy(packaged / "clones" / "man" / "man-v0001.tar.gz", archive)
+    assert package.load(archive).path == good  # the same package, already extracted: reused, not re-extracted
+    # A tampered archive beside the good folder: refused, and the good folder is exactly as it was.
+    with tarfile.open(archive) as src, tarfile.open(tmp_path / "bad.tar.gz", "w:gz") as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read() if m.isfile() else None
+            if m.name.endswith("metrics.json"):
+                data = data.replace(b"lmd_mouth", b"lmd_mouti")
+                m.size = len(data)
+            dst.addfile(m, io.BytesIO(data) if data is not None else None)
+    (tmp_path / "bad.tar.gz").replace(archive)
+    with pytest.raises(package.PackageError, match="metrics.json was changed"):
+        package.load(archive)
+    assert package.file_table(good) == before and package.verify(good)
+    assert not list(tmp_path.glob(".*extracting*"))  # no leftover scratch folder, refused or not
+    # A different package in the way: refused, both left alone.
+    (good / "model_card.md").write_text("edited by hand")
+    shutil.copy(packaged / "clones" / "man" / "man-v0001.tar.gz", archive)
+    with pytest.raises(package.PackageError, match="already exists and is not this archive's package"):
+        package.load(archive)
+    assert (good / "model_card.md").read_text() == "edited by hand"
+
+
+def test_a_damaged_manifest_is_a_package_error(packaged, tmp_path):
+    folder = tmp_path / "v"
+    shutil.copytree(packaged / "clones" / "man" / "v0001", folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["files"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(package.PackageError, match="no valid 'files' table"):
+        package.load(folder)
+    (folder / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(package.PackageError, match="not a JSON object"):
+        package.load(folder)
+
+
+def _forge(folder):
+    """Extend the consent inside a package and recompute every hash in its manifest: what a forger would do."""
+    c = json.loads((folder / "consent.json").read_text())
+    c["expires"] = "2999-01-01"
+    (folder / "consent.json").write_text(json.dumps(c))
+    m = json.loads((folder / "manifest.json").read_text())
+    m["files"] = package.file_table(folder)
+    m["consent_sha256"] = package.sha256(folder / "consent.json")
+    (folder / "manifest.json").write_text(json.dumps(m))
+    package.verify(folder)  # every checksum matches: only the registry (or a signature) can tell
+
+
+def test_a_forged_package_is_refused_by_the_registry_or_the_signing_key(packaged, tmp_path, monkeypatch):
+    folder = tmp_path / "v0001"
+    shutil.copytree(packaged / "clones" / "man" / "v0001", folder)
+    assert registry.check_trusted(packaged, package.load(folder)) == "registry"
+    _forge(folder)
+    with pytest.raises(package.PackageError, match="not the man v0001 this studio published"):
+        registry.check_trusted(packaged, package.load(folder))
+    # With a studio key, a signed package is trusted beyond this registry; a forged one is not.
+    key = tmp_path / "studio.key"
+    key.write_bytes(b"k" * 32)
+    monkeypatch.setenv(package.SIGNING_KEY_ENV, str(key))
+    signed = tmp_path / "signed" / "v0001"
+    shutil.copytree(packaged / "clones" / "man" / "v0001", signed)
+    package.sign(signed, key.read_bytes())
+    empty_root = tmp_path / "other_studio"
+    assert registry.check_trusted(empty_root, package.load(signed)) == "signature"
+    sig = (signed / package.SIGNATURE).read_text()
+    _forge(signed)
+    (signed / package.SIGNATURE).write_text(sig)
+    with pytest.raises(package.PackageError, match="no valid studio signature"):
+        registry.check_trusted(empty_root, package.load(signed))
+
+
+def test_leftovers_of_a_killed_publish_are_reconciled_on_the_next_run(packaged, tmp_path):
+    import os
+
+    root = tmp_path / "data"
+    shutil.copytree(packaged, root, symlinks=True)
+    clones = root / "clones" / "man"
+    # Killed after publishing v0001 but before registering it, and other leftovers of killed or refused runs.
+    (root / "registry.db").unlink()
+    (clones / "man-v0001.tar.gz").replace(clones / ".man-v0001.tar.gz.tmp")
+    (clones / ".v0002.tmp").mkdir()
+    scratch = clones / ".man-v0001.extracting-abc"
+    scratch.mkdir()
+    os.utime(scratch, (1, 1))
+    half = clones / "v0003"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"half")
+    statuses = run(root, "man", "stage=package", *TINY)
+    assert statuses == {"package": "skipped"}
+    entry = registry.read(root)["clones"]["man"]["versions"]["v0001"]
+    assert entry["status"] == "candidate" and "adopted" in entry["reason"]
+    assert registry.check_trusted(root, package.load(clones / "v0001")) == "registry"
+    assert (clones / "man-v0001.tar.gz").is_file() and package.load(clones / "man-v0001.tar.gz")
+    left = sorted(p.name for p in clones.iterdir())
+    assert left == ["man-v0001", "man-v0001.tar.gz", "v0001"], left  # man-v0001/: the load just above

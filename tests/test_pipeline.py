@@ -1,7 +1,9 @@
 """Caching, force, selective reruns, manifests, atomicity and the clone lock, on real preprocessed footage."""
 
 import json
+import os
 import shutil
+import socket
 
 import pytest
 
@@ -84,7 +86,8 @@ def test_a_stage_before_its_upstream_says_what_to_run(clips, tmp_path):
 def test_a_second_run_on_the_same_clone_is_refused(cloned):
     cfg = make_cfg(cloned, "man", "stage=preprocess")
     with pipeline.clone_lock(pipeline.Workspace(cloned, "man")):
-        with pytest.raises(LockedError, match="being processed by another run"):
+        with pytest.raises(LockedError, match=rf"being processed by another run \(pid {os.getpid()} on "
+                                              rf"{socket.gethostname()}, started 20\d\d-"):
             pipeline.run(cfg)
 
 

@@ -13,7 +13,7 @@ from clonetrain.stages import render
 from clonetrain.stages.render import RenderError
 from clonetrain.workspace import Workspace
 from conftest import ffmpeg as run_ffmpeg
-from conftest import TINY, run
+from conftest import TINY, make_cfg, run
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,66 @@ def test_render_refuses_what_is_not_audio(trained, footage):
         run(trained, "man", "stage=render", *TINY)
 
 
-def test_render_refuses_after_consent_expired(trained):
-    record = json.loads((Workspace(trained, "man").stage_dir("ingest") / "consent.json").read_text())
-    render.check_consent(record, "man")  # valid today
-    with pytest.raises(ConsentError, match="expired"):
-        render.check_consent(record, "man", today=dt.date.today() + dt.timedelta(days=400))
+@pytest.fixture(scope="module")
+def short_speech(footage, tmp_path_factory):
+    """The same second of speech as mp3 and as m4a: two files with one stem."""
+    d = tmp_path_factory.mktemp("short")
+    for ext in ("mp3", "m4a"):
+        run_ffmpeg("-i", str(footage / "driving_speech_en_60s.wav"), "-t", "1", str(d / f"speech.{ext}"))
+    return d
+
+
+def test_renders_never_overwrite_an_earlier_deliverable(trained, short_speech, tmp_path):
+    first = render.run(make_cfg(trained, "man", "stage=render", f"audio={short_speech / 'speech.mp3'}", *TINY),
+                       Workspace(trained, "man"))
+    first_bytes = first.read_bytes()
+    second = render.run(make_cfg(trained, "man", "stage=render", f"audio={short_speech / 'speech.m4a'}", *TINY),
+                        Workspace(trained, "man"))
+    assert first.name == "speech.mp4" and second.name == "speech-2.mp4"
+    assert first.read_bytes() == first_bytes  # the first deliverable and its provenance are untouched
+    assert json.loads(first.with_suffix(".provenance.json").read_text())["audio_sha256"] != \
+        json.loads(second.with_suffix(".provenance.json").read_text())["audio_sha256"]
+    assert not list(first.parent.glob(".*"))  # no temporary file left
+    named = tmp_path / "named.mp4"
+    named.write_bytes(b"an earlier deliverable")
+    with pytest.raises(RenderError, match="never overwritten"):
+        run(trained, "man", "stage=render", f"audio={short_speech / 'speech.mp3'}", f"render.out={named}", *TINY)
+    assert named.read_bytes() == b"an earlier deliverable"
+    run(trained, "man", "stage=render", f"audio={short_speech / 'speech.mp3'}", f"render.out={named}",
+        "render.overwrite=true", *TINY)
+    assert ffmpeg.probe(str(named))["format"]["duration"]
+
+
+def _consent_only_root(trained, tmp_path, edit):
+    """A root holding only the clone's consent record, edited: render must refuse before loading anything."""
+    raw = tmp_path / "raw" / "man"
+    raw.mkdir(parents=True)
+    text = (trained / "raw" / "man" / "consent.yaml").read_text()
+    if edit is not None:
+        (raw / "consent.yaml").write_text(edit(text))
+    return tmp_path
+
+
+@pytest.mark.parametrize("edit, match", [
+    (None, "has no consent record"),
+    (lambda t: t + f"revoked: {dt.date.today()}\n", "revoked"),
+    (lambda t: t.replace("expires:", "expires: 2020-01-02\nold_expires:").replace("date: 2026-01-01", "date: 2020-01-01"),
+     "expired on 2020-01-02"),
+    (lambda t: t.replace("[pipeline_testing]", "[research]"), "does not permit 'render'"),
+])
+def test_render_checks_the_live_consent_record(trained, speech, tmp_path, edit, match):
+    root = _consent_only_root(trained, tmp_path, edit)
+    with pytest.raises(ConsentError, match=match):
+        run(root, "man", "stage=render", f"audio={speech}", *TINY)
+
+
+def test_render_of_a_use_the_consent_does_not_name_is_refused(trained, speech):
+    with pytest.raises(ConsentError, match="does not permit 'advertising'"):
+        run(trained, "man", "stage=render", f"audio={speech}", "render.use=advertising", *TINY)
+
+
+def test_a_missing_package_is_a_clear_error(trained, speech, tmp_path):
+    from clonetrain.package import PackageError
+
+    with pytest.raises(PackageError, match="no package at"):
+        run(trained, "man", "stage=render", f"audio={speech}", f"render.package={tmp_path / 'nope.tar.gz'}", *TINY)

@@ -58,7 +58,7 @@ def test_missing_consent_is_refused_with_a_template(tmp_path):
 
 
 def test_expired_consent_is_refused(tmp_path):
-    _write(tmp_path, "person: A\nrecorded_by: B\ndate: 2020-01-01\npermitted_uses: [x]\nexpires: 2021-01-01\n")
+    _write(tmp_path, "person: A\nrecorded_by: B\ndate: 2020-01-01\npermitted_uses: [render]\nexpires: 2021-01-01\n")
     with pytest.raises(ConsentError, match="expired on 2021-01-01"):
         consent.load(tmp_path, "anna")
 
@@ -67,8 +67,8 @@ def test_incomplete_or_malformed_consent_is_refused(tmp_path):
     _write(tmp_path, "person: A\ndate: 2020-01-01\nexpires: 2099-01-01\n")
     with pytest.raises(ConsentError, match="lacks recorded_by, permitted_uses"):
         consent.load(tmp_path, "anna")
-    _write(tmp_path, "person: A\nrecorded_by: B\ndate: someday\npermitted_uses: [x]\nexpires: 2099-01-01\n")
-    with pytest.raises(ConsentError, match="'date' must be a date"):
+    _write(tmp_path, "person: A\nrecorded_by: B\ndate: someday\npermitted_uses: [render]\nexpires: 2099-01-01\n")
+    with pytest.raises(ConsentError, match="'date' must be a real date"):
         consent.load(tmp_path, "anna")
 
 

@@ -97,13 +97,13 @@ def from_workspace(cfg, ws) -> Avatar:
                   verdict=verdict.read(ws.stage_dir("evaluate")) if ws.read_manifest("evaluate") else None)
 
 
-def from_package(path: Path) -> Avatar:
+def from_package(pkg) -> Avatar:
+    """Everything render needs from an opened, verified package (clonetrain.package.Package), read into memory so
+    the package folder may go away afterwards."""
     import cv2
 
-    from clonetrain import package
     from clonetrain.media import convert
 
-    pkg = package.load(path)
     m = pkg.manifest
     av = pkg.path / "avatar"
     w, h = m["avatar"]["size"]

@@ -225,6 +225,12 @@ class RenderCfg:
     package: str = ""  # a package folder or archive; default: the clone's live package, else its training output
     loop_seconds: float = 8.0  # the footage loop the face is pasted into (ping-pong)
     batch_size: int = 16
+    # What this render is for: an action (render) or a named use (livestream_commerce, ...); the clone's current
+    # consent must permit it (clonetrain.consent.USES).
+    use: str = "render"
+    # An earlier deliverable is never replaced unless this is set: the next free name is used (speech-2.mp4), and an
+    # explicit render.out that exists is refused.
+    overwrite: bool = False
 
 
 @dataclass
@@ -233,6 +239,9 @@ class NightlyCfg:
     # A new version goes live only if no held-out metric is worse than the live one's by more than this
     # share of it (offset: within +-1 frame or no further from 0 than the live one).
     tolerance: float = 0.02
+    # The promotion floor: evaluation targets (names in metrics.json "targets") a version must meet to go live,
+    # the first version included. ["*"]: every target; [] : no floor (tests, or a studio that decides by hand).
+    floor: list[str] = field(default_factory=lambda: ["*"])
 
 
 @dataclass

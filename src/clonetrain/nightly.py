@@ -17,7 +17,7 @@ import argparse
 import contextlib
 import fcntl
 import logging
-import os
+import math
 import sys
 import time
 import traceback
@@ -28,8 +28,8 @@ from typing import Iterator
 
 from omegaconf import DictConfig
 
-from clonetrain import pipeline, registry, tracking
-from clonetrain.errors import ClonetrainError, LockedError
+from clonetrain import consent, pipeline, registry, tracking
+from clonetrain.errors import ClonetrainError, ConsentError, LockedError
 from clonetrain.evaluation.metrics import GATED
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
@@ -44,21 +44,26 @@ def nightly_lock(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            raise LockedError(f"another nightly run is in progress (pid {fh.read().strip() or '?'}); exiting") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
+            raise LockedError(f"another nightly run is in progress ({pipeline.lock_holder(fh)}); exiting") from None
+        pipeline.write_holder(fh)
         yield
 
 
+def _bad(x) -> bool:
+    """A metric that cannot be judged: NaN (a mouth that never moves, frames without landmarks) or infinite."""
+    return isinstance(x, float) and not math.isfinite(x)
+
+
 def gate(new: dict, live: dict, tolerance: float) -> tuple[bool, list[str]]:
-    """Is `new` at least as good as `live` on every held-out metric, within tolerance? Returns (ok, reasons)."""
+    """Is `new` at least as good as `live` on every held-out metric, within tolerance? Returns (ok, reasons).
+    A metric that is not a number fails: NaN compares false with everything, so it would slip through."""
     worse = []
     for key, higher in GATED.items():
         n, l = new.get(key), live.get(key)
-        if l is None:
+        if n is not None and _bad(n):
+            worse.append(f"{key} is {n}")
+            continue
+        if l is None or _bad(l):
             continue
         if n is None:
             worse.append(f"{key} missing")
@@ -67,9 +72,52 @@ def gate(new: dict, live: dict, tolerance: float) -> tuple[bool, list[str]]:
         if (higher and n < l - slack) or (not higher and n > l + slack):
             worse.append(f"{key} {n} vs live {l}")
     no, lo = new.get("offset_frames"), live.get("offset_frames")
-    if lo is not None and (no is None or (abs(no) > 1 and abs(no) > abs(lo))):
+    if no is not None and _bad(no):
+        worse.append(f"offset_frames is {no}")
+    elif lo is not None and (no is None or (abs(no) > 1 and abs(no) > abs(lo))):
         worse.append(f"offset_frames {no} vs live {lo}")
     return not worse, worse
+
+
+def floor(entry: dict, required: list[str]) -> list[str]:
+    """Why a version may not go live whatever it is compared with (empty: it may). `required` names the evaluation
+    targets it must meet ("*": all of them). A clone its own preprocessing found not ready for lip-sync, or with a
+    metric that is not a number, misses the floor too."""
+    if not required:
+        return []
+    missed = []
+    if entry.get("lipsync_ready") is False:
+        missed.append("preprocessing found it not ready for lip-sync training (too little usable speech)")
+    missed += [f"{k} is {v}" for k, v in (entry.get("metrics") or {}).items() if _bad(v)]
+    targets = entry.get("targets")
+    if targets is None:
+        return missed + ["its evaluation targets are unknown (packaged before the floor existed)"]
+    names = list(targets) if "*" in required else list(required)
+    for name in names:
+        if name not in targets:
+            missed.append(f"target {name} was not evaluated")
+        elif not targets[name]:
+            missed.append(f"target {name} missed")
+    return missed
+
+
+def decide(version: str, entry: dict, live: tuple[str, dict] | None, cfg_nightly) -> tuple[str, str, str | None]:
+    """What nightly does with a packaged version: (status, reason, registry action: promote|reject|None)."""
+    if live and live[0] == version:
+        return "unchanged", f"{version} is live and nothing changed", None
+    if entry["status"] in ("rejected", "retired", "withdrawn"):
+        return "kept", (f"{version} was already judged: {entry.get('reason', entry['status'])}; "
+                        f"live stays {live[0] if live else 'none'}"), None
+    missed = floor(entry, list(cfg_nightly.floor))
+    if missed:
+        return "kept", (f"{version} stays a candidate, below the promotion floor: " + "; ".join(missed)
+                        + f"; live stays {live[0] if live else 'none'}"), None
+    if live is None:
+        return "promoted", "first version of this clone, above the promotion floor", "promote"
+    ok, worse = gate(entry.get("metrics") or {}, live[1].get("metrics") or {}, cfg_nightly.tolerance)
+    if ok:
+        return "promoted", f"at least as good as {live[0]} on the held-out metrics", "promote"
+    return "kept", f"worse than live {live[0]}: " + "; ".join(worse), "reject"
 
 
 def compose(root: Path, clone: str, overrides: list[str]) -> DictConfig:
@@ -84,9 +132,18 @@ def compose(root: Path, clone: str, overrides: list[str]) -> DictConfig:
 
 
 def _clones(root: Path, only: list[str]) -> list[str]:
+    """The clones to process: `only` (nightly.clones) if given, in its order, missing ones included so that they
+    are reported; else every clone folder under raw/ that holds anything."""
+    if only:
+        return list(dict.fromkeys(only))
     raw = root / "raw"
-    found = sorted(p.name for p in raw.iterdir() if p.is_dir() and any(p.iterdir())) if raw.is_dir() else []
-    return [c for c in found if not only or c in only]
+    return sorted(p.name for p in raw.iterdir() if p.is_dir() and any(p.iterdir())) if raw.is_dir() else []
+
+
+def _take_down_if_live(root: Path, clone: str, err: ConsentError) -> str:
+    """Consent withdrawn or expired: the live version must stop being live."""
+    previous = registry.take_down(root, clone, f"consent no longer in force: {err.message}")
+    return f"; live version {previous} taken down" if previous else ""
 
 
 def process_clone(root: Path, clone: str, overrides: list[str]) -> dict:
@@ -94,62 +151,83 @@ def process_clone(root: Path, clone: str, overrides: list[str]) -> dict:
     row: dict = {"clone": clone}
     cfg = compose(root, clone, overrides)
     ws = Workspace(root, clone)
+    if not ws.raw_dir.is_dir():
+        raise ClonetrainError(f"clone {clone!r} has no folder {ws.raw_dir}",
+                              "check nightly.clones, or put the clone's takes and consent.yaml there")
+    try:
+        consent.require_live(root, clone, use="train")
+    except ConsentError as err:
+        raise ConsentError(err.message + _take_down_if_live(root, clone, err), err.fix) from None
     statuses = pipeline.run(cfg)
     row["stages"] = statuses
     package = ws.read_manifest("package")
     version = package["details"]["version"]
-    entry = registry.read(root)["clones"][clone]["versions"][version]
+    entry = registry.version(root, clone, version)
+    if entry is None:
+        raise ClonetrainError(f"{clone} {version} was packaged but is not in the registry",
+                              f"rerun: python -m clonetrain stage=package clone={clone} force=true")
     live = registry.live(root, clone)
     row["version"], row["metrics"] = version, entry.get("metrics")
-    if live and live[0] == version:
-        row.update(status="unchanged", reason=f"{version} is live and nothing changed")
-    elif entry["status"] in ("rejected", "retired"):
-        row.update(status="kept", reason=f"{version} was already judged: {entry.get('reason', entry['status'])}; "
-                                          f"live stays {live[0] if live else 'none'}")
-    elif live is None:
-        registry.promote(root, clone, version, "first version")
-        row.update(status="promoted", reason="first version of this clone")
-    else:
-        ok, worse = gate(entry.get("metrics") or {}, live[1].get("metrics") or {}, cfg.nightly.tolerance)
-        if ok:
-            registry.promote(root, clone, version, f"not worse than {live[0]}")
-            row.update(status="promoted", reason=f"at least as good as {live[0]} on the held-out metrics")
-        else:
-            reason = f"worse than live {live[0]}: " + "; ".join(worse)
-            registry.mark(root, clone, version, "rejected", reason)
-            row.update(status="kept", reason=reason)
+    status, reason, action = decide(version, entry, live, cfg.nightly)
+    if action == "promote":
+        registry.promote(root, clone, version, reason)
+    elif action == "reject":
+        registry.mark(root, clone, version, "rejected", reason)
+    elif status == "kept" and entry["status"] == "candidate":
+        registry.mark(root, clone, version, "candidate", reason)  # says why it stays one
+    row.update(status=status, reason=reason)
     row["seconds"] = round(time.perf_counter() - started, 2)
     tracking.log_run(cfg, f"nightly-{clone}", {f"nightly/{k}": v for k, v in (row.get("metrics") or {}).items()},
                      summary={"status": row["status"], "reason": row["reason"], "version": version})
     return row
 
 
-def run_nightly(root: Path, overrides: list[str], only: list[str] | None = None) -> dict:
-    root = Path(root).resolve()
-    started = datetime.now(timezone.utc)
-    rows = []
-    with nightly_lock(root):
-        for clone in _clones(root, only or []):
-            t0 = time.perf_counter()
-            try:
-                rows.append(process_clone(root, clone, overrides))
-            except ClonetrainError as err:
-                rows.append({"clone": clone, "status": "failed", "reason": str(err),
-                             "seconds": round(time.perf_counter() - t0, 2)})
-            except Exception as err:  # noqa: BLE001 - one clone's crash must not stop the others
-                log.error("clone %s crashed:\n%s", clone, traceback.format_exc())
-                rows.append({"clone": clone, "status": "failed", "reason": f"crash: {type(err).__name__}: {err}",
-                             "seconds": round(time.perf_counter() - t0, 2)})
-            log.info("nightly %s: %s - %s", clone, rows[-1]["status"], rows[-1].get("reason", ""))
-    summary = {"started": started.isoformat(timespec="seconds"),
-               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "root": str(root),
-               "counts": {s: sum(r["status"] == s for r in rows) for s in ("promoted", "kept", "unchanged", "failed")},
-               "clones": rows}
-    folder = root / "nightly" / started.strftime("%Y-%m-%dT%H-%M-%S")
+def _write_summary(root: Path, folder: Path, summary: dict) -> None:
     write_json_atomic(folder / "summary.json", summary)
     write_text_atomic(folder / "summary.html", _html(summary))
     write_json_atomic(root / "nightly" / "latest.json", summary)
-    return summary
+
+
+def run_nightly(root: Path, overrides: list[str], only: list[str] | None = None) -> dict:
+    """Process the clones (`only`, else nightly.clones, else all under raw/). The summary is rewritten atomically
+    after every clone, so a killed run leaves one that says how far it got ("state": "running" or "interrupted")."""
+    root = Path(root).resolve()
+    started = datetime.now(timezone.utc)
+    rows: list[dict] = []
+    folder = root / "nightly" / started.strftime("%Y-%m-%dT%H-%M-%S")
+    with nightly_lock(root):
+        if only is None:
+            only = list(compose(root, "nightly", overrides).nightly.clones)
+        clones = _clones(root, only)
+
+        def summary(state: str, current: str | None = None) -> dict:
+            return {"started": started.isoformat(timespec="seconds"), "state": state,
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds") if state == "finished" else None,
+                    "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "root": str(root), "clones_planned": clones, "in_progress": current,
+                    "counts": {s: sum(r["status"] == s for r in rows) for s in ("promoted", "kept", "unchanged", "failed")},
+                    "clones": list(rows)}
+
+        state = "interrupted"
+        try:
+            for clone in clones:
+                _write_summary(root, folder, summary("running", clone))
+                t0 = time.perf_counter()
+                try:
+                    rows.append(process_clone(root, clone, overrides))
+                except ClonetrainError as err:
+                    rows.append({"clone": clone, "status": "failed", "reason": str(err),
+                                 "seconds": round(time.perf_counter() - t0, 2)})
+                except Exception as err:  # noqa: BLE001 - one clone's crash must not stop the others
+                    log.error("clone %s crashed:\n%s", clone, traceback.format_exc())
+                    rows.append({"clone": clone, "status": "failed", "reason": f"crash: {type(err).__name__}: {err}",
+                                 "seconds": round(time.perf_counter() - t0, 2)})
+                log.info("nightly %s: %s - %s", clone, rows[-1]["status"], rows[-1].get("reason", ""))
+            state = "finished"
+        finally:
+            result = summary(state)
+            _write_summary(root, folder, result)
+    return result
 
 
 def _html(summary: dict) -> str:
@@ -162,7 +240,8 @@ def _html(summary: dict) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>clonetrain nightly {summary['started']}</title>"
             "<style>body{font-family:sans-serif;margin:24px}td,th{border:1px solid #ccc;padding:4px 8px}"
             "table{border-collapse:collapse}</style></head><body>"
-            f"<h1>Nightly run {escape(summary['started'])}</h1><p>{escape(counts)}</p><table><tr><th>clone</th>"
+            f"<h1>Nightly run {escape(summary['started'])}</h1><p>{escape(summary.get('state', ''))}: "
+            f"{escape(counts)}</p><table><tr><th>clone</th>"
             f"<th>status</th><th>version</th><th>seconds</th><th>why</th></tr>{rows}</table></body></html>")
 
 
@@ -179,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     except LockedError as err:
         print(err, file=sys.stderr)
         return 3
+    except ClonetrainError as err:
+        print(err, file=sys.stderr)
+        return 2
     for r in summary["clones"]:
         print(f"{r['clone']:<20} {r['status']:<10} {r.get('reason', '')}")
     return 1 if summary["counts"]["failed"] else 0

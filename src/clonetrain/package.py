@@ -17,20 +17,31 @@ its TorchScript generator. Layout of data/clones/<clone>/<version>/:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import json
 import os
 import shutil
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+from clonetrain.errors import ClonetrainError
 
 FORMAT = "clonetrain.package/1"
 MANIFEST = "manifest.json"
+# HMAC-SHA256 of manifest.json under the studio's signing key, when one is configured ($CLONETRAIN_SIGNING_KEY
+# names the key file). It signs the manifest, so it cannot be listed in it.
+SIGNATURE = "manifest.sig"
+SIGNING_KEY_ENV = "CLONETRAIN_SIGNING_KEY"
+NOT_LISTED = (MANIFEST, SIGNATURE)
 
 
-class PackageError(Exception):
+class PackageError(ClonetrainError):
     """A package that is missing, tampered with, truncated or unsafe. The message says which file and why."""
 
 
@@ -44,7 +55,7 @@ def sha256(path: Path) -> str:
 
 def file_table(folder: Path) -> dict[str, dict]:
     return {p.relative_to(folder).as_posix(): {"sha256": sha256(p), "size": p.stat().st_size}
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in NOT_LISTED}
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,11 @@ class Package:
         return self.manifest["version"]
 
     @property
+    def manifest_sha256(self) -> str:
+        """The package's identity: the registry stores it, and every file's hash is inside it."""
+        return sha256(self.path / MANIFEST)
+
+    @property
     def consent(self) -> dict:
         return json.loads((self.path / "consent.json").read_text())
 
@@ -74,18 +90,61 @@ class Package:
         return torch.jit.load(str(self.path / "generator.torchscript"), map_location=device).eval()
 
 
+def signing_key() -> bytes | None:
+    """The studio's package signing key, if one is configured ($CLONETRAIN_SIGNING_KEY: a key file)."""
+    name = os.environ.get(SIGNING_KEY_ENV)
+    if not name:
+        return None
+    path = Path(name).expanduser()
+    if not path.is_file() or path.stat().st_size < 16:
+        raise PackageError(f"${SIGNING_KEY_ENV} names {path}, which is not a key file of at least 16 bytes",
+                           f"create one (e.g. head -c 32 /dev/urandom > {path}) or unset ${SIGNING_KEY_ENV}")
+    return path.read_bytes()
+
+
+def sign(folder: Path, key: bytes) -> None:
+    mac = hmac.new(key, (folder / MANIFEST).read_bytes(), hashlib.sha256).hexdigest()
+    tmp = folder / f".{SIGNATURE}.tmp"
+    tmp.write_text(mac + "\n")
+    os.replace(tmp, folder / SIGNATURE)
+
+
+def signature_valid(folder: Path, key: bytes) -> bool:
+    sig = folder / SIGNATURE
+    if not sig.is_file():
+        return False
+    mac = hmac.new(key, (folder / MANIFEST).read_bytes(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac, sig.read_text().strip())
+
+
+def _check_manifest(folder: Path, manifest: object) -> dict:
+    """A manifest of the right shape, so a damaged one is a PackageError, never a KeyError."""
+    if not isinstance(manifest, dict):
+        raise PackageError(f"{folder / MANIFEST} is damaged: not a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise PackageError(f"{folder} has package format {manifest.get('format')!r}, expected {FORMAT!r}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files or not all(
+            isinstance(e, dict) and isinstance(e.get("sha256"), str) and isinstance(e.get("size"), int)
+            for e in files.values()):
+        raise PackageError(f"{folder / MANIFEST} is damaged: it has no valid 'files' table",
+                           "use the package as it was published (data/clones/<clone>/<version>/ or its .tar.gz)")
+    for key in ("clone", "version"):
+        if not isinstance(manifest.get(key), str):
+            raise PackageError(f"{folder / MANIFEST} is damaged: no '{key}'")
+    return manifest
+
+
 def verify(folder: Path) -> dict:
     """Check every file against the manifest: nothing missing, nothing changed, nothing added."""
     mpath = folder / MANIFEST
     if not mpath.is_file():
         raise PackageError(f"{folder} is not a clone package: {MANIFEST} is missing")
     try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as err:
+        manifest = _check_manifest(folder, json.loads(mpath.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise PackageError(f"{mpath} is damaged: {err}") from None
-    if manifest.get("format") != FORMAT:
-        raise PackageError(f"{folder} has package format {manifest.get('format')!r}, expected {FORMAT!r}")
-    actual = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
+    actual = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name not in NOT_LISTED}
     expected = manifest["files"]
     if missing := sorted(set(expected) - actual):
         raise PackageError(f"package {folder} is incomplete: missing {', '.join(missing)}")
@@ -104,53 +163,100 @@ def verify(folder: Path) -> dict:
     return manifest
 
 
-def safe_extract(archive: Path, target: Path) -> Path:
-    """Extract a package archive into `target`; refuses any member that would land outside it (absolute
-    paths, '..', links, devices). Returns the package folder."""
-    target = target.resolve()
+def _extract_into(archive: Path, scratch: Path) -> Path:
+    """Extract a package archive into the empty folder `scratch`; refuses any member that would land outside it
+    (absolute paths, '..', links, devices). Returns the package folder inside it."""
+    scratch = scratch.resolve()
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
             for m in members:
-                dest = (target / m.name).resolve()
-                if m.name.startswith("/") or (dest != target and target not in dest.parents):
-                    raise PackageError(f"{archive}: member {m.name!r} would be written outside {target}; refused")
+                dest = (scratch / m.name).resolve()
+                if m.name.startswith("/") or (dest != scratch and scratch not in dest.parents):
+                    raise PackageError(f"{archive}: member {m.name!r} would be written outside its folder; refused")
                 if not (m.isfile() or m.isdir()):
                     raise PackageError(f"{archive}: member {m.name!r} is a link or device; refused")
-            tmp = target.parent / f".{target.name}.extracting"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
             for m in members:
                 if m.isdir():
-                    (tmp / m.name).mkdir(parents=True, exist_ok=True)
+                    (scratch / m.name).mkdir(parents=True, exist_ok=True)
                     continue
-                (tmp / m.name).parent.mkdir(parents=True, exist_ok=True)
+                (scratch / m.name).parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(m)
-                with open(tmp / m.name, "wb") as out:
+                with open(scratch / m.name, "wb") as out:
                     shutil.copyfileobj(src, out)
-    except (tarfile.TarError, EOFError, OSError) as err:
+    except (tarfile.TarError, EOFError, OSError, ValueError) as err:
         raise PackageError(f"{archive} is not a readable package archive ({err})") from None
-    entries = list(tmp.iterdir())
-    folder = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp  # archives hold one top folder
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(folder, target)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    entries = list(scratch.iterdir())
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else scratch  # archives hold one top folder
+
+
+def _same_package(a: Path, b: Path) -> bool:
+    try:
+        return sha256(a / MANIFEST) == sha256(b / MANIFEST) and verify(a) is not None
+    except (OSError, PackageError):
+        return False
+
+
+def safe_extract(archive: Path, target: Path) -> Path:
+    """Extract a package archive to `target` without ever touching an existing folder: it is built in a fresh
+    temporary folder beside it and verified, then renamed into place. If `target` already holds the same package
+    (verified), that extraction is reused; if it holds anything else, the load is refused and both are left as
+    they were. Returns the package folder."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.extracting-", dir=target.parent))
+    try:
+        folder = _extract_into(archive, scratch)
+        verify(folder)
+        if target.exists() or target.is_symlink():
+            if _same_package(target, folder):
+                return target  # already extracted and intact: reuse it, discard the fresh copy
+            raise PackageError(f"{target} already exists and is not this archive's package; it was left untouched",
+                               f"move {target} away to extract {archive.name} there, or load {target} itself")
+        try:
+            os.rename(folder, target)  # never replaces: target did not exist a moment ago
+        except OSError:
+            if _same_package(target, folder):
+                return target  # another process extracted the same package meanwhile
+            raise PackageError(f"{target} appeared while {archive.name} was being extracted; left untouched") from None
+        return target
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def archive_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def load(path: str | os.PathLike) -> Package:
-    """Open a package folder or archive, verifying every checksum; raises PackageError."""
+    """Open a package folder or archive (extracted beside it, see safe_extract), verifying every checksum;
+    raises PackageError."""
     path = Path(path)
     if not path.exists():
-        raise PackageError(f"no package at {path}")
+        raise PackageError(f"no package at {path}", "check the path, or list the packages: python -m clonetrain.registry list")
     if path.is_file():
-        name = path.name
-        for suffix in (".tar.gz", ".tgz", ".tar"):
-            if name.endswith(suffix):
-                name = name[: -len(suffix)]
-        path = safe_extract(path, path.parent / name)
+        path = safe_extract(path, path.parent / archive_stem(path))
     return Package(path=path, manifest=verify(path))
+
+
+@contextlib.contextmanager
+def opened(path: str | os.PathLike) -> Iterator[Package]:
+    """A verified package for as long as the block runs: a folder as it is, an archive extracted into a temporary
+    folder that is removed afterwards (a render leaves no copy behind)."""
+    path = Path(path)
+    if not path.exists():
+        raise PackageError(f"no package at {path}", "check the path, or list the packages: python -m clonetrain.registry list")
+    if path.is_dir():
+        yield Package(path=path, manifest=verify(path))
+        return
+    # In the system's temporary folder, not beside the archive: nothing of it is left in the studio's folders.
+    with tempfile.TemporaryDirectory(prefix=f"clonetrain-{archive_stem(path)}.extracting-") as scratch:
+        folder = _extract_into(path, Path(scratch))
+        yield Package(path=folder, manifest=verify(folder))
 
 
 def make_archive(folder: Path, archive: Path) -> None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
+import json
 import logging
 import os
+import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from clonetrain import quiet
+from clonetrain import consent, quiet, reconcile
 from clonetrain.errors import ClonetrainError, LockedError, UpstreamMissingError
 from clonetrain.manifest import StageResult, code_hash, digest, file_entry, hash_outputs, outputs_intact, versions
 from clonetrain.workspace import Workspace, write_json_atomic
@@ -89,17 +92,39 @@ def resolve_stages(name: str) -> list[str]:
     raise ClonetrainError(f"unknown stage {name!r}", f"choose one of: {', '.join([*GROUPS, *STAGES, *ACTIONS])}")
 
 
+def lock_holder(fh) -> str:
+    """Who holds a lock file: its pid, host, start time and command, as the holder wrote them."""
+    fh.seek(0)
+    text = fh.read().strip()
+    try:
+        h = json.loads(text)
+        return (f"pid {h.get('pid')} on {h.get('host')}, started {h.get('started')}"
+                + (f": {h['command']}" if h.get("command") else ""))
+    except (json.JSONDecodeError, AttributeError):
+        return f"pid {text}" if text else "an unknown process"
+
+
+def write_holder(fh) -> None:
+    """Record who holds the lock, for the error a second run gets."""
+    fh.seek(0)
+    fh.truncate()
+    fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         "command": " ".join(sys.argv)[:300]}))
+    fh.flush()
+
+
 @contextlib.contextmanager
 def clone_lock(ws: Workspace) -> Iterator[None]:
     """One run per clone at a time; a second one fails at once instead of corrupting the first."""
     ws.work_dir.mkdir(parents=True, exist_ok=True)
-    with open(ws.work_dir / ".lock", "w") as fh:
+    with open(ws.work_dir / ".lock", "a+") as fh:  # a+: the holder's record is read before anything is written
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LockedError(f"clone {ws.clone!r} is being processed by another run", "wait for it to finish") from None
-        fh.write(str(os.getpid()))
-        fh.flush()
+            raise LockedError(f"clone {ws.clone!r} is being processed by another run ({lock_holder(fh)})",
+                              "wait for it to finish") from None
+        write_holder(fh)
         try:
             yield
         finally:
@@ -232,12 +257,16 @@ def run(cfg: DictConfig) -> dict[str, str]:
         importlib.import_module(ACTIONS[cfg.stage]).run(cfg, ws)
         return {cfg.stage: "ran"}
     names = resolve_stages(cfg.stage)
+    if any(n != "pretrain" for n in names):
+        # The live record, every run: an expired or revoked consent stops even stages that are up to date.
+        consent.require_live(ws.root, ws.clone, use="train")
     if is_extra_process():
         # No lock: the first process holds it for the whole run.
         return {n: join_stage(STAGES[n], cfg, ws) if n in DISTRIBUTED_STAGES else "left to rank 0" for n in names}
     statuses: dict[str, str] = {}
     timings: dict[str, float] = {}
     with clone_lock(ws):
+        reconcile.reconcile(ws.root, ws.clone)  # leftovers of a killed run: adopted or removed, logged
         for name in names:
             t0 = time.perf_counter()
             statuses[name] = run_stage(STAGES[name], cfg, ws, force=bool(cfg.force))

@@ -41,7 +41,12 @@ def _videos(cfg: DictConfig, ws: Workspace) -> list[Path]:
 
 
 def _sound_beside(video: Path) -> Path | None:
-    return next((p for ext in SOUND_EXTENSIONS if (p := video.with_suffix(ext)).is_file()), None)
+    """STEM.wav beside the video; the extension in any case (cameras and Windows write STEM.WAV)."""
+    exact = [video.with_suffix(ext) for ext in SOUND_EXTENSIONS]
+    found = [p for p in exact if p.is_file()]
+    found += sorted(p for p in video.parent.iterdir() if p.is_file() and p.stem == video.stem and p != video
+                    and p.suffix.lower() in SOUND_EXTENSIONS and p not in found)
+    return found[0] if found else None
 
 
 def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
@@ -147,12 +152,16 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     usable = sum(r["duration_s"] for r in ok)
     speech = sum(r["speech_s"] for r in ok if r["lipsync"])
     if usable < c.min_duration_s:
-        reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in rows if r["status"] != "ok")
+        rejected = [r for r in rows if r["status"] != "ok"]
+        reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in rejected)
+        # The rejected takes' own fixes say what to do; the generic advice only when there is none.
+        fixes = [f"{r['file']}: {r['fix']}" for r in rejected if r.get("fix")]
+        generic = "add takes of the person talking to camera (about one minute in all)"
         raise NotEnoughFootageError(
             f"clone {ws.clone!r} has {usable:.1f} s of usable footage, {c.min_duration_s - usable:.1f} s short of the "
             f"minimum of {c.min_duration_s:g} s (ingest.min_duration_s)"
             + (f" ({reasons})" if reasons else ""),
-            "add takes of the person talking to camera (about one minute in all)",
+            "; ".join(fixes) + ("" if ok else f"; or {generic}") if fixes else generic,
         )
     if usable + 1 / c.fps < c.warn_duration_s:  # within a frame of the mark counts as reaching it
         result.warnings.append(f"only {usable:.1f} s of usable footage; one minute or more gives a better clone")
@@ -168,12 +177,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
              lipsync=np.concatenate(lipsync_frame), fps=np.array(c.fps))
     write_json_atomic(out_dir / "takes.json", rows)
     write_json_atomic(out_dir / "vad.json", {"sample_rate": c.sample_rate, "segments": segments})
-    consent_file = ws.raw_dir / consent_mod.FILENAME
-    write_json_atomic(out_dir / "consent.json", {
-        "person": consent.person, "recorded_by": consent.recorded_by, "date": consent.date.isoformat(),
-        "permitted_uses": list(consent.permitted_uses), "expires": consent.expires.isoformat(),
-        "sha256": sha256_file(consent_file),
-    })
+    # The record frozen with the footage: it proves what this was built under; the live record still decides.
+    write_json_atomic(out_dir / "consent.json", consent.as_record())
 
     result.counts = {"takes": len(rows), "takes_ok": len(ok), "frames": offset_frames,
                      "usable_s": round(usable, 2), "speech_s": round(speech, 2), "lipsync_ready": lipsync_ready}
@@ -183,5 +188,5 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                             if r["status"] == "ok" else f"REJECTED - {r['reason']}")
         for r in rows
     ]
-    result.details = {"consent_sha256": sha256_file(consent_file)}
+    result.details = {"consent_sha256": consent.sha256}
     return result

@@ -84,6 +84,21 @@ Mouth shapes of sounds absent from the training footage may be wrong. Clone LMD 
 """
 
 
+def registry_entry(root: Path, folder: Path, archive: Path, metrics: dict, ingest_counts: dict | None,
+                   config_digest: str | None) -> dict:
+    """What the registry keeps of a published package: where it is, its manifest hash (the package's identity,
+    checked at every render), the held-out metrics and targets the promotion floor reads."""
+    manifest = json.loads((folder / package.MANIFEST).read_text())
+    return {
+        "path": str(folder.relative_to(root)), "archive": str(archive.relative_to(root)),
+        "package_sha256": package.sha256(folder / package.MANIFEST), "metrics": manifest["metrics"],
+        "targets": metrics.get("targets", {}),
+        "lipsync_ready": (ingest_counts or {}).get("lipsync_ready"),
+        "takes": [t["sha256"] for t in manifest.get("source_takes", []) if t["status"] == "ok"],
+        "config_digest": config_digest,
+    }
+
+
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     pkg = out_dir / "pkg"
     (pkg / "avatar").mkdir(parents=True)
@@ -138,6 +153,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     }
     write_json_atomic(pkg / package.MANIFEST, manifest)
     package.verify(pkg)
+    if (key := package.signing_key()) is not None:
+        package.sign(pkg, key)  # a studio key: the package is trusted by its signature beyond this registry
 
     # Publish: folder then archive, each appearing whole or not at all; then register.
     dest = ws.root / "clones" / ws.clone / version
@@ -147,13 +164,14 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     tmp.rename(dest)
     archive = dest.with_name(f"{ws.clone}-{version}.tar.gz")
     package.make_archive(dest, archive)
-    registry.add_version(ws.root, ws.clone, version, {
-        "path": str(dest.relative_to(ws.root)), "archive": str(archive.relative_to(ws.root)),
-        "package_sha256": package.sha256(pkg / package.MANIFEST), "metrics": manifest["metrics"],
-        "takes": [t["sha256"] for t in takes if t["status"] == "ok"], "config_digest": ws.fingerprints.get("package"),
-    })
+    entry = registry_entry(ws.root, dest, archive, metrics, ws.read_manifest("ingest")["counts"],
+                           ws.fingerprints.get("package"))
+    # What `registry list` shows as the verdict: evaluate's, as the package's metrics.json holds it.
+    judged = verdict.of_metrics(metrics)
+    entry["verdict"] = {k: judged[k] for k in ("level", "missed", "targets")} if judged else None
+    registry.add_version(ws.root, ws.clone, version, entry)
     # The clone in the tracker too, from the training run that made it (wandb, offline unless told otherwise).
-    tracking.log_clone(cfg, dest, ws.clone, version, manifest["metrics"], verdict.of_metrics(metrics),
+    tracking.log_clone(cfg, dest, ws.clone, version, manifest["metrics"], judged,
                        ws.read_manifest("train")["details"].get("tracker_run_id"))
     result = StageResult(counts={"version": version, "files": len(manifest["files"]),
                                  "motion_segments": len(motion)})

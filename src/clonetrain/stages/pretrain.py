@@ -30,6 +30,10 @@ def _corpus(cfg: DictConfig, ws: Workspace) -> list[Workspace]:
     if not cfg.pretrain.corpus:
         raise ClonetrainError("pretrain.corpus is empty", "name the preprocessed clones to learn from, e.g. "
                               f"python -m clonetrain stage=pretrain clone={ws.clone} pretrain.corpus=[anna,ben]")
+    from clonetrain.consent import require_live
+
+    for c in cfg.pretrain.corpus:
+        require_live(ws.root, c, use="train")  # a base learns from people too: each one's consent must be in force
     return [Workspace(ws.root, c) for c in cfg.pretrain.corpus]
 
 

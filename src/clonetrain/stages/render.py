@@ -2,7 +2,13 @@
 
     python -m clonetrain stage=render clone=anna audio=speech.wav              # the live package, else training output
     python -m clonetrain stage=render clone=anna audio=speech.wav render.package=data/clones/anna/v0002
+    python -m clonetrain stage=render clone=anna audio=speech.wav render.use=livestream_commerce
 
+Before anything is loaded, the clone's CURRENT consent record (raw/<clone>/consent.yaml) must permit the use
+(render.use, default render): revoked, expired, deleted or not permitted means refused. A package is rendered
+only if the registry knows its manifest hash (or the studio key signed it), so an edited package is refused;
+its frozen consent copy must be the same person's. An earlier deliverable is never overwritten: the next free
+name (speech-2.mp4, ...) is used unless render.overwrite=true; an explicit render.out that exists is refused.
 The clone's footage is looped back and forth, the generated lower face is pasted into every frame through a soft
 mask at the original resolution, the sound is muxed in, a visible "AI-generated" label is burnt into every frame
 and the provenance (clone, version, model hash, consent hash, time) is written into the container metadata and a
@@ -11,10 +17,10 @@ JSON beside the video. Neither the label nor the provenance can be turned off.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import math
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +28,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from clonetrain import __version__, avatar as avatar_mod, verdict
-from clonetrain.errors import ClonetrainError, ConsentError, FootageError
+from clonetrain import consent as consent_mod
+from clonetrain.errors import ClonetrainError, FootageError
 from clonetrain.manifest import sha256_file
 from clonetrain.media import convert
 from clonetrain.media.label import LABEL, burn_label
@@ -30,7 +37,7 @@ from clonetrain.media.paste import paste
 from clonetrain.media.write import write_video
 from clonetrain.models.inference import generate, speech_windows
 from clonetrain.progress import Progress
-from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
+from clonetrain.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +62,18 @@ def read_speech(path_str: str, sr: int) -> tuple[Path, np.ndarray]:
     return path, wav
 
 
-def check_consent(record: dict, clone: str, today: dt.date | None = None) -> None:
-    expires = dt.date.fromisoformat(record["expires"])
-    if (today or datetime.now(timezone.utc).date()) > expires:
-        raise ConsentError(f"the consent of {record['person']} for clone {clone!r} expired on {expires}: "
-                           "nothing may be rendered with this clone", "renew the consent record and re-package")
+def live_consent(cfg: DictConfig, ws: Workspace) -> consent_mod.Consent:
+    """The clone's current consent must permit this render (render.use), today."""
+    return consent_mod.require_live(ws.root, ws.clone, use=cfg.render.use or "render")
 
 
-def _source(cfg: DictConfig, ws: Workspace) -> avatar_mod.Avatar:
-    """render.package if given, else the clone's live package, else its training output."""
+def _package_path(cfg: DictConfig, ws: Workspace) -> Path | None:
+    """render.package if given, else the clone's live package, else None (the training output)."""
     if cfg.render.package:
-        return avatar_mod.from_package(Path(cfg.render.package).expanduser())
+        return Path(cfg.render.package).expanduser()
     from clonetrain import registry
 
-    live = registry.live_path(ws.root, ws.clone)
-    if live is not None:
-        return avatar_mod.from_package(live)
-    return avatar_mod.from_workspace(cfg, ws)
+    return registry.live_path(ws.root, ws.clone)
 
 
 def warn_if_weak(av: avatar_mod.Avatar) -> None:
@@ -84,9 +86,68 @@ def warn_if_weak(av: avatar_mod.Avatar) -> None:
         log.warning("clone %s (%s): %s", av.clone, source, verdict.text(av.verdict))
 
 
+def _source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> avatar_mod.Avatar:
+    """The avatar to render, from a trusted package (an archive is extracted to a temporary folder, removed once
+    read) or from the training output; its frozen consent checked against the live one."""
+    from clonetrain import package, registry
+
+    path = _package_path(cfg, ws)
+    if path is None:
+        av = avatar_mod.from_workspace(cfg, ws)
+        consent_mod.check_frozen(av.consent, current, ws.clone, "the training output")
+        return av
+    with package.opened(path) as pkg:
+        if pkg.clone != ws.clone:
+            raise RenderError(f"package {path} is clone {pkg.clone!r}, not {ws.clone!r}",
+                              f"render it as clone={pkg.clone}, under that clone's consent")
+        registry.check_trusted(ws.root, pkg)
+        consent_mod.check_frozen(pkg.consent, current, ws.clone, f"package {pkg.clone} {pkg.version}")
+        return avatar_mod.from_package(pkg)
+
+
+def output_path(cfg: DictConfig, ws: Workspace, audio_path: Path) -> tuple[Path, bool]:
+    """(where the video goes, whether the user named it). Refuses a named file that exists unless overwriting."""
+    if cfg.render.out:
+        out = Path(cfg.render.out).expanduser().resolve()
+        if out.exists() and not cfg.render.overwrite:
+            raise RenderError(f"{out} already exists; an earlier deliverable is never overwritten",
+                              "choose another render.out, or pass render.overwrite=true to replace it")
+        return out, True
+    return ws.root / "renders" / ws.clone / f"{audio_path.stem}.mp4", False
+
+
+def _candidates(out: Path, named: bool):
+    yield out
+    if not named:
+        for n in range(2, 10_000):
+            yield out.with_name(f"{out.stem}-{n}{out.suffix}")
+
+
+def deliver(tmp: Path, out: Path, overwrite: bool, named: bool) -> Path:
+    """Move the finished video into place without replacing an earlier one: a link never overwrites, so two
+    renders of speech.mp3 and speech.m4a get speech.mp4 and speech-2.mp4. Returns the path it got."""
+    if overwrite:
+        os.replace(tmp, out)
+        return out
+    for candidate in _candidates(out, named):
+        if candidate.with_suffix(".provenance.json").exists():
+            continue  # its provenance belongs to an earlier render
+        try:
+            os.link(tmp, candidate)
+        except FileExistsError:
+            if named:
+                raise RenderError(f"{out} appeared while rendering; it was left untouched",
+                                  "choose another render.out, or pass render.overwrite=true") from None
+            continue
+        tmp.unlink()
+        return candidate
+    raise RenderError(f"no free name for {out}")
+
+
 def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int,
+           overwrite: bool = False, named: bool = True, current: consent_mod.Consent | None = None,
            progress_every_s: float = 30.0) -> dict:
-    check_consent(av.consent, av.clone)
+    """Render `wav` with the avatar into `out` (see deliver for the name it gets); returns the provenance record."""
     warn_if_weak(av)
     n_out = math.ceil(len(wav) / (sr / av.fps))
     windows = speech_windows(av.mel, wav, sr, av.fps, n_out)
@@ -106,14 +167,23 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
     provenance = {
         "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__}", "clone": av.clone,
         "version": av.version, "model_sha256": av.model_sha256, "consent_sha256": av.consent["sha256"],
-        "permitted_uses": av.consent["permitted_uses"], "audio_sha256": sha256_file(audio_path),
+        "consent_live_sha256": current.sha256 if current else None,
+        "permitted_uses": list(current.permitted_uses) if current else av.consent["permitted_uses"], "audio_sha256": sha256_file(audio_path),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    with atomic_path(out) as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.rendering.mp4")
+    try:
         write_video(rendered(), (w, h), av.fps, tmp, audio=audio_path,
                     metadata={"comment": json.dumps(provenance), "description": f"{LABEL} video of clone {av.clone}",
                               "title": f"{LABEL}: {av.clone}"})
-    record = {**provenance, "video_sha256": sha256_file(out), "frames": n_out, "fps": av.fps, "size": [w, h]}
+        os.chmod(tmp, 0o644)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        out = deliver(tmp, out, overwrite, named)
+    finally:
+        tmp.unlink(missing_ok=True)
+    record = {**provenance, "path": str(out), "video_sha256": sha256_file(out), "frames": n_out, "fps": av.fps, "size": [w, h]}
     write_json_atomic(out.with_suffix(".provenance.json"), record)
     log.info("rendered %s: %d frames (%.1f s) at %dx%d from %s, labelled %r", out, n_out, n_out / av.fps, w, h,
              f"package {av.version}" if av.version else "training output", LABEL)
@@ -121,10 +191,12 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
 
 
 def run(cfg: DictConfig, ws: Workspace) -> Path:
+    current = live_consent(cfg, ws)  # first: nothing of a clone without consent is even loaded
     sr = cfg.ingest.sample_rate
     audio_path, wav = read_speech(cfg.audio, sr)
-    av = _source(cfg, ws)
-    out = Path(cfg.render.out).expanduser() if cfg.render.out else ws.root / "renders" / ws.clone / f"{audio_path.stem}.mp4"
+    out, named = output_path(cfg, ws, audio_path)
+    av = _source(cfg, ws, current)
     log.info("render: %s speaks %s (%.1f s of sound)", av.clone, audio_path.name, len(wav) / sr)
-    render(av, wav, sr, audio_path, out, cfg.render.batch_size, cfg.progress_every_s)
-    return out
+    record = render(av, wav, sr, audio_path, out, cfg.render.batch_size, bool(cfg.render.overwrite), named, current,
+                    cfg.progress_every_s)
+    return Path(record["path"])

@@ -82,6 +82,20 @@ def load_clip(ws: Workspace, size: int, n_mels: int | None = None) -> Clip:
                 mel_per_frame=float(audio_manifest["counts"]["mel_per_video_frame"]))
 
 
+def no_training_frame(clip: Clip, lo: int, hi: int) -> UpstreamMissingError:
+    """The error for a clone without a single frame to learn from, saying why the frames were left out."""
+    n = max(hi - lo, 0)
+    no_landmarks = int((~clip.valid_landmarks[lo:hi]).sum())
+    flagged = n - no_landmarks
+    why = (f"of its {n} training frames, {no_landmarks} have no face or landmarks and {flagged} are flagged "
+           "(face too small, blurred, in profile or several faces) or belong to takes without speech")
+    return UpstreamMissingError(
+        f"clone {clip.clone!r} has no usable training frame: {why}" if n else
+        f"clone {clip.clone!r} has no usable training frame: no frames before the held-out part",
+        f"see each take's verdict in data/work/{clip.clone}/report/report.html; add takes of the person speaking, "
+        "facing the camera, the face at least faces.min_face_px tall")
+
+
 def window_starts(clip: Clip, lo: int, hi: int, length: int) -> np.ndarray:
     """Starts of windows of `length` usable frames of one take inside [lo, hi)."""
     ok = clip.usable[lo:hi]
@@ -122,7 +136,7 @@ class WindowDataset(Dataset):
         self.starts = window_starts(clip, lo, hi, length)
         self.refs = np.flatnonzero(clip.usable[ref_lo:ref_hi]) + ref_lo
         if len(self.refs) == 0:
-            raise UpstreamMissingError(f"clone {clip.clone!r} has no usable training frame")
+            raise no_training_frame(clip, ref_lo, ref_hi)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -155,6 +169,6 @@ def reference_frame(clip: Clip, hi: int) -> int:
     mouth near its median opening (neither shut tight nor wide open)."""
     cand = np.flatnonzero(clip.usable[:hi] & clip.valid_landmarks[:hi])
     if cand.size == 0:
-        raise UpstreamMissingError(f"clone {clip.clone!r} has no usable training frame")
+        raise no_training_frame(clip, 0, hi)
     mouth = clip.mouth_open[cand]
     return int(cand[np.argmin(np.abs(mouth - np.median(mouth)))])

@@ -270,7 +270,8 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
             "best_step": best.step, f"best_{t.monitor}": best.best}
     checkpoint.save(out_dir / "model.safetensors", generator, module.expert, meta)
     stopped = ("early stopping" if trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch
-               else "time budget" if t.max_minutes * 60 <= seconds + 1 else "max steps")
+               # By steps, not by this process's seconds: a resumed run's time budget counts the time before the kill.
+               else "max steps" if trainer.global_step >= t.max_steps else "time budget")
     return {"steps": trainer.global_step, "seconds": round(seconds, 1), "resumed_from_step": resumed_from,
             "best_step": best.step, "best_monitor": round(best.best, 5) if best.step is not None else None,
             "stopped_by": stopped, "metrics": metrics, "precision": resolve_precision(tr.precision),

@@ -1,0 +1,119 @@
+"""Leftovers of a killed or refused run under data/clones/<clone>/, reconciled at the start of the next run.
+
+- a complete `vNNNN/` the registry does not know (killed between publishing and registering): adopted as a
+  candidate when it verifies and is this clone's version, its archive rebuilt if missing; removed otherwise
+- `.vNNNN.tmp/` (a folder being published) and `.<clone>-vNNNN.tar.gz.tmp` (an archive being written): removed
+- `.<name>.extracting-*/` (an archive being extracted) older than STALE_S: removed (a younger one may be in use)
+- a registered version whose archive is missing: the archive is rebuilt from the verified folder
+- `renders/<clone>/.<stem>.<pid>.rendering.mp4` of a render process that is gone: removed (never a deliverable)
+
+Every action is logged and returned, so a run's log says what it found.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from clonetrain import package, registry
+
+log = logging.getLogger(__name__)
+
+STALE_S = 3600.0
+_VERSION = re.compile(r"^v\d{4,}$")
+
+
+def _remove(path: Path, why: str, actions: list[str]) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    actions.append(f"removed {path.name}: {why}")
+
+
+def _adopt(root: Path, clone: str, folder: Path, actions: list[str]) -> None:
+    from clonetrain.stages.package import registry_entry
+    from clonetrain.workspace import Workspace
+
+    try:
+        manifest = package.verify(folder)
+    except package.PackageError as err:
+        _remove(folder, f"an unregistered, incomplete package ({err.message})", actions)
+        return
+    if manifest["clone"] != clone or manifest["version"] != folder.name:
+        _remove(folder, f"holds {manifest['clone']} {manifest['version']}, not {clone} {folder.name}", actions)
+        return
+    archive = folder.with_name(f"{clone}-{folder.name}.tar.gz")
+    if not archive.is_file():
+        package.make_archive(folder, archive)
+    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+    ingest = Workspace(root, clone).read_manifest("ingest") or {}
+    entry = registry_entry(root, folder, archive, metrics, ingest.get("counts"), None)
+    reason = "adopted: published by a run that stopped before registering it"
+    registry.add_version(root, clone, folder.name, entry, reason=reason)
+    actions.append(f"adopted {folder.name} as a candidate ({reason})")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dead_renders(root: Path, clone: str, actions: list[str]) -> None:
+    folder = root / "renders" / clone
+    for p in folder.glob(".*.rendering.mp4") if folder.is_dir() else []:
+        pid = p.name.removesuffix(".rendering.mp4").rsplit(".", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            _remove(p, f"a render (pid {pid}) stopped before it finished", actions)
+
+
+def reconcile(root: str | Path, clone: str, now: float | None = None) -> list[str]:
+    """Reconcile clones/<clone>/ with the registry; returns what was done (also logged)."""
+    root = Path(root)
+    folder = root / "clones" / clone
+    actions: list[str] = []
+    _dead_renders(root, clone, actions)
+    if not folder.is_dir():
+        _log(clone, actions)
+        return actions
+    now = now or time.time()
+    known = registry.read(root)["clones"].get(clone, {}).get("versions", {})
+    for p in sorted(folder.iterdir()):
+        name = p.name
+        if name.startswith(".") and name.endswith(".tmp"):
+            _remove(p, "left by a run stopped while publishing", actions)
+        elif name.startswith(".") and ".extracting" in name:
+            if now - p.stat().st_mtime > STALE_S:
+                _remove(p, "left by an extraction that was stopped or refused", actions)
+        elif p.is_dir() and _VERSION.match(name) and name not in known:
+            _adopt(root, clone, p, actions)
+    for version, entry in known.items():
+        path = root / entry.get("path", f"clones/{clone}/{version}")
+        archive = root / entry["archive"] if entry.get("archive") else None
+        if not path.is_dir():
+            actions.append(f"warning: registered {version} has no folder {path}")
+        elif archive is not None and not archive.is_file():
+            try:
+                package.verify(path)
+            except package.PackageError as err:
+                actions.append(f"warning: registered {version} does not verify: {err.message}")
+                continue
+            package.make_archive(path, archive)
+            actions.append(f"rebuilt the missing archive {archive.name}")
+    _log(clone, actions)
+    return actions
+
+
+def _log(clone: str, actions: list[str]) -> None:
+    for a in actions:
+        (log.warning if a.startswith("warning") else log.info)("reconcile %s: %s", clone, a)
