@@ -178,5 +178,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     result.details = {"version": version, "path": str(dest), "archive": str(archive)}
     by_label = {k: sum(s["seconds"] for s in motion if s["label"] == k) for k in ("idle", "talking", "nodding")}
     result.summary = [f"{ws.clone} {version}: {dest}", f"archive: {archive}",
-                      "motion library: " + ", ".join(f"{k} {v:.0f} s" for k, v in by_label.items())]
+                      "motion library: " + ", ".join(f"{k} {v:.0f} s" for k, v in by_label.items()),
+                      f"verdict: {verdict.text(judged) if judged else 'not evaluated'}",
+                      f"a candidate: render uses it once promoted (python -m clonetrain.registry promote "
+                      f"{ws.clone} {version})"]
     return result
