@@ -13,9 +13,12 @@ the judge's landmarks on the generated face are compared frame by frame with tho
               before the sound and closes after it), the share of frames whose generated opening stays within
               the clone's own closed-mouth range: at most the `closed_percentile` percentile of the openings the
               judge measures on the clone's own training footage during its own pauses
-  loud_minus_pause_opening
-              mean generated opening on the driver's loudest speech frames (top 20% of voice-band energy) minus
-              that in its pauses: above 0 when the mouth opens on the loud syllables
+  sync_offset_frames, sync_peak_corr, sync_peak_margin
+              does the mouth open on the driver's syllables: the project's offset estimate (audio.sync: mouth
+              changes against voice-band energy changes) between the generated mouth and the driver's sound,
+              relative to the natural mouth lead. A mouth that opens on the loud syllables has a clear peak
+              near 0; one that ignores the sound has none. (The level of the energy is a poor guide: a real mouth
+              opens a few frames before the energy peaks, and VAD pauses are few and often breaths.)
 
 The static frame (the clone's footage with the reference's lower face: a mouth that never moves) is judged the
 same way beside it; its r is about 0 here, since nothing in it follows the driver.
@@ -26,14 +29,12 @@ from __future__ import annotations
 import numpy as np
 
 from clonetrain import avatar
+from clonetrain.audio import sync
 from clonetrain.evaluation import metrics
 from clonetrain.evaluation.drivers import Driver
 from clonetrain.models.inference import generate, speech_windows
 from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import Landmarker
-
-LOUD_SHARE = 0.2
-
 
 def mouth_motion(points: np.ndarray) -> np.ndarray:
     """(n, 68, 2) -> (n, 20, 2): the mouth about its centre, in eye distances, less its mean over the frames."""
@@ -82,29 +83,31 @@ def judge_clone_pauses(landmarker: Landmarker, faces: np.ndarray, usable: np.nda
     return opening.astype(np.float64), source
 
 
-def score(gen_pts: np.ndarray, driver: Driver, closed_max: float, margin: int) -> dict:
-    """One method's generated points (n, 68, 2), driven by `driver`, against the driver's real mouth."""
-    return score_opening(geometry.mouth_opening(gen_pts).astype(np.float64), driver, closed_max, margin,
-                         motion_lmd(gen_pts, driver.points))
+def score(gen_pts: np.ndarray, driver: Driver, closed_max: float, margin: int, lead: float, max_lag: int) -> dict:
+    """One method's generated points (n, 68, 2), driven by `driver`, against the driver's real mouth and sound.
+    `lead`, `max_lag`: audio_features.mouth_lead_frames and max_offset_frames."""
+    return score_opening(geometry.mouth_opening(gen_pts).astype(np.float64), driver, closed_max, margin, lead,
+                         max_lag, motion_lmd(gen_pts, driver.points))
 
 
-def score_opening(gen_open: np.ndarray, driver: Driver, closed_max: float, margin: int,
+def score_opening(gen_open: np.ndarray, driver: Driver, closed_max: float, margin: int, lead: float, max_lag: int,
                   lmd: np.ndarray | None = None) -> dict:
     """The same from the generated mouth opening per frame (and the per-frame LMD when there are points)."""
-    pauses = pause_frames(driver.speech, margin) & np.isfinite(gen_open)
-    speaking = driver.speech & np.isfinite(gen_open)
-    loud = speaking & (driver.energy >= np.percentile(driver.energy[speaking], 100 * (1 - LOUD_SHARE))) \
-        if speaking.any() else speaking
+    judged = np.isfinite(gen_open)
+    pauses = pause_frames(driver.speech, margin) & judged
     r = metrics.pearson(gen_open, driver.mouth_open)
+    est = sync.estimate_offset(gen_open, driver.energy, judged, max_lag)
+    peak, spread = est.peak, est.margin()
     return {
         "mouth_r": round(r, 4) if np.isfinite(r) else None,
         "lmd": round(float(np.nanmean(lmd)), 4) if lmd is not None and np.isfinite(lmd).any() else None,
         "silence_closed_fraction": round(float(np.mean(gen_open[pauses] <= closed_max)), 4)
         if pauses.any() and np.isfinite(closed_max) else None,
         "pause_frames": int(pauses.sum()),
-        "loud_minus_pause_opening": round(float(gen_open[loud].mean() - gen_open[pauses].mean()), 4)
-        if loud.any() and pauses.any() else None,
-        "judged_frames": int(np.isfinite(gen_open).sum()),
+        "sync_offset_frames": round(float(est.frames - lead), 2) if np.isfinite(est.frames) else None,
+        "sync_peak_corr": round(peak, 4) if np.isfinite(peak) else None,
+        "sync_peak_margin": round(spread, 4) if np.isfinite(spread) else None,
+        "judged_frames": int(judged.sum()),
     }
 
 
@@ -124,16 +127,18 @@ def static_faces(loop: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def summarise(per_driver: list[dict]) -> dict:
-    """The mean over drivers of each method's r and LMD; silence pooled over every driver's pause frames."""
+    """The mean over drivers of each method's r, LMD and sync peak; silence pooled over every driver's pauses."""
     out = {}
     for method in ("clone", "static_frame"):
         rs = [d[method]["mouth_r"] for d in per_driver if d[method]["mouth_r"] is not None]
         lmds = [d[method]["lmd"] for d in per_driver if d[method]["lmd"] is not None]
+        peaks = [d[method]["sync_peak_corr"] for d in per_driver if d[method]["sync_peak_corr"] is not None]
         frames = sum(d[method]["pause_frames"] for d in per_driver if d[method]["silence_closed_fraction"] is not None)
         closed = sum(d[method]["silence_closed_fraction"] * d[method]["pause_frames"] for d in per_driver
                      if d[method]["silence_closed_fraction"] is not None)
         out[method] = {"mouth_r": round(float(np.mean(rs)), 4) if rs else None,
                        "lmd": round(float(np.mean(lmds)), 4) if lmds else None,
+                       "sync_peak_corr": round(float(np.mean(peaks)), 4) if peaks else None,
                        "silence_closed_fraction": round(closed / frames, 4) if frames else None,
                        "pause_frames": frames, "drivers": len(rs)}
     return out

@@ -145,6 +145,7 @@ def prepare(spec: DriverSpec, settings: dict, cache: Path, landmarker: Landmarke
     cache.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache))
     try:
+        build.chmod(0o755)  # mkdtemp's 0700 would keep the shared cache from other users of the data root
         _build(spec, settings, landmarker, build)
         try:
             os.replace(build, folder)

@@ -34,27 +34,31 @@ def section(eval_dir: Path) -> str:
                      f'<img src="{uri}" alt="contact sheet of mouths" style="max-width:100%">')
     c = ev["metrics"].get("clone", {})
     if c.get("mouth_sharpness_ratio") is not None:
-        parts.append(f"<p>Held-out mouth box: sharpness {c['mouth_sharpness_ratio']} of the real mouth's "
+        parts.append(f"<p>Held-out mouth box: sharpness {c.get('mouth_sharpness_ratio')} of the real mouth's "
                      f"(1.0 = as sharp), PSNR {c.get('psnr_mouth')} dB, SSIM {c.get('ssim_mouth')}.</p>")
     xs = ev.get("cross_speaker") or {}
     if xs.get("drivers"):
-        rows = [[d["driver"], f"{d['offset_applied_frames']:+d} (measured {d['offset_frames']})",
-                 d["clone"]["mouth_r"], d["static_frame"]["mouth_r"], d["clone"]["lmd"], d["static_frame"]["lmd"],
-                 d["clone"]["silence_closed_fraction"], d["clone"]["loud_minus_pause_opening"]]
+        # .get: a metrics.json written by an older evaluate lacks the newer measures.
+        rows = [[d["driver"], f"{d.get('offset_applied_frames', 0):+d} (measured {d.get('offset_frames')})",
+                 d["clone"].get("mouth_r"), d["static_frame"].get("mouth_r"), d["clone"].get("lmd"),
+                 d["static_frame"].get("lmd"), d["clone"].get("silence_closed_fraction"),
+                 f"{d['clone'].get('sync_peak_corr')} at {d['clone'].get('sync_offset_frames')}"]
                 for d in xs["drivers"]]
         m, s = xs["mean"]["clone"], xs["mean"]["static_frame"]
-        rows.append(["mean", "", m["mouth_r"], s["mouth_r"], m["lmd"], s["lmd"], m["silence_closed_fraction"], ""])
+        rows.append(["mean", "", m.get("mouth_r"), s.get("mouth_r"), m.get("lmd"), s.get("lmd"),
+                     m.get("silence_closed_fraction"), m.get("sync_peak_corr")])
         closed = xs.get("closed_mouth") or {}
         parts.append("<h3>Driven by other people's voices</h3><p><small>The clone speaks each driver's sound "
                      "(aligned at the offset shown, in frames) over its own held-out footage; the judge compares its "
                      "mouth with the driver's real one. LMD: mouth points about their centre in eye distances, each "
                      "face's mean shape removed (lower is better). Shut in pauses: the share of the driver's pause "
                      f"frames where the clone's mouth opening stays at or below {closed.get('max_opening')} (the "
-                     f"{closed.get('percentile')}th percentile of its own opening, from {closed.get('from')}). "
-                     "Opens on loud syllables: mean opening on the loudest fifth of speech minus that in pauses."
+                     f"{closed.get('percentile', 0):g}th percentile of its own opening, from {closed.get('from')}). "
+                     "Follows the sound: the offset estimator's peak correlation between the clone's mouth changes "
+                     "and the driver's voice energy changes, at the offset (frames) where it peaks; near 0 is in sync."
                      "</small></p>"
                      + _table(["driver", "offset", "mouth r", "static r", "LMD", "static LMD", "shut in pauses",
-                               "opens on loud syllables"], rows))
+                               "follows the sound (r at offset)"], rows))
     for w in xs.get("warnings", []):
         parts.append(f"<p><small>Cross-speaker: {escape(w)}</small></p>")
     if ev.get("target_values"):

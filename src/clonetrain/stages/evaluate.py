@@ -206,7 +206,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         result.summary.append(f"driver {d['driver']}: offset {d['offset_applied_frames']:+d} frames applied "
                               f"(measured {d['offset_frames']}), mouth r {d['clone']['mouth_r']} (static "
                               f"{d['static_frame']['mouth_r']}), LMD {d['clone']['lmd']} (static "
-                              f"{d['static_frame']['lmd']}), shut in pauses {d['clone']['silence_closed_fraction']}")
+                              f"{d['static_frame']['lmd']}), shut in pauses {d['clone']['silence_closed_fraction']}, "
+                              f"mouth vs sound: offset {d['clone']['sync_offset_frames']}, peak r "
+                              f"{d['clone']['sync_peak_corr']}")
     if xspk["drivers"]:
         m = xspk["mean"]["clone"]
         result.summary.append(f"cross-speaker over {m['drivers']} drivers: mouth r {m['mouth_r']} (static "
@@ -300,8 +302,9 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
                **{k: d.info[k] for k in ("frames", "frames_judged", "speech_frames", "offset_frames",
                                          "offset_peak_corr", "offset_peak_margin", "offset_clear",
                                          "offset_applied", "offset_applied_frames")},
-               "clone": cross_speaker.score(gen_pts, d, closed_max, c.pause_margin),
-               "static_frame": cross_speaker.score(static_pts, d, closed_max, c.pause_margin)}
+               **{name: cross_speaker.score(pts, d, closed_max, c.pause_margin, a.mouth_lead_frames,
+                                            a.max_offset_frames)
+                  for name, pts in (("clone", gen_pts), ("static_frame", static_pts))}}
         out["drivers"].append(row)
         # The sheet: the driver's widest-open real mouth in speech (a loud syllable).
         real_open = np.where(d.speech & d.valid, d.mouth_open, -np.inf)
