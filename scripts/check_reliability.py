@@ -571,6 +571,70 @@ def second_nightly_exits(root, ctx):
     return ok, f"exit {proc.returncode}: {proc.stderr.strip()[:100]}"
 
 
+def registry_deleted(root, ctx):
+    from clonetrain import registry
+
+    for suffix in ("", "-wal", "-shm"):
+        (root / f"registry.db{suffix}").unlink(missing_ok=True)
+    run_stage(root, "stage=report")
+    v = registry.version(root, CLONE, "v0001")
+    ok = v is not None and v["status"] == "candidate" and "adopted" in v.get("reason", "")
+    return ok, f"after the next run: v0001 {v['status'] if v else 'unknown'} ({(v or {}).get('reason', '')[:60]})"
+
+
+def registered_archive_deleted(root, ctx):
+    from clonetrain import package
+
+    archive = root / "clones" / CLONE / f"{CLONE}-v0001.tar.gz"
+    archive.unlink()
+    run_stage(root, "stage=report")
+    with package.opened(archive) as p:
+        ok = p.version == "v0001"
+    return ok, f"archive rebuilt by the next run and verifies={ok}"
+
+
+def truncated_archive(root, ctx):
+    from clonetrain import package
+
+    d = root / "loose"
+    d.mkdir()
+    half = d / f"{CLONE}-v0001.tar.gz"
+    data = (root / "clones" / CLONE / f"{CLONE}-v0001.tar.gz").read_bytes()
+    half.write_bytes(data[: len(data) // 2])
+    try:
+        package.load(half)
+        return False, "loaded"
+    except package.PackageError as err:
+        left = sorted(p.name for p in d.iterdir())
+        return left == [half.name], f"refused ({err.message[-50:]}); folder holds {left}"
+
+
+def yaml_code_tag(root, ctx):
+    marker = root / "pwned"
+    path = consent_path(root)
+    path.write_text(path.read_text() + f"document: !!python/object/apply:os.system ['touch {marker}']\n")
+    ok, obs = clean_failure(render_cli(root, ctx["speech_wav"]), "not valid YAML")
+    return ok and not marker.exists(), obs + f"; code ran={marker.exists()}"
+
+
+def live_folder_deleted(root, ctx):
+    promote(root)
+    shutil.rmtree(root / "clones" / CLONE / "v0001")
+    return clean_failure(render_cli(root, ctx["speech_wav"]), "no package at")
+
+
+def concurrent_renders_same_stem(root, ctx):
+    procs = [subprocess.Popen([sys.executable, "-m", "clonetrain", "stage=render", f"clone={CLONE}",
+                               f"paths.root={root}", f"audio={ctx['speech_wav']}", *TINY],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    codes = [p.wait() for p in procs]
+    out = root / "renders" / CLONE
+    names = sorted(p.name for p in out.glob("*.mp4") if not p.name.startswith("."))
+    provs = sorted(p.name for p in out.glob("*.provenance.json"))
+    return codes == [0, 0] and names == ["speech-2.mp4", "speech.mp4"] and len(provs) == 2, \
+        f"exit codes {codes}; deliverables {names}; provenance files {len(provs)}"
+
+
 CASES = [
     Case("tampered archive beside a good folder", "refused; the good folder untouched", tampered_archive_beside_good_folder),
     Case("archive loaded twice", "the verified extraction is reused", archive_extraction_is_reused),
@@ -620,6 +684,13 @@ CASES = [
     Case("STEM.WAV upper case", "used as the take's sound", stem_wav_upper_case),
     Case("one-take failure", "that take's own fix", one_take_failure_fix),
     Case("second nightly while one runs", "exits at once", second_nightly_exits),
+    Case("registry.db deleted", "the next run re-registers the package", registry_deleted),
+    Case("registered archive deleted", "rebuilt by the next run", registered_archive_deleted,
+         ("clones/anchor/anchor-v0001.tar.gz",)),
+    Case("half-downloaded archive", "refused, nothing left", truncated_archive),
+    Case("!!python/object in consent.yaml", "refused, nothing run", yaml_code_tag, ("raw/anchor/consent.yaml",)),
+    Case("live package folder deleted", "clear error at render", live_folder_deleted, ("clones/anchor/v0001/",)),
+    Case("two renders of one stem at once", "two deliverables, none lost", concurrent_renders_same_stem),
 ]
 
 
@@ -677,7 +748,8 @@ def main() -> int:
             ok, observed = False, f"crash: {type(err).__name__}: {err}"[:200]
             traceback.print_exc()
         after = studio_files(root)
-        lost = sorted(k for k, h in before.items() if k not in case.edits and after.get(k) != h)
+        edited = lambda k: any(k == e or (e.endswith("/") and k.startswith(e)) for e in case.edits)  # noqa: E731
+        lost = sorted(k for k, h in before.items() if not edited(k) and after.get(k) != h)
         lost_total += len(lost)
         if lost:
             ok, observed = False, observed + f"; LOST {lost[:3]}"

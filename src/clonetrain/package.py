@@ -13,6 +13,12 @@ its TorchScript generator. Layout of data/clones/<clone>/<version>/:
 
     import clonetrain.package as pkg
     p = pkg.load("data/clones/anna/v0003")          # or the .tar.gz: extracted beside it, then verified
+    with pkg.opened("anna-v0003.tar.gz") as p: ...  # an archive in a temporary folder, removed afterwards
+
+verify() proves a package is intact, not that this studio built it: an edited package with recomputed hashes
+verifies. registry.check_trusted(root, p) decides that (the manifest hash registered at publishing, or an HMAC
+signature under the studio key, manifest.sig); consent.require_live(root, clone, use) decides whether it may be
+used today.
 """
 
 from __future__ import annotations
@@ -81,6 +87,8 @@ class Package:
         return json.loads((self.path / "consent.json").read_text())
 
     def consent_valid(self, today: dt.date | None = None) -> bool:
+        """Whether the FROZEN copy had expired by `today`; whether the clone may be used is the live record's
+        decision (clonetrain.consent.require_live)."""
         return (today or dt.date.today()) <= dt.date.fromisoformat(self.consent["expires"])
 
     def generator(self, device: str = "cpu"):

@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,32 +70,30 @@ def connect(root: str | os.PathLike, write: bool = False) -> Iterator[sqlite3.Co
     root = Path(root)
     path = db_path(root)
     if not write and not path.exists():
-        yield _empty(root)
+        con = _empty(root)
+        try:
+            yield con
+        finally:
+            con.close()
         return
     root.mkdir(parents=True, exist_ok=True)
-    try:
-        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    except sqlite3.Error as err:
-        raise _fail(root, err) from None
-    try:
-        con.execute("PRAGMA busy_timeout=%d" % int(BUSY_TIMEOUT_S * 1000))
-        tables = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not write and "versions" not in tables:
-            con.close()
-            con = _empty(root)
+    con = _open(root, write)
+    if con is None:  # a database file without our tables, only read: an empty registry
+        con = _empty(root)
+        try:
             yield con
-            return
-        if write:
-            con.execute("PRAGMA journal_mode=WAL")
-        # IMMEDIATE: a writer takes the write lock before reading, so two read-modify-writes never interleave.
-        con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        finally:
+            con.close()
+        return
+    migrated = False
+    try:
         if write:
             for stmt in filter(str.strip, SCHEMA.split(";")):
                 con.execute(stmt)
             migrated = not con.execute("SELECT 1 FROM history LIMIT 1").fetchone() and _migrate_legacy(root, con)
         yield con
         con.execute("COMMIT")
-        if write and migrated:  # only once the database holds it; the old file is kept, renamed
+        if migrated:  # only once the database holds it; the old file is kept, renamed
             os.replace(root / LEGACY, root / (LEGACY + ".migrated"))
     except sqlite3.Error as err:
         with contextlib.suppress(sqlite3.Error):
@@ -106,6 +105,33 @@ def connect(root: str | os.PathLike, write: bool = False) -> Iterator[sqlite3.Co
         raise
     finally:
         con.close()
+
+
+def _open(root: Path, write: bool) -> sqlite3.Connection | None:
+    """A connection inside a begun transaction (a writer's IMMEDIATE: it holds the write lock before it reads, so
+    two read-modify-writes never interleave). Some lock conflicts (switching to WAL, recovering the WAL index) are
+    reported at once instead of waiting, so the start is retried until BUSY_TIMEOUT_S has passed."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        con = None
+        try:
+            con = sqlite3.connect(db_path(root), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            con.execute("PRAGMA busy_timeout=%d" % int(BUSY_TIMEOUT_S * 1000))
+            tables = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not write and "versions" not in tables:
+                con.close()
+                return None
+            if write and con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            return con
+        except sqlite3.Error as err:
+            if con is not None:
+                con.close()
+            if "locked" in str(err) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            raise _fail(root, err) from None
 
 
 def _empty(root: Path) -> sqlite3.Connection:
