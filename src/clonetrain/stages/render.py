@@ -197,6 +197,9 @@ def run(cfg: DictConfig, ws: Workspace) -> Path:
     out, named = output_path(cfg, ws, audio_path)
     av = _source(cfg, ws, current)
     log.info("render: %s speaks %s (%.1f s of sound)", av.clone, audio_path.name, len(wav) / sr)
+    if av.version is None:
+        log.info("render: no live version of %s, so from its training output (make a package live: "
+                 "python -m clonetrain.registry promote %s VERSION)", av.clone, av.clone)
     record = render(av, wav, sr, audio_path, out, cfg.render.batch_size, bool(cfg.render.overwrite), named, current,
                     cfg.progress_every_s)
     return Path(record["path"])
