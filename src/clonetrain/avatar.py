@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clonetrain import verdict
 from clonetrain.errors import ClonetrainError, UpstreamMissingError
 
 
@@ -26,6 +27,7 @@ class Avatar:
     consent: dict
     model_sha256: str
     fps: int
+    verdict: dict | None = None  # the evaluated clone's verdict (clonetrain.verdict); None if never evaluated
 
 
 def loop_indices(usable: np.ndarray, take: np.ndarray, hi: int, frames: int) -> np.ndarray:
@@ -89,7 +91,8 @@ def from_workspace(cfg, ws) -> Avatar:
                   squares=squares, reference=np.asarray(clip.faces[split["reference_frame"]]), generator=generator,
                   mel=clip.features.to_dict(),
                   consent=json.loads((ws.stage_dir("ingest") / "consent.json").read_text()),
-                  model_sha256=sha256_file(model_path), fps=clip.fps)
+                  model_sha256=sha256_file(model_path), fps=clip.fps,
+                  verdict=verdict.read(ws.stage_dir("evaluate")) if ws.read_manifest("evaluate") else None)
 
 
 def from_package(pkg) -> Avatar:
@@ -109,4 +112,4 @@ def from_package(pkg) -> Avatar:
     return Avatar(clone=pkg.clone, version=pkg.version, frames=frames[:n], crops=crops[:n],
                   squares=np.load(av / "idle_squares.npy")[:n], reference=reference, generator=pkg.generator(),
                   mel=m["audio"], consent=pkg.consent, model_sha256=m["files"]["model.safetensors"]["sha256"],
-                  fps=m["avatar"]["fps"])
+                  fps=m["avatar"]["fps"], verdict=verdict.read(pkg.path))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from clonetrain import __version__, avatar as avatar_mod
+from clonetrain import __version__, avatar as avatar_mod, verdict
 from clonetrain import consent as consent_mod
 from clonetrain.errors import ClonetrainError, FootageError
 from clonetrain.manifest import sha256_file
@@ -36,6 +36,7 @@ from clonetrain.media.label import LABEL, burn_label
 from clonetrain.media.paste import paste
 from clonetrain.media.write import write_video
 from clonetrain.models.inference import generate, speech_windows
+from clonetrain.progress import Progress
 from clonetrain.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,16 @@ def _package_path(cfg: DictConfig, ws: Workspace) -> Path | None:
     from clonetrain import registry
 
     return registry.live_path(ws.root, ws.clone)
+
+
+def warn_if_weak(av: avatar_mod.Avatar) -> None:
+    """Say so before rendering from a clone that missed its held-out targets (or was never evaluated)."""
+    source = f"package {av.version}" if av.version else "training output"
+    if av.verdict is None:
+        log.warning("clone %s (%s) has not been evaluated: nothing says its lip-sync is any good "
+                    "(run: python -m clonetrain stage=evaluate clone=%s)", av.clone, source, av.clone)
+    elif av.verdict["level"] != "ok":
+        log.warning("clone %s (%s): %s", av.clone, source, verdict.text(av.verdict))
 
 
 def _source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> avatar_mod.Avatar:
@@ -134,20 +145,24 @@ def deliver(tmp: Path, out: Path, overwrite: bool, named: bool) -> Path:
 
 
 def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int,
-           overwrite: bool = False, named: bool = True, current: consent_mod.Consent | None = None) -> dict:
+           overwrite: bool = False, named: bool = True, current: consent_mod.Consent | None = None,
+           progress_every_s: float = 30.0) -> dict:
     """Render `wav` with the avatar into `out` (see deliver for the name it gets); returns the provenance record."""
+    warn_if_weak(av)
     n_out = math.ceil(len(wav) / (sr / av.fps))
     windows = speech_windows(av.mel, wav, sr, av.fps, n_out)
     sequence = avatar_mod.ping_pong(n_out, len(av.frames))
     h, w = av.frames.shape[1:3]
 
     def rendered():
-        for i in range(0, n_out, batch_size):
-            ids = sequence[i : i + batch_size]
-            faces = generate(av.generator, av.reference, av.crops[ids],
-                             windows[i : i + len(ids)], batch_size)
-            for src, face in zip(ids, faces):
-                yield burn_label(paste(av.frames[src], face, av.squares[src]))
+        with Progress(f"render {out.name}", n_out, "frames", progress_every_s) as progress:
+            for i in range(0, n_out, batch_size):
+                ids = sequence[i : i + batch_size]
+                faces = generate(av.generator, av.reference, av.crops[ids],
+                                 windows[i : i + len(ids)], batch_size)
+                for src, face in zip(ids, faces):
+                    yield burn_label(paste(av.frames[src], face, av.squares[src]))
+                progress.update(len(ids))
 
     provenance = {
         "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__}", "clone": av.clone,
@@ -181,5 +196,10 @@ def run(cfg: DictConfig, ws: Workspace) -> Path:
     audio_path, wav = read_speech(cfg.audio, sr)
     out, named = output_path(cfg, ws, audio_path)
     av = _source(cfg, ws, current)
-    record = render(av, wav, sr, audio_path, out, cfg.render.batch_size, bool(cfg.render.overwrite), named, current)
+    log.info("render: %s speaks %s (%.1f s of sound)", av.clone, audio_path.name, len(wav) / sr)
+    if av.version is None:
+        log.info("render: no live version of %s, so from its training output (make a package live: "
+                 "python -m clonetrain.registry promote %s VERSION)", av.clone, av.clone)
+    record = render(av, wav, sr, audio_path, out, cfg.render.batch_size, bool(cfg.render.overwrite), named, current,
+                    cfg.progress_every_s)
     return Path(record["path"])
