@@ -65,7 +65,8 @@ def test_only_music_is_not_lipsync_ready(footage, tmp_path):
 
 def test_too_little_footage_is_refused_and_names_the_reasons(footage, tmp_path):
     make_clone(tmp_path, "short", {"x.mp4": footage / "bad_no_audio_3s.mp4", "y.mp4": footage / "bad_not_a_video.mp4"})
-    with pytest.raises(NotEnoughFootageError, match=r"0\.0 s of usable footage.*x\.mp4: has no sound track"):
+    with pytest.raises(NotEnoughFootageError, match=r"0\.0 s of usable footage, 10\.0 s short of the minimum of 10 s "
+                                                   r"\(ingest\.min_duration_s\).*x\.mp4: has no sound track"):
         run(tmp_path, "short", "stage=ingest")
     assert not (tmp_path / "work" / "short" / "ingest").exists()
 

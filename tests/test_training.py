@@ -15,6 +15,7 @@ from clonetrain.models import checkpoint
 from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert
 from clonetrain.training.data import WindowDataset, load_clip
 from clonetrain.training.module import LipSyncModule
+from clonetrain.workspace import Workspace
 from conftest import TINY, make_clone, run
 
 TINY_SPEC = ModelSpec(channels=4, max_channels=16, audio_dim=16, expert_dim=8)
@@ -178,7 +179,7 @@ def test_the_model_hears_the_mel_bands_the_audio_stage_computes(preprocessed, tm
 
 def test_training_a_clone_never_preprocessed_is_a_clear_error(clips, tmp_path):
     make_clone(tmp_path, "raw_only", {"a.mp4": clips["man20"]})
-    with pytest.raises(UpstreamMissingError, match="stage=faces clone=raw_only"):
+    with pytest.raises(UpstreamMissingError, match="stage=ingest clone=raw_only"):
         run(tmp_path, "raw_only", "stage=train", *TINY)
 
 
@@ -201,6 +202,35 @@ def test_wandb_logs_offline_without_an_account(preprocessed, tmp_path, monkeypat
     run(root, "man", "stage=evaluate", *_without("logger="), "logger=wandb")
     clips = list((root / "logs" / "wandb").glob("offline-run-*/files/media/videos/eval/*.mp4"))
     assert len(clips) == 1 and clips[0].stat().st_size > 10_000
+    # The package is logged as a clone artifact, with its verdict, from the training run that made it (resumed by
+    # the id the train manifest records), so wandb's lineage links the clone version to its run.
+    train_run = Workspace(root, "man").read_manifest("train")["details"]["tracker_run_id"]
+    assert train_run and any(p.name.endswith(f"-{train_run}") for p in runs)
+    run(root, "man", "stage=package", *_without("logger="), "logger=wandb")
+    of_train = [p for p in (root / "logs" / "wandb").glob(f"offline-run-*-{train_run}") if p not in runs]
+    assert len(of_train) == 1
+    (artifact,) = _artifacts(next(of_train[0].glob("*.wandb")))
+    assert (artifact.type, artifact.name) == ("clone", "clone-man") and "v0001" in artifact.aliases
+    meta = json.loads(artifact.metadata)
+    assert meta["version"] == "v0001" and meta["train_run_id"] == train_run
+    assert meta["verdict"]["level"] != "ok" and meta["verdict"]["headline"].startswith("The clone misses")
+    assert set(meta["metrics"]) >= {"lmd_mouth", "mouth_open_corr"}
+
+
+def _artifacts(wandb_file):
+    """The artifact records of an offline wandb run file."""
+    from wandb.proto import wandb_internal_pb2 as pb
+    from wandb.sdk.internal import datastore
+
+    ds = datastore.DataStore()
+    ds.open_for_scan(str(wandb_file))
+    found = []
+    while (data := ds.scan_data()) is not None:
+        record = pb.Record()
+        record.ParseFromString(data)
+        if record.WhichOneof("record_type") == "artifact":
+            found.append(record.artifact)
+    return found
 
 
 def test_augmentation_treats_a_window_and_its_references_alike(preprocessed):

@@ -163,7 +163,7 @@ def test_a_clone_trained_on_whisper_features_renders_and_refuses_mel(preprocesse
     # The clone preprocessed again with log-mel: the Whisper-trained model refuses it and says what to run.
     run(root, "man", "stage=audio")
     with pytest.raises(FeatureMismatchError, match="audio_features.encoder=whisper") as e:
-        run(root, "man", "stage=render", f"audio={speech}", f"render.out={out}", *TINY)
+        run(root, "man", "stage=render", f"audio={speech}", f"render.out={tmp_path / 'again.mp4'}", *TINY)
     assert "python -m clonetrain stage=audio clone=man" in str(e.value) and "force=true" in str(e.value)
     # Training asked for Whisper on a clone whose features are log-mel: the audio stage must run first.
     with pytest.raises(FeatureMismatchError, match="stage=audio clone=man audio_features.encoder=whisper"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clonetrain import verdict
 from clonetrain.errors import ClonetrainError, UpstreamMissingError
 from clonetrain.media.frames import FrameStore, Video
 from clonetrain.motion import library, plan as motion_plan
@@ -31,6 +32,7 @@ class Avatar:
     consent: dict
     model_sha256: str
     fps: int
+    verdict: dict | None = None  # the evaluated clone's verdict (clonetrain.verdict); None if never evaluated
 
     def crop(self, i: int, frame: np.ndarray) -> np.ndarray:
         if self.crops is not None:
@@ -129,7 +131,8 @@ def from_workspace(cfg, ws) -> Avatar:
                   pool=footage_pool(ws, ids, clip.fps), reference=np.asarray(clip.faces[split["reference_frame"]]),
                   generator=generator, mel=clip.features.to_dict(),
                   consent=json.loads((ws.stage_dir("ingest") / "consent.json").read_text()),
-                  model_sha256=sha256_file(model_path), fps=clip.fps)
+                  model_sha256=sha256_file(model_path), fps=clip.fps,
+                  verdict=verdict.read(ws.stage_dir("evaluate")) if ws.read_manifest("evaluate") else None)
 
 
 def from_package(pkg) -> Avatar:
@@ -144,7 +147,8 @@ def from_package(pkg) -> Avatar:
     fps = m["avatar"]["fps"]
     reference = cv2.cvtColor(cv2.imread(str(av / "reference.png")), cv2.COLOR_BGR2RGB)
     common = dict(clone=pkg.clone, version=pkg.version, reference=reference, generator=pkg.generator(),
-                  mel=m["audio"], consent=pkg.consent, model_sha256=m["files"]["model.safetensors"]["sha256"], fps=fps)
+                  mel=m["audio"], consent=pkg.consent, model_sha256=m["files"]["model.safetensors"]["sha256"], fps=fps,
+                  verdict=verdict.read(pkg.path))
     if (av / "footage.npz").is_file():
         arrays = np.load(av / "footage.npz")
         n = len(arrays["square"])

@@ -281,6 +281,9 @@ class Config:
     stage: str = "all"
     clone: str = MISSING
     force: bool = False
+    # Long loops (faces, landmarks, training, render) log a progress line this often, in seconds: what a log file
+    # or a pipe shows (a terminal shows a bar as well). Outside every stage's section, so no stage reruns for it.
+    progress_every_s: float = 30.0
     paths: PathsCfg = field(default_factory=PathsCfg)
     ingest: IngestCfg = field(default_factory=IngestCfg)
     faces: FacesCfg = field(default_factory=FacesCfg)

@@ -23,7 +23,7 @@ from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from clonetrain import consent, reconcile
+from clonetrain import consent, quiet, reconcile
 from clonetrain.errors import ClonetrainError, LockedError, UpstreamMissingError
 from clonetrain.manifest import StageResult, code_hash, digest, file_entry, hash_outputs, outputs_intact, versions
 from clonetrain.workspace import Workspace, write_json_atomic
@@ -131,6 +131,14 @@ def clone_lock(ws: Workspace) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def first_missing(stage: Stage, ws: Workspace) -> str | None:
+    """The earliest stage up the chain of `stage` whose output is missing (None when all are there)."""
+    for up in stage.upstream:
+        if ws.read_manifest(up) is None:
+            return first_missing(STAGES[up], ws) or up
+    return None
+
+
 def fingerprint(stage: Stage, cfg: DictConfig, ws: Workspace, module) -> tuple[str, dict]:
     """The fingerprint of a stage run, and the input file entries it covers."""
     previous = ws.read_manifest(stage.name) or {}
@@ -145,9 +153,12 @@ def fingerprint(stage: Stage, cfg: DictConfig, ws: Workspace, module) -> tuple[s
     for up in stage.upstream:
         m = ws.read_manifest(up)
         if m is None:
+            first = first_missing(STAGES[up], ws) or up
+            chain = "" if first == up else f"; nothing from {first!r} on is there either"
             raise UpstreamMissingError(
-                f"stage {stage.name!r} needs the output of {up!r} for clone {ws.clone!r}, which is not there",
-                f"run: python -m clonetrain stage={up} clone={ws.clone}  (or stage=preprocess)",
+                f"stage {stage.name!r} needs the output of {up!r} for clone {ws.clone!r}, which is not there{chain}",
+                f"run: python -m clonetrain stage={first} clone={ws.clone}, then the stages after it "
+                f"(stage=preprocess runs them all)",
             )
         upstream[up] = m["outputs_digest"]
     for up in stage.optional:
@@ -185,6 +196,7 @@ def run_stage(stage: Stage, cfg: DictConfig, ws: Workspace, force: bool = False)
         return "skipped"
 
     ws.fingerprints[stage.name] = fp
+    log.info("── %s: started ──", stage.name)
     out_dir = ws.begin_stage(stage.name)
     started = time.perf_counter()
     try:
@@ -239,6 +251,7 @@ def _print_summary(name: str, manifest: dict) -> None:
 
 def run(cfg: DictConfig) -> dict[str, str]:
     """Run `cfg.stage` (a stage or a group) for `cfg.clone`. Returns {stage: 'ran'|'skipped'}."""
+    quiet.third_party_loggers()
     ws = Workspace(cfg.paths.root, cfg.clone)
     if cfg.stage in ACTIONS:
         importlib.import_module(ACTIONS[cfg.stage]).run(cfg, ws)

@@ -325,7 +325,15 @@ COLUMNS: list[Column] = [
     Column("mouth r", 8, _metric("mouth_open_corr"), right=True),
     Column("LMD", 7, _metric("lmd_mouth"), right=True),
     Column("takes", 5, lambda c, ver, v: len(v.get("takes", [])), right=True),
+    # evaluate's verdict (clonetrain.verdict), recorded by the package stage: ok, or how many targets were missed.
+    Column("verdict", 18, lambda c, ver, v: _verdict(v)),
 ]
+
+
+def _verdict(entry: dict) -> str:
+    from clonetrain import verdict
+
+    return verdict.short(entry.get("verdict"))
 
 
 def _cell(value: object, col: Column) -> str:

@@ -69,3 +69,19 @@ def voice_profile(wav: np.ndarray, sr: int, segments: list[tuple[float, float]])
     return {"mfcc_mean": [round(float(v), 3) for v in mfcc.mean(1)],
             "mfcc_std": [round(float(v), 3) for v in mfcc.std(1)],
             "spectral_centroid_hz": round(float(np.median(centroid)), 1)}
+
+
+def warm_up() -> None:
+    """Compile librosa's numba kernels (peak picking, zero crossings, phase) into numba's on-disk cache, on a
+    second of noise. The audio stage's first run after an install otherwise spends ~15 s compiling them;
+    scripts/install.sh calls this once.
+
+        python -c "from clonetrain.audio.features import warm_up; warm_up()"
+    """
+    sr = 16000
+    wav = np.random.default_rng(0).standard_normal(2 * sr).astype(np.float32) * 0.1
+    log_mel(wav, sr, 800, 200, 800, 80, 55.0, 7600.0)
+    frame_energy(wav, sr, 25, 50)
+    pitch_stats(wav, sr, [(0.0, 2.0)], 65.0, 400.0)
+    speaking_rate(wav, sr, [(0.0, 2.0)])
+    voice_profile(wav, sr, [(0.0, 2.0)])

@@ -34,7 +34,7 @@ def page(clone: str, verdict: str, level: str, findings: list[str], tables: list
     items = "".join(f"<li>{escape(f)}</li>" for f in findings) or "<li>nothing to report</li>"
     strip = "".join(f'<img src="{t}" alt="frame">' for t in thumbs)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>clonetrain report: {escape(clone)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>Footage report: {escape(clone)}</h1>"
+            f"<style>{STYLE}</style></head><body><h1>Clone report: {escape(clone)}</h1>"
             f"<div class='verdict {level}'><b>{escape(verdict)}</b></div><h3>Findings</h3><ul>{items}</ul>"
             f"<div class='strip'>{strip}</div>{''.join(rows)}{sections}<h3>Plots</h3>{''.join(plots)}"
             f"<p><small>{escape(footer)}</small></p></body></html>")

@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 from omegaconf import DictConfig
 
-from clonetrain import avatar, tracking
+from clonetrain import avatar, tracking, verdict
 from clonetrain.errors import ClonetrainError
 from clonetrain.evaluation import contact_sheet, cross_speaker, drivers, metrics, mouth, paired
 from clonetrain.manifest import StageResult, sha256_file
@@ -47,7 +47,7 @@ CODE = ("clonetrain.evaluation.metrics", "clonetrain.evaluation.paired", "clonet
         "clonetrain.vision.landmarks", "clonetrain.vision.geometry", "clonetrain.models.inference",
         "clonetrain.training.data", "clonetrain.media.label", "clonetrain.evaluation.cross_speaker",
         "clonetrain.evaluation.drivers", "clonetrain.evaluation.mouth", "clonetrain.evaluation.contact_sheet",
-        "clonetrain.avatar", "clonetrain.audio.model_input", *drivers.CODE)
+        "clonetrain.avatar", "clonetrain.audio.model_input", "clonetrain.verdict", *drivers.CODE)
 
 # Issue 13's acceptance targets: name -> (its key in `targets`, the goal in words, met?). The offset's key
 # is the older target's, which says the same.
@@ -162,6 +162,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     report = {"heldout_frames": int(idx.size), "heldout_from_frame": lo, "judge": cfg.landmarks.backend,
               "training_steps": meta.get("steps"), "base": base, "metrics": results, "comparison": comparison,
               "uncertainty": uncertainty, "cross_speaker": xspk, "targets": targets, "target_values": target_values}
+    # The one verdict every later reader shows (report, model card, registry, render).
+    report["verdict"] = judged = verdict.clone_verdict(targets, results["clone"], a.min_peak_margin,
+                                                       verdict.footage_facts(cfg, ws), verdict.training_facts(ws), base)
     write_json_atomic(out_dir / "metrics.json", report)
 
     # Contact sheet: held-out mouths at a closed, a middling and a wide-open real mouth, then one per driver.
@@ -183,7 +186,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     for col, faces in zip(columns, (real, static, outputs["clone"])):
         col[idx - lo] = faces
     write_comparison(columns, clip.fps, out_dir / "heldout.wav", out_dir / "heldout.mp4",
-                     "real | static | AI-generated clone", ws.clone)
+                     ["real", "static frame", "clone"], [False, False, True], ws.clone)
 
     c = results["clone"]
     tracking.log_run(cfg, f"{ws.clone}-evaluate", {f"eval/{k}": v for k, v in c.items()},
@@ -193,7 +196,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     result.summary = [f"{idx.size} held-out frames judged by {cfg.landmarks.backend} landmarks"]
     for name, m in results.items():
         result.summary.append(f"{name:>13}: LMD {m['lmd_mouth']:.3f}  mouth r {m['mouth_open_corr']:+.3f}  offset "
-                              f"{m['offset_frames']}  PSNR {m['psnr_lower']}  SSIM {m['ssim_lower']:.3f}")
+                              f"{verdict.offset_text(m, a.min_peak_margin)}  "
+                              f"PSNR {verdict.number_text(m['psnr_lower'], '.2f', 'n/a (identical)')}  "
+                              f"SSIM {m['ssim_lower']:.3f}")
     result.summary.append(f"{'mouth box':>13}: sharpness {results['clone']['mouth_sharpness_ratio']} of real "
                           f"(static {results['static_frame']['mouth_sharpness_ratio']}), PSNR "
                           f"{results['clone']['psnr_mouth']}, SSIM {results['clone']['ssim_mouth']}")
@@ -209,8 +214,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         result.summary.append(f"cross-speaker over {m['drivers']} drivers: mouth r {m['mouth_r']} (static "
                               f"{xspk['mean']['static_frame']['mouth_r']}), LMD {m['lmd']}, shut in pauses "
                               f"{m['silence_closed_fraction']}")
-    result.summary += [f"target {k}: {'met' if v else 'MISSED'}" for k, v in targets.items()]
-    result.warnings = [f"target missed: {k}" for k, v in targets.items() if not v]
+    result.summary += [f"target {k}: {v if v == verdict.MET else v.upper()}" for k, v in judged["targets"].items()]
+    result.summary.insert(0, f"verdict: {verdict.text(judged)}")
+    result.warnings = [f"target {k}: {judged['targets'][k]}" for k in judged["missed"]]
     result.warnings += [f"cross-speaker: {w}" for w in xspk["warnings"]]
     return result
 

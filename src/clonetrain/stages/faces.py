@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from clonetrain.errors import FootageError
 from clonetrain.manifest import StageResult
+from clonetrain.progress import Progress
 from clonetrain.media import convert
 from clonetrain.vision import crops, tracking
 from clonetrain.vision.detector import MediaPipeFaceDetector
@@ -41,10 +41,13 @@ def describe_flags(flags: np.ndarray) -> dict[str, int]:
     return {name: int(np.count_nonzero(flags & bit)) for bit, name in FLAG_NAMES.items()}
 
 
-def _detect_take(detector: MediaPipeFaceDetector, video: Path, width: int, height: int, batch: int, desc: str):
+def _detect_take(detector: MediaPipeFaceDetector, video: Path, width: int, height: int, batch: int, desc: str,
+                 total: int, every_s: float):
     per_frame = []
-    for frames in tqdm(convert.iter_frames(video, width, height, batch), desc=desc, unit="batch", disable=None):
-        per_frame.extend(detector.detect(f) for f in frames)
+    with Progress(desc, total, "frames", every_s) as progress:
+        for frames in convert.iter_frames(video, width, height, batch):
+            per_frame.extend(detector.detect(f) for f in frames)
+            progress.update(len(frames))
     return per_frame
 
 
@@ -71,7 +74,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         for take in takes:
             video, first, count = ingest_dir / take["video"], take["first_frame"], take["frames"]
             sl = slice(first, first + count)
-            dets = _detect_take(detector, video, take["width"], take["height"], c.batch_size, f"faces {take['file']}")
+            dets = _detect_take(detector, video, take["width"], take["height"], c.batch_size, f"faces {take['file']}",
+                               take["frames"], cfg.progress_every_s)
             dets = (dets + [[]] * count)[:count]  # a decoder may return a frame more or less than counted
             main = tracking.main_track(dets)
             n_faces[sl] = [min(len(d), 255) for d in dets]

@@ -113,7 +113,8 @@ def _ingest_take(video: Path, index: int, cfg: DictConfig, out_dir: Path) -> tup
     if not row["lipsync"]:
         warnings.append(f"{video.name}: only {speech:.1f} s of speech in {duration:.1f} s "
                         f"({100 * speech / duration:.0f}%): the sound is probably music or background, not the "
-                        f"speaker's voice; its frames are kept for the face but not used for lip-sync")
+                        f"speaker's voice; its frames are kept for the face but not used for lip-sync "
+                        f"(a take needs {100 * c.min_speech_ratio:.0f}% speech: ingest.min_speech_ratio)")
     return row, wav, warnings
 
 
@@ -157,7 +158,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         fixes = [f"{r['file']}: {r['fix']}" for r in rejected if r.get("fix")]
         generic = "add takes of the person talking to camera (about one minute in all)"
         raise NotEnoughFootageError(
-            f"clone {ws.clone!r} has {usable:.1f} s of usable footage, below the minimum of {c.min_duration_s:g} s"
+            f"clone {ws.clone!r} has {usable:.1f} s of usable footage, {c.min_duration_s - usable:.1f} s short of the "
+            f"minimum of {c.min_duration_s:g} s (ingest.min_duration_s)"
             + (f" ({reasons})" if reasons else ""),
             "; ".join(fixes) + ("" if ok else f"; or {generic}") if fixes else generic,
         )
@@ -165,7 +167,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         result.warnings.append(f"only {usable:.1f} s of usable footage; one minute or more gives a better clone")
     lipsync_ready = speech >= c.min_speech_s
     if not lipsync_ready:
-        result.warnings.append(f"only {speech:.1f} s of usable speech (at least {c.min_speech_s:g} s needed): "
+        result.warnings.append(f"only {speech:.1f} s of usable speech, {c.min_speech_s - speech:.1f} s short of the "
+                               f"{c.min_speech_s:g} s lip-sync training needs (ingest.min_speech_s): "
                                "this clone cannot be trained for lip-sync until takes with the person speaking are added")
 
     segments = [seg for r in ok for seg in r.pop("segments")]

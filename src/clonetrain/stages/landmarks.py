@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from clonetrain.manifest import StageResult
+from clonetrain.progress import Progress
 from clonetrain.stages.faces import UNUSABLE
 from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import make_landmarker
@@ -40,7 +40,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         # Runs of consecutive usable frames of one take: the tracker is reset at every cut.
         cut = np.flatnonzero(np.diff(take) != 0) + 1
         starts = np.flatnonzero(usable & ~np.r_[False, usable[:-1]] | np.isin(np.arange(n), cut) & usable)
-        with tqdm(total=int(usable.sum()), desc=f"landmarks ({c.backend})", unit="frame", disable=None) as bar:
+        with Progress(f"landmarks ({c.backend})", int(usable.sum()), "frames", cfg.progress_every_s) as bar:
             for s in starts:
                 e = s + 1
                 while e < n and usable[e] and take[e] == take[s]:

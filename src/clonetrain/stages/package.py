@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from clonetrain import __version__, avatar, package, registry
+from clonetrain import __version__, avatar, package, registry, tracking, verdict
 from clonetrain.manifest import StageResult, versions
 from clonetrain.media.paste import lower_face_mask
 from clonetrain.media.write import write_video
@@ -30,7 +30,7 @@ from clonetrain.training.data import load_clip
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
 CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.motion.library", "clonetrain.media.frames",
-        "clonetrain.registry")
+        "clonetrain.registry", "clonetrain.verdict")
 
 
 def _export_torchscript(generator, path: Path) -> None:
@@ -47,11 +47,17 @@ def _export_torchscript(generator, path: Path) -> None:
 
 def _model_card(clone: str, version: str, consent: dict, metrics: dict, train: dict, split: dict, takes: list) -> str:
     c = metrics["metrics"]["clone"]
+    judged = verdict.of_metrics(metrics)
+    targets = (judged["targets"] if judged else
+               {k: verdict.MET if v else verdict.MISSED for k, v in metrics["targets"].items()})
+    helps = "".join(f"\n- would help: {a}" for a in (judged or {}).get("advice", []))
     rows = "\n".join(f"| {name} | {m['lmd_mouth']} | {m['mouth_open_corr']} | {m['offset_frames']} | "
                      f"{m['psnr_lower']} | {m['ssim_lower']} |" for name, m in metrics["metrics"].items())
     return f"""# Streamer clone `{clone}` {version}
 
 **Everything this clone renders is AI-generated and carries a visible "AI-generated" label.**
+
+**Verdict ({judged['level'] if judged else 'not judged'}): {judged['headline'] if judged else 'evaluated before verdicts existed; see the targets below.'}**{helps}
 
 - Person: {consent['person']} (consent recorded by {consent['recorded_by']} on {consent['date']}, expires
   {consent['expires']}; consent sha256 `{consent['sha256']}`)
@@ -67,7 +73,7 @@ def _model_card(clone: str, version: str, consent: dict, metrics: dict, train: d
 | --- | --- | --- | --- | --- | --- |
 {rows}
 
-Targets: {', '.join(f"{k}: {'met' if v else 'missed'}" for k, v in metrics['targets'].items())}
+Targets: {', '.join(f"{k}: {v}" for k, v in targets.items())}
 
 ## Intended use and limits
 
@@ -160,14 +166,23 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     tmp.rename(dest)
     archive = dest.with_name(f"{ws.clone}-{version}.tar.gz")
     package.make_archive(dest, archive)
-    registry.add_version(ws.root, ws.clone, version, registry_entry(ws.root, dest, archive, metrics,
-                                                                     ws.read_manifest("ingest")["counts"],
-                                                                     ws.fingerprints.get("package")))
+    entry = registry_entry(ws.root, dest, archive, metrics, ws.read_manifest("ingest")["counts"],
+                           ws.fingerprints.get("package"))
+    # What `registry list` shows as the verdict: evaluate's, as the package's metrics.json holds it.
+    judged = verdict.of_metrics(metrics)
+    entry["verdict"] = {k: judged[k] for k in ("level", "missed", "targets")} if judged else None
+    registry.add_version(ws.root, ws.clone, version, entry)
+    # The clone in the tracker too, from the training run that made it (wandb, offline unless told otherwise).
+    tracking.log_clone(cfg, dest, ws.clone, version, manifest["metrics"], judged,
+                       ws.read_manifest("train")["details"].get("tracker_run_id"))
     result = StageResult(counts={"version": version, "files": len(manifest["files"]),
                                  "motion_segments": len(motion)})
     result.details = {"version": version, "path": str(dest), "archive": str(archive)}
     by_label = {k: sum(s["seconds"] for s in motion if k in (s["speech"], s["head"]))
                 for k in ("talking", "idle", "nodding")}
     result.summary = [f"{ws.clone} {version}: {dest}", f"archive: {archive}",
-                      "motion library: " + ", ".join(f"{k} {v:.0f} s" for k, v in by_label.items())]
+                      "motion library: " + ", ".join(f"{k} {v:.0f} s" for k, v in by_label.items()),
+                      f"verdict: {verdict.text(judged) if judged else 'not evaluated'}",
+                      f"a candidate: render uses it once promoted (python -m clonetrain.registry promote "
+                      f"{ws.clone} {version})"]
     return result

@@ -30,7 +30,7 @@ from typing import Iterator
 import numpy as np
 from omegaconf import DictConfig
 
-from clonetrain import __version__, avatar as avatar_mod
+from clonetrain import __version__, avatar as avatar_mod, verdict
 from clonetrain import consent as consent_mod
 from clonetrain.errors import ClonetrainError, FootageError
 from clonetrain.manifest import sha256_file
@@ -39,6 +39,7 @@ from clonetrain.media.label import LABEL, burn_label
 from clonetrain.media.paste import paste
 from clonetrain.media.write import write_video
 from clonetrain.models.inference import generate, speech_windows
+from clonetrain.progress import Progress
 from clonetrain.motion.plan import PlanCfg
 from clonetrain.workspace import Workspace, write_json_atomic
 
@@ -77,6 +78,16 @@ def _package_path(cfg: DictConfig, ws: Workspace) -> Path | None:
     from clonetrain import registry
 
     return registry.live_path(ws.root, ws.clone)
+
+
+def warn_if_weak(av: avatar_mod.Avatar) -> None:
+    """Say so before rendering from a clone that missed its held-out targets (or was never evaluated)."""
+    source = f"package {av.version}" if av.version else "training output"
+    if av.verdict is None:
+        log.warning("clone %s (%s) has not been evaluated: nothing says its lip-sync is any good "
+                    "(run: python -m clonetrain stage=evaluate clone=%s)", av.clone, source, av.clone)
+    elif av.verdict["level"] != "ok":
+        log.warning("clone %s (%s): %s", av.clone, source, verdict.text(av.verdict))
 
 
 @contextlib.contextmanager
@@ -156,30 +167,33 @@ def speech_frames(wav: np.ndarray, sr: int, fps: int, n: int) -> np.ndarray:
 
 def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int,
            overwrite: bool = False, named: bool = True, current: consent_mod.Consent | None = None,
-           motion: PlanCfg | None = None) -> dict:
+           progress_every_s: float = 30.0, motion: PlanCfg | None = None) -> dict:
     """Render `wav` with the avatar into `out` (see deliver for the name it gets); returns the provenance record."""
+    warn_if_weak(av)
     n_out = math.ceil(len(wav) / (sr / av.fps))
     windows = speech_windows(av.mel, wav, sr, av.fps, n_out)
     path = av.path(speech_frames(wav, sr, av.fps, n_out), motion or PlanCfg())
     w, h = av.frames.size
 
     def rendered():
-        for i in range(0, n_out, batch_size):
-            ks = range(i, min(i + batch_size, n_out))
-            # Each output frame's footage frame, and during a blended cut also the one it fades from: both get
-            # the generated mouth, so the fade never shows a mouth that does not speak.
-            jobs = [(k, int(path.frames[k])) for k in ks]
-            jobs += [(k, int(path.blend_from[k])) for k in ks if path.blend_from[k] >= 0]
-            pictures = {src: av.frames.frame(src) for _, src in jobs}
-            faces = generate(av.generator, av.reference, np.stack([av.crop(src, pictures[src]) for _, src in jobs]),
-                             np.stack([windows[k] for k, _ in jobs]), batch_size)
-            done = {(k, src): paste(pictures[src], face, av.squares[src]) for (k, src), face in zip(jobs, faces)}
-            for k in ks:
-                frame = done[(k, int(path.frames[k]))]
-                if path.blend_from[k] >= 0:
-                    wgt = float(path.blend_weight[k])
-                    frame = (wgt * done[(k, int(path.blend_from[k]))] + (1 - wgt) * frame).round().astype(np.uint8)
-                yield burn_label(frame)
+        with Progress(f"render {out.name}", n_out, "frames", progress_every_s) as progress:
+            for i in range(0, n_out, batch_size):
+                ks = range(i, min(i + batch_size, n_out))
+                # Each output frame's footage frame, and during a blended cut also the one it fades from: both
+                # get the generated mouth, so the fade never shows a mouth that does not speak.
+                jobs = [(k, int(path.frames[k])) for k in ks]
+                jobs += [(k, int(path.blend_from[k])) for k in ks if path.blend_from[k] >= 0]
+                pictures = {src: av.frames.frame(src) for _, src in jobs}
+                faces = generate(av.generator, av.reference, np.stack([av.crop(src, pictures[src]) for _, src in jobs]),
+                                 np.stack([windows[k] for k, _ in jobs]), batch_size)
+                done = {(k, src): paste(pictures[src], face, av.squares[src]) for (k, src), face in zip(jobs, faces)}
+                for k in ks:
+                    frame = done[(k, int(path.frames[k]))]
+                    if path.blend_from[k] >= 0:
+                        wgt = float(path.blend_weight[k])
+                        frame = (wgt * done[(k, int(path.blend_from[k]))] + (1 - wgt) * frame).round().astype(np.uint8)
+                    yield burn_label(frame)
+                progress.update(len(ks))
 
     provenance = {
         "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__}", "clone": av.clone,
@@ -214,6 +228,10 @@ def run(cfg: DictConfig, ws: Workspace) -> Path:
     audio_path, wav = read_speech(cfg.audio, sr)
     out, named = output_path(cfg, ws, audio_path)
     with source(cfg, ws, current) as av:
+        log.info("render: %s speaks %s (%.1f s of sound)", av.clone, audio_path.name, len(wav) / sr)
+        if av.version is None:
+            log.info("render: no live version of %s, so from its training output (make a package live: "
+                     "python -m clonetrain.registry promote %s VERSION)", av.clone, av.clone)
         record = render(av, wav, sr, audio_path, out, cfg.render.batch_size, bool(cfg.render.overwrite), named,
-                        current, PlanCfg(**cfg.render.motion))
+                        current, cfg.progress_every_s, PlanCfg(**cfg.render.motion))
     return Path(record["path"])

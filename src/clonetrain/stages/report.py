@@ -1,10 +1,11 @@
-"""report: the clone's footage verdict for the studio, as JSON, a self-contained HTML page and a preview video.
+"""report: the clone's verdict (once evaluated) and its footage's, for the studio, as JSON, a self-contained HTML page and a preview video.
 
 Reads  every preprocessing stage's outputs and manifests
 Writes report.json   verdict, findings, per-take table, key numbers
        report.html   the same at a glance, with plots (usable face per second, mouth opening vs speech energy,
                      head pose, offset curve) and a thumbnail strip
-       preview.mp4   the face crops with their landmarks, over the corrected sound: to check sync by eye
+       footage_check.mp4  the real face crops with their landmarks, over the corrected sound: to check the
+                     footage's sync by eye (the generated clone is in evaluate/heldout.mp4)
 
     python -m clonetrain stage=report clone=anna
 """
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
+from clonetrain import verdict as verdict_mod
 from clonetrain.evaluation import paired
 from clonetrain.evaluation.metrics import HIGHER_IS_BETTER
 from clonetrain.manifest import StageResult
@@ -27,8 +29,11 @@ from clonetrain.report import html, mouths, svg
 from clonetrain.stages.faces import UNUSABLE
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
-CODE = ("clonetrain.report.html", "clonetrain.report.svg", "clonetrain.report.mouths", "clonetrain.media.write")
+CODE = ("clonetrain.report.html", "clonetrain.report.svg", "clonetrain.report.mouths", "clonetrain.media.write",
+        "clonetrain.verdict")
 UPSTREAM = ("ingest", "faces", "landmarks", "audio")
+# The real footage with its landmarks over the corrected sound (not the clone: that is evaluate/heldout.mp4).
+FOOTAGE_CHECK = "footage_check.mp4"
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -58,8 +63,16 @@ def _evaluation(ws: Workspace, min_margin: float) -> list[tuple[str, list[str], 
         return []
     ev = json.loads(path.read_text())
     keys = ["lmd_mouth", "mouth_open_corr", "offset_frames", "sync_peak_margin", "psnr_lower", "ssim_lower"]
-    rows = [[name, *[m.get(k) for k in keys]] for name, m in ev["metrics"].items()]
-    targets = [[k, "met" if v else "MISSED"] for k, v in ev["targets"].items()]
+
+    def cell(m: dict, k: str) -> str:
+        if k == "offset_frames":
+            return verdict_mod.offset_text(m, min_margin)
+        return verdict_mod.number_text(m.get(k), "g", "n/a (identical frames)" if k == "psnr_lower" else "n/a")
+
+    rows = [[name, *[cell(m, k) for k in keys]] for name, m in ev["metrics"].items()]
+    status = (verdict_mod.of_metrics(ev) or {}).get("targets") or verdict_mod.target_status(
+        ev["targets"], ev["metrics"]["clone"], min_margin)
+    targets = [[k, v if v == verdict_mod.MET else v.upper()] for k, v in status.items()]
     return [(f"Lip-sync on {ev['heldout_frames']} held-out frames (judge: {ev['judge']} landmarks; lower LMD, "
              "higher correlation/PSNR/SSIM, offset near 0 are better; an offset whose peak margin is below "
              f"{min_margin:g} is a guess between lags)", ["output", *keys], rows),
@@ -83,6 +96,29 @@ def _uncertainty(uncertainty: dict) -> list[tuple[str, list[str], list[list]]]:
              "interval, from a block bootstrap over the held-out frames", ["baseline", *keys], rows)]
 
 
+def _offset_cell(off: dict) -> str:
+    """A take's audio-video offset as the audio stage judged it: a number only when it could be measured."""
+    if not off:
+        return ""
+    if not off.get("reliable", True):
+        return f"not measurable (best guess {off.get('offset_ms', 0):+d} ms)"
+    return f"{off.get('offset_ms', 0):+d} ms" + (" corrected" if off.get("corrected_frames") else "")
+
+
+def _clone_verdict(cfg: DictConfig, ws: Workspace, facts: verdict_mod.Footage) -> dict | None:
+    """The evaluated clone's verdict, as stage=evaluate stored it (computed here only for a metrics.json written
+    before verdicts existed)."""
+    path = ws.stage_dir("evaluate") / "metrics.json"
+    if ws.read_manifest("evaluate") is None or not path.is_file():
+        return None
+    ev = json.loads(path.read_text())
+    stored = verdict_mod.of_metrics(ev)
+    if stored is not None:
+        return stored
+    return verdict_mod.clone_verdict(ev["targets"], ev["metrics"]["clone"], cfg.audio_features.min_peak_margin,
+                                     facts, verdict_mod.training_facts(ws), ev.get("base"))
+
+
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     m = {s: ws.read_manifest(s) for s in UPSTREAM}
     ing, fac, lmd, aud = (ws.stage_dir(s) for s in UPSTREAM)
@@ -99,20 +135,19 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     usable = ((faces["flags"] & UNUSABLE) == 0) & lm["valid"]
     t = np.arange(n) / fps
 
+    facts = verdict_mod.footage_facts(cfg, ws)
+    footage = verdict_mod.footage_verdict(facts)
+    ready, usable_pct = footage["ready"], facts.usable_face_pct
     findings = [w for s in UPSTREAM for w in m[s]["warnings"]]
-    min_speech = cfg.ingest.min_speech_s
-    ready = m["ingest"]["counts"]["lipsync_ready"] and profile["usable_speech_s"] >= min_speech
-    usable_pct = 100 * usable.mean()
-    if ready and usable_pct >= 80:
-        level, verdict = "ok", (f"Good for a clone: {m['ingest']['counts']['usable_s']:.0f} s of footage, "
-                                f"{profile['usable_speech_s']:.0f} s of usable speech, a usable face in "
-                                f"{usable_pct:.0f}% of frames.")
-    elif ready:
-        level, verdict = "warn", (f"Usable, with problems: a usable face in only {usable_pct:.0f}% of frames; "
-                                  "see the findings.")
+    # Once the clone is evaluated, its verdict (computed by stage=evaluate) leads: a clone that misses its
+    # targets says so first, with what would help, and the footage's own verdict follows as a finding.
+    evaluated = _clone_verdict(cfg, ws, facts)
+    if evaluated is not None:
+        level, verdict = evaluated["level"], verdict_mod.text(evaluated)
+        findings = [*(f"target {k}: {evaluated['targets'][k]}" for k in evaluated["missed"]),
+                    *(f"would help: {a}" for a in evaluated["advice"]), f"footage: {footage['headline']}", *findings]
     else:
-        level, verdict = "bad", (f"Not ready for lip-sync training: {profile['usable_speech_s']:.1f} s of usable "
-                                 f"speech (at least {min_speech:g} s needed). Add takes of the person speaking.")
+        level, verdict = footage["level"], footage["headline"]
 
     rows = []
     for tk in takes:
@@ -125,7 +160,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
             status = "faces only (little speech)"
         rows.append([tk["file"], status, f"{tk['duration_s']:.1f} s", f"{tk['speech_s']:.1f} s",
                      f"{ft.get('with_face', 0)}/{tk['frames']}",
-                     f"{off.get('offset_ms', 0):+d} ms" + (" corrected" if off.get("corrected_frames") else "")])
+                     _offset_cell(off)])
 
     # Plots.
     sec = np.arange(int(np.ceil(n / fps)))
@@ -165,7 +200,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     write_text_atomic(out_dir / "report.html", page)
     report = {
         "clone": ws.clone, "created": created, "verdict": verdict, "level": level, "ready_for_lipsync": bool(ready),
-        "findings": findings, "takes": rows,
+        "clone_verdict": evaluated, "footage_verdict": footage["headline"], "findings": findings, "takes": rows,
         "numbers": {"usable_s": m["ingest"]["counts"]["usable_s"], "speech_s": profile["speech_s"],
                     "usable_speech_s": profile["usable_speech_s"], "usable_face_pct": round(float(usable_pct), 1),
                     "f0_median_hz": profile["f0_median_hz"], "speaking_rate_per_s": profile["speaking_rate_per_s"]},
@@ -174,10 +209,14 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     }
     write_json_atomic(out_dir / "report.json", report)
     write_video(_preview_frames(crops, lm["points"], usable, lm["mouth_open"]), (crop_size, crop_size), fps,
-                out_dir / "preview.mp4", audio=aud / "audio.wav",
+                out_dir / FOOTAGE_CHECK, audio=aud / "audio.wav",
                 metadata={"comment": f"clonetrain footage preview of clone {ws.clone} (source footage, not generated)"})
 
     result = StageResult(counts={"level": level, "ready_for_lipsync": bool(ready), "findings": len(findings)})
-    result.summary = [verdict, f"report: {out_dir.parent / 'report' / 'report.html'}",
-                      f"preview: {out_dir.parent / 'report' / 'preview.mp4'}"]
+    final = out_dir.parent / "report"
+    result.summary = [verdict, f"report: {final / 'report.html'}",
+                      f"footage check (real footage, landmarks, sound): {final / FOOTAGE_CHECK}"]
+    if evaluated is not None:
+        result.summary.append(f"the clone (real | static | AI-generated, held out): "
+                              f"{ws.stage_dir('evaluate') / 'heldout.mp4'}")
     return result

@@ -17,16 +17,18 @@ import cv2
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, Timer
 from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from clonetrain import quiet
 from clonetrain.errors import ClonetrainError
 from clonetrain.models import checkpoint
 from clonetrain.models.checkpoint import CheckpointError
 from clonetrain.models.lipsync import ModelSpec
 from clonetrain.models.wav2lip import WAV2LIP_AUDIO
+from clonetrain.progress import Progress, clock
 from clonetrain.training.module import LipSyncModule, sample_grid
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,11 @@ def make_logger(cfg: DictConfig, run_name: str, save_dir: Path):
         from lightning.pytorch.loggers import WandbLogger
 
         save_dir.mkdir(parents=True, exist_ok=True)
-        return WandbLogger(project=cfg.logger.project, name=run_name, save_dir=str(save_dir),
-                           offline=cfg.logger.mode == "offline", log_model=False)
+        logger = WandbLogger(project=cfg.logger.project, name=run_name, save_dir=str(save_dir),
+                             offline=cfg.logger.mode == "offline", log_model=False)
+        # Lightning passes anonymous=None, which wandb now answers with "The anonymous setting has no effect".
+        logger._wandb_init.pop("anonymous", None)
+        return logger
     raise ClonetrainError(f"unknown logger {name!r}", "use logger=wandb, logger=csv or logger=none")
 
 
@@ -91,6 +96,62 @@ class BestWeights(Callback):
             return
         self.best, self.step = float(value), trainer.global_step
         self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+class TrainingProgress(Callback):
+    """Progress over the time budget (what decides when a run ends here, not epochs): every `every_s` seconds a
+    line with the step, time elapsed / budget, training loss, held-out score and the estimated finish, which a log
+    file or a pipe shows as well as a terminal; in a terminal a bar over the budget too. Replaces Lightning's bar,
+    which counts the steps of one epoch."""
+
+    def __init__(self, every_s: float, budget_s: float, max_steps: int, monitor: str, bar: bool | None = None):
+        self.every_s, self.budget_s, self.max_steps, self.monitor, self.bar = every_s, budget_s, max_steps, monitor, bar
+        self.progress: Progress | None = None
+        self.first_step = 0
+
+    def _elapsed(self, trainer) -> float:
+        # Lightning's Timer enforces max_time and carries the time of a resumed run over; use its clock.
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        return timer.time_elapsed("train") if timer is not None else self.progress.elapsed()
+
+    def line(self, trainer) -> str:
+        step, elapsed = trainer.global_step, self._elapsed(trainer)
+        metrics = trainer.callback_metrics
+        loss, held = metrics.get("train/loss"), metrics.get(self.monitor)
+        # The finish: the time budget, or max_steps at the pace of this process so far, whichever comes first.
+        left = self.budget_s - elapsed
+        done_here = step - self.first_step
+        if done_here > 0:
+            left = min(left, (self.max_steps - step) * self.progress.elapsed() / done_here)
+        parts = [f"train: step {step}/{self.max_steps}", f"{clock(elapsed)} / {clock(self.budget_s)} budget",
+                 f"loss {float(loss):.4f}" if loss is not None else "loss -"]
+        if held is not None:
+            parts.append(f"held-out {self.monitor.split('/')[-1]} {float(held):.4f}")
+        parts.append(f"done in ~{clock(left)} at the latest")
+        return ", ".join(parts)
+
+    def on_train_start(self, trainer, module) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.first_step = trainer.global_step
+        self.progress = Progress("train", self.budget_s, "s", self.every_s, bar=self.bar,
+                                 bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget"
+                                            "{postfix}")
+        self.progress.line = lambda: self.line(trainer)
+        log.info("train: started at step %d, time budget %s, at most %d steps", trainer.global_step,
+                 clock(self.budget_s), self.max_steps)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.progress is not None:
+            loss = trainer.callback_metrics.get("train/loss")
+            self.progress.note(f"step {trainer.global_step}" + (f", loss {float(loss):.4f}" if loss is not None else ""))
+            self.progress.update(to=min(self._elapsed(trainer), self.budget_s))
+
+    def on_train_end(self, trainer, module) -> None:
+        if self.progress is not None:
+            self.progress.close()
+            log.info("%s", self.line(trainer).split(", done in")[0].replace("train: step", "train: ended at step"))
+            self.progress = None
 
 
 def _evenly(ds: Dataset, count: int) -> Dataset:
@@ -142,6 +203,7 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
     preview: renders a clip with the final generator (logged as val/heldout_clip); features: the
     audio.model_input.FeatureSpec of the datasets' audio, which the model's audio input follows."""
     t, tr = cfg.train, cfg.trainer
+    quiet.lightning_logging()
     L.seed_everything(t.seed, workers=True)
     spec = checkpoint.spec_from_cfg(cfg.model, features)
     check_arch(cfg, spec)
@@ -167,6 +229,7 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
         EarlyStopping(monitor=t.monitor, patience=t.early_stop_patience, mode="min", check_on_train_epoch_end=False),
         SampleGrids(out_dir / "samples"),
         best := BestWeights(t.monitor),
+        TrainingProgress(cfg.progress_every_s, t.max_minutes * 60, t.max_steps, t.monitor),
     ]
     logger = make_logger(cfg, run_name, Path(cfg.paths.root) / "logs")
     if logger:
@@ -177,7 +240,7 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
         max_steps=t.max_steps, max_time=dt.timedelta(minutes=t.max_minutes),
         val_check_interval=min(t.val_every, t.max_steps), check_val_every_n_epoch=None,
         num_sanity_val_steps=0, callbacks=callbacks, logger=logger,
-        deterministic="warn", enable_progress_bar=None if os.isatty(2) else False, log_every_n_steps=10,
+        deterministic="warn", enable_progress_bar=False, log_every_n_steps=10,
         enable_model_summary=False, default_root_dir=str(resume_dir),
     )
     last = resume_dir / "last.ckpt"
@@ -186,8 +249,10 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
         resumed_from = int(torch.load(last, map_location="cpu", weights_only=True).get("global_step", 0))
         log.info("resuming from %s (step %d)", last, resumed_from)
     started = time.perf_counter()
+    run_id = None
     try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resumed_from is not None else None)
+        with quiet.lightning_warnings():
+            trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resumed_from is not None else None)
         seconds = time.perf_counter() - started
         if best.state is not None:
             module.load_state_dict(best.state)
@@ -199,6 +264,8 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
                                          caption=["real | generated, held-out footage"], format=["mp4"])
     finally:
         if trainer.logger:
+            # The tracker's id of this run: the package stage logs the clone from it (its lineage in wandb).
+            run_id = getattr(getattr(trainer.logger, "experiment", None), "id", None) if cfg.logger.name == "wandb" else None
             finish = getattr(getattr(trainer.logger, "experiment", None), "finish", None)
             if callable(finish) and cfg.logger.name == "wandb":
                 finish()
@@ -213,5 +280,5 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
     return {"steps": trainer.global_step, "seconds": round(seconds, 1), "resumed_from_step": resumed_from,
             "best_step": best.step, "best_monitor": round(best.best, 5) if best.step is not None else None,
             "stopped_by": stopped, "metrics": metrics, "precision": resolve_precision(tr.precision),
-            "processes": trainer.world_size,
+            "processes": trainer.world_size, "tracker_run_id": run_id,
             "device": "cuda" if torch.cuda.is_available() and tr.accelerator != "cpu" else "cpu"}

@@ -34,8 +34,8 @@ def heldout_preview(clip: Clip, first: int, reference: int, audio_wav: Path, out
         sound = out.with_suffix(".wav")
         sf.write(sound, wav, sr, subtype="PCM_16")
         try:
-            return write_comparison([real, fake], clip.fps, sound, out, "real | AI-generated clone (held out)",
-                                    clip.clone)
+            return write_comparison([real, fake], clip.fps, sound, out, ["real (held out)", "clone"],
+                                    [False, True], clip.clone)
         finally:
             sound.unlink(missing_ok=True)
 

@@ -8,6 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
+from clonetrain.quiet import native_stderr
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -30,19 +32,27 @@ class MediaPipeFaceDetector:
         import mediapipe as mp
 
         fd = mp.solutions.face_detection
-        self._models = [fd.FaceDetection(model_selection=m, min_detection_confidence=min_confidence) for m in (0, 1)]
+        with native_stderr("mediapipe"):
+            self._models = [fd.FaceDetection(model_selection=m, min_detection_confidence=min_confidence)
+                            for m in (0, 1)]
+            # A graph opens its models in the background after it is built and logs as it does; one blank frame
+            # waits for that inside the catch (the fallback model may otherwise never see a frame).
+            for model in self._models:
+                model.process(np.zeros((64, 64, 3), np.uint8))
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         h, w = rgb.shape[:2]
         for model in self._models:
-            result = model.process(rgb)
+            with native_stderr("mediapipe"):
+                result = model.process(rgb)
             if result.detections:
                 return [_to_detection(d, w, h) for d in result.detections]
         return []
 
     def close(self) -> None:
-        for m in self._models:
-            m.close()
+        with native_stderr("mediapipe"):
+            for m in self._models:
+                m.close()
 
 
 def _to_detection(d, w: int, h: int) -> Detection:

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from clonetrain.errors import WeightsMissingError
+from clonetrain.quiet import native_stderr
 
 
 class Landmarker(Protocol):
@@ -65,13 +66,21 @@ class MeshLandmarker:
     def reset(self) -> None:
         import mediapipe as mp
 
-        if self._mesh is not None:
-            self._mesh.close()
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
-                                                     refine_landmarks=False, min_detection_confidence=0.3,
-                                                     min_tracking_confidence=0.3)
+        with native_stderr("mediapipe"):
+            if self._mesh is not None:
+                self._mesh.close()
+            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
+                                                         refine_landmarks=False, min_detection_confidence=0.3,
+                                                         min_tracking_confidence=0.3)
+            # The graph opens its models in the background and logs as it does: a blank frame (no face, so no
+            # tracking state) waits for that inside the catch.
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
+        with native_stderr("mediapipe"):
+            return self._process(crops)
+
+    def _process(self, crops: np.ndarray) -> np.ndarray:
         out = np.full((len(crops), 68, 2), np.nan, np.float32)
         for i, crop in enumerate(crops):
             h, w = crop.shape[:2]
@@ -83,7 +92,8 @@ class MeshLandmarker:
 
     def close(self) -> None:
         if self._mesh is not None:
-            self._mesh.close()
+            with native_stderr("mediapipe"):
+                self._mesh.close()
             self._mesh = None
 
 
