@@ -41,6 +41,7 @@ STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
         Stage("ingest", "clonetrain.stages.ingest", ("ingest",), ()),
+        Stage("transcribe", "clonetrain.stages.transcribe", ("transcribe",), ("ingest",)),
         Stage("faces", "clonetrain.stages.faces", ("faces",), ("ingest",)),
         Stage("landmarks", "clonetrain.stages.landmarks", ("landmarks",), ("faces",)),
         Stage("audio", "clonetrain.stages.audio", ("audio_features",), ("ingest", "landmarks")),
@@ -50,13 +51,13 @@ STAGES: dict[str, Stage] = {
         Stage("package", "clonetrain.stages.package", ("model", "train", "render", "audio_features"),
               ("ingest", "faces", "landmarks", "audio", "train", "evaluate")),
         Stage("report", "clonetrain.stages.report", ("report",), ("ingest", "faces", "landmarks", "audio"),
-              optional=("evaluate",)),
+              optional=("evaluate", "transcribe", "voice")),
     )
 }
 
 GROUPS: dict[str, list[str]] = {
-    "preprocess": ["ingest", "faces", "landmarks", "audio", "report"],
-    "all": ["ingest", "faces", "landmarks", "audio", "train", "evaluate", "report", "package"],
+    "preprocess": ["ingest", "transcribe", "faces", "landmarks", "audio", "report"],
+    "all": ["ingest", "transcribe", "faces", "landmarks", "audio", "train", "evaluate", "report", "package"],
 }
 
 
