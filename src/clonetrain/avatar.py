@@ -26,6 +26,7 @@ class Avatar:
     consent: dict
     model_sha256: str
     fps: int
+    path: Path | None = None  # the package folder, when loaded from one (its voice/ lives there)
 
 
 def loop_indices(usable: np.ndarray, take: np.ndarray, hi: int, frames: int) -> np.ndarray:
@@ -111,4 +112,4 @@ def from_package(path: Path) -> Avatar:
     return Avatar(clone=pkg.clone, version=pkg.version, frames=frames[:n], crops=crops[:n],
                   squares=np.load(av / "idle_squares.npy")[:n], reference=reference, generator=pkg.generator(),
                   mel=m["audio"], consent=pkg.consent, model_sha256=m["files"]["model.safetensors"]["sha256"],
-                  fps=m["avatar"]["fps"])
+                  fps=m["avatar"]["fps"], path=pkg.path)

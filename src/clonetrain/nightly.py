@@ -31,6 +31,7 @@ from omegaconf import DictConfig
 from clonetrain import pipeline, registry, tracking
 from clonetrain.errors import ClonetrainError, LockedError
 from clonetrain.evaluation.metrics import HIGHER_IS_BETTER
+from clonetrain.voice import package as voice_package
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def nightly_lock(root: Path) -> Iterator[None]:
 def gate(new: dict, live: dict, tolerance: float) -> tuple[bool, list[str]]:
     """Is `new` at least as good as `live` on every held-out metric, within tolerance? Returns (ok, reasons)."""
     worse = []
-    for key, higher in HIGHER_IS_BETTER.items():
+    for key, higher in {**HIGHER_IS_BETTER, **voice_package.HIGHER_IS_BETTER}.items():
         n, l = new.get(key), live.get(key)
         if l is None:
             continue

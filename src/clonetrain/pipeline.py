@@ -45,11 +45,12 @@ STAGES: dict[str, Stage] = {
         Stage("faces", "clonetrain.stages.faces", ("faces",), ("ingest",)),
         Stage("landmarks", "clonetrain.stages.landmarks", ("landmarks",), ("faces",)),
         Stage("audio", "clonetrain.stages.audio", ("audio_features",), ("ingest", "landmarks")),
+        Stage("voice", "clonetrain.stages.voice", ("voice_model",), ("ingest", "transcribe")),
         Stage("pretrain", "clonetrain.stages.pretrain", ("model", "train", "pretrain"), ()),
         Stage("train", "clonetrain.stages.train", ("model", "train"), ("faces", "landmarks", "audio")),
         Stage("evaluate", "clonetrain.stages.evaluate", ("evaluate", "landmarks", "audio_features"), ("train",)),
         Stage("package", "clonetrain.stages.package", ("model", "train", "render", "audio_features"),
-              ("ingest", "faces", "landmarks", "audio", "train", "evaluate")),
+              ("ingest", "faces", "landmarks", "audio", "train", "evaluate"), optional=("voice",)),
         Stage("report", "clonetrain.stages.report", ("report",), ("ingest", "faces", "landmarks", "audio"),
               optional=("evaluate", "transcribe", "voice")),
     )
@@ -57,7 +58,7 @@ STAGES: dict[str, Stage] = {
 
 GROUPS: dict[str, list[str]] = {
     "preprocess": ["ingest", "transcribe", "faces", "landmarks", "audio", "report"],
-    "all": ["ingest", "transcribe", "faces", "landmarks", "audio", "train", "evaluate", "report", "package"],
+    "all": ["ingest", "transcribe", "faces", "landmarks", "audio", "voice", "train", "evaluate", "report", "package"],
 }
 
 

@@ -27,10 +27,12 @@ from clonetrain.media.write import write_video
 from clonetrain.models import checkpoint
 from clonetrain.models.lipsync import MEL_WINDOW
 from clonetrain.training.data import load_clip
+from clonetrain.voice import package as voice_package
 from clonetrain.vision.motion import label_windows
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
-CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.vision.motion", "clonetrain.registry")
+CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.vision.motion", "clonetrain.registry",
+        "clonetrain.voice.package")
 
 
 def _export_torchscript(generator, path: Path) -> None:
@@ -117,7 +119,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
              for t in json.loads((ws.stage_dir("ingest") / "takes.json").read_text())]
     write_text_atomic(pkg / "model_card.md", _model_card(ws.clone, version, consent, metrics,
                                                           ws.read_manifest("train")["counts"], split,
-                                                          [t for t in takes if t["status"] == "ok"]))
+                                                          [t for t in takes if t["status"] == "ok"])
+                      + voice_package.card_section(ws))
+    voice = voice_package.add(ws, pkg)
     manifest = {
         "format": package.FORMAT, "clone": ws.clone, "version": version,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -127,7 +131,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "audio": OmegaConf.to_container(cfg.audio_features, resolve=True),
         "avatar": {"fps": fps, "size": [w, h], "loop_frames": len(loop), "loop_from_frame": int(loop[0]),
                    "mel_window": MEL_WINDOW},
-        "metrics": metrics["metrics"]["clone"], "versions": versions(),
+        "voice": voice, "metrics": {**metrics["metrics"]["clone"], **voice_package.gate_metrics(ws)},
+        "versions": versions(),
     }
     write_json_atomic(pkg / package.MANIFEST, manifest)
     package.verify(pkg)

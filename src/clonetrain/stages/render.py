@@ -32,6 +32,7 @@ from clonetrain.media.write import write_video
 from clonetrain.models.inference import generate
 from clonetrain.models.lipsync import MEL_WINDOW
 from clonetrain.training.data import MEL_CENTER, MEL_SCALE
+from clonetrain.voice import render as voice_render
 from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ def _source(cfg: DictConfig, ws: Workspace) -> avatar_mod.Avatar:
     return avatar_mod.from_workspace(cfg, ws)
 
 
-def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int) -> dict:
+def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int,
+           voice: dict | None = None) -> dict:
+    """`voice`: set when the sound is a generated voice (clonetrain.voice.render); recorded in the provenance."""
     check_consent(av.consent, av.clone)
     a = av.mel
     mel = (features.log_mel(wav, sr, a["n_fft"], a["hop_length"], a["win_length"], a["n_mels"], a["fmin"], a["fmax"])
@@ -105,10 +108,12 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
         "version": av.version, "model_sha256": av.model_sha256, "consent_sha256": av.consent["sha256"],
         "permitted_uses": av.consent["permitted_uses"], "audio_sha256": sha256_file(audio_path),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "voice": voice or {"voice": "as recorded (not generated)"},
     }
     with atomic_path(out) as tmp:
         write_video(rendered(), (w, h), av.fps, tmp, audio=audio_path,
-                    metadata={"comment": json.dumps(provenance), "description": f"{LABEL} video of clone {av.clone}",
+                    metadata={"comment": json.dumps(provenance),
+                              "description": f"{LABEL} video of clone {av.clone}" + (" with a generated voice" if voice else ""),
                               "title": f"{LABEL}: {av.clone}"})
     record = {**provenance, "video_sha256": sha256_file(out), "frames": n_out, "fps": av.fps, "size": [w, h]}
     write_json_atomic(out.with_suffix(".provenance.json"), record)
@@ -119,8 +124,16 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
 
 def run(cfg: DictConfig, ws: Workspace) -> Path:
     sr = cfg.ingest.sample_rate
-    audio_path, wav = read_speech(cfg.audio, sr)
+    # Text (through the TTS) or voice=true: the speech is converted into the clone's voice first.
+    script = voice_render.script(cfg, read_speech) if voice_render.wants_voice(cfg) else None
+    if script is None:
+        audio_path, wav = read_speech(cfg.audio, sr)
     av = _source(cfg, ws)
-    out = Path(cfg.render.out).expanduser() if cfg.render.out else ws.root / "renders" / ws.clone / f"{audio_path.stem}.mp4"
-    render(av, wav, sr, audio_path, out, cfg.render.batch_size)
+    stem = script.stem if script else audio_path.stem
+    out = Path(cfg.render.out).expanduser() if cfg.render.out else ws.root / "renders" / ws.clone / f"{stem}.mp4"
+    voice = None
+    if script is not None:
+        audio_path, voice = voice_render.convert(script, av, ws, out)
+        _, wav = read_speech(str(audio_path), sr)
+    render(av, wav, sr, audio_path, out, cfg.render.batch_size, voice)
     return out
