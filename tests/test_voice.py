@@ -83,7 +83,7 @@ def test_text_errors_are_clear(voiced, monkeypatch):
     with pytest.raises(tts.TextToSpeechError, match="empty"):
         run(voiced, "man", "stage=render", "text=' '", *TINY)
     with pytest.raises(tts.TextToSpeechError, match="over the limit of 20"):
-        run(voiced, "man", "stage=render", f"text={SENTENCE}", "voice_model.max_text_chars=20", *TINY)
+        run(voiced, "man", "stage=render", f"text='{SENTENCE}'", "voice_model.max_text_chars=20", *TINY)
     with pytest.raises(tts.TextToSpeechError, match="does not speak language 'fr'"):
         run(voiced, "man", "stage=render", "text=Bonjour", "voice_model.language=fr", *TINY)
     with pytest.raises(VoiceRenderError, match="both audio= and text"):

@@ -53,6 +53,17 @@ def split_speech(segments: list, holdout: float) -> tuple[list, list]:
     return build, held
 
 
+def speech_segments(cfg: DictConfig, ws: Workspace) -> list[tuple[float, float]]:
+    """The VAD's speech segments (ingest timeline, seconds) of the takes that are mostly speech: music or
+    background takes would teach the wrong voice."""
+    ingest_dir = ws.stage_dir("ingest")
+    takes = [t for t in json.loads((ingest_dir / "takes.json").read_text()) if t["status"] == "ok"]
+    spans = [(t["first_frame"] / cfg.ingest.fps, (t["first_frame"] + t["frames"]) / cfg.ingest.fps)
+             for t in takes if t["lipsync"]]
+    return [(s, e) for s, e in json.loads((ingest_dir / "vad.json").read_text())["segments"]
+            if any(a <= s < b for a, b in spans)]
+
+
 def settings_of(c) -> VoiceSettings:
     return VoiceSettings(layers=tuple(c.layers), k=c.k, level=c.level)
 
@@ -153,12 +164,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     wav, sr = sf.read(ingest_dir / "audio.wav", dtype="float32")
     if sr != SR:
         raise ClonetrainError(f"the voice needs 16 kHz sound, ingest wrote {sr} Hz", "run with ingest.sample_rate=16000")
-    takes = [t for t in json.loads((ingest_dir / "takes.json").read_text()) if t["status"] == "ok"]
-    # Speech of the takes that are mostly speech: music or background takes would teach the wrong voice.
-    spans = [(t["first_frame"] / cfg.ingest.fps, (t["first_frame"] + t["frames"]) / cfg.ingest.fps)
-             for t in takes if t["lipsync"]]
-    segments = [(s, e) for s, e in json.loads((ingest_dir / "vad.json").read_text())["segments"]
-                if any(a <= s < b for a, b in spans)]
+    segments = speech_segments(cfg, ws)
     speech_s = sum(e - s for s, e in segments)
     result = StageResult()
     record = {"available": False, "speech_s": round(speech_s, 2), "min_speech_s": c.min_speech_s,
