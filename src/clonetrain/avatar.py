@@ -1,6 +1,6 @@
 """What render needs of a clone, whether it comes from the training workspace or from a package: a loop of
-the footage at full resolution, its face crops and crop squares, a reference crop, the generator, the mel
-settings and the consent record."""
+the footage at full resolution, its face crops and crop squares, a reference crop, the generator, the audio
+features it hears (audio.model_input.FeatureSpec) and the consent record."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ class Avatar:
     crops: np.ndarray      # (L, S, S, 3) its face crops at the model's size
     squares: np.ndarray    # (L, 3) crop squares (x0, y0, side) in frame pixels
     reference: np.ndarray  # (S, S, 3)
-    generator: object      # nn.Module or TorchScript: (faces (B, 6, S, S), mels (B, 1, n_mels, 16)) -> (B, 3, S, S)
-    mel: dict              # the audio_features settings the model was trained with
+    generator: object      # nn.Module or TorchScript: (faces (B, 6, S, S), audio (B, 1, channels, window)) -> (B, 3, S, S)
+    mel: dict              # the FeatureSpec (as a dict) of the audio features the model was trained with
     consent: dict
     model_sha256: str
     fps: int
@@ -73,8 +73,6 @@ def decode_frames(ws, frame_ids: np.ndarray) -> np.ndarray:
 
 
 def from_workspace(cfg, ws) -> Avatar:
-    from omegaconf import OmegaConf
-
     from clonetrain.manifest import sha256_file
     from clonetrain.models import checkpoint
     from clonetrain.training.data import load_clip
@@ -84,13 +82,13 @@ def from_workspace(cfg, ws) -> Avatar:
         raise UpstreamMissingError(f"clone {ws.clone!r} has no trained model",
                                    f"run: python -m clonetrain stage=all clone={ws.clone}")
     generator, _, _ = checkpoint.load(model_path)
-    clip = load_clip(ws, generator.spec.image_size, generator.spec.n_mels)
+    clip = load_clip(ws, generator.spec.image_size, generator.spec)
     split = json.loads((ws.stage_dir("train") / "split.json").read_text())
     loop = loop_indices(clip.usable, clip.take, split["holdout_from_frame"], int(cfg.render.loop_seconds * clip.fps))
     squares = np.load(ws.stage_dir("faces") / "faces.npz")["square"][loop]
     return Avatar(clone=ws.clone, version=None, frames=decode_frames(ws, loop), crops=np.asarray(clip.faces[loop]),
                   squares=squares, reference=np.asarray(clip.faces[split["reference_frame"]]), generator=generator,
-                  mel=OmegaConf.to_container(cfg.audio_features, resolve=True),
+                  mel=clip.features.to_dict(),
                   consent=json.loads((ws.stage_dir("ingest") / "consent.json").read_text()),
                   model_sha256=sha256_file(model_path), fps=clip.fps)
 

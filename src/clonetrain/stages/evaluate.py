@@ -57,7 +57,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     train_dir = ws.stage_dir("train")
     split = json.loads((train_dir / "split.json").read_text())
     generator, _, meta = checkpoint.load(train_dir / "model.safetensors")
-    clip = load_clip(ws, generator.spec.image_size, generator.spec.n_mels)
+    clip = load_clip(ws, generator.spec.image_size, generator.spec)
     lo = split["holdout_from_frame"]
     held = np.arange(lo, clip.n)
     usable = clip.usable[lo:]

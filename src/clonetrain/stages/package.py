@@ -25,7 +25,6 @@ from clonetrain.manifest import StageResult, versions
 from clonetrain.media.paste import lower_face_mask
 from clonetrain.media.write import write_video
 from clonetrain.models import checkpoint
-from clonetrain.models.lipsync import MEL_WINDOW
 from clonetrain.training.data import load_clip
 from clonetrain.voice import package as voice_package
 from clonetrain.vision.motion import label_windows
@@ -37,11 +36,11 @@ CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.vision.motion", "
 
 def _export_torchscript(generator, path: Path) -> None:
     s = generator.spec
-    example = (torch.rand(1, 6, s.image_size, s.image_size), torch.rand(1, 1, s.n_mels, MEL_WINDOW))
+    example = (torch.rand(1, 6, s.image_size, s.image_size), torch.rand(1, 1, s.n_mels, s.audio_window))
     with torch.no_grad():
         traced = torch.jit.trace(generator.eval(), example)
         # The exported graph must compute what the model does, on another input than the one traced with.
-        check = (torch.rand(2, 6, s.image_size, s.image_size), torch.rand(2, 1, s.n_mels, MEL_WINDOW))
+        check = (torch.rand(2, 6, s.image_size, s.image_size), torch.rand(2, 1, s.n_mels, s.audio_window))
         if not torch.allclose(traced(*check), generator(*check), atol=1e-5):
             raise RuntimeError("the TorchScript export does not reproduce the model")
     traced.save(str(path))
@@ -88,7 +87,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     shutil.copy2(train_dir / "model.safetensors", pkg / "model.safetensors")
     _export_torchscript(generator, pkg / "generator.torchscript")
 
-    clip = load_clip(ws, generator.spec.image_size, generator.spec.n_mels)
+    clip = load_clip(ws, generator.spec.image_size, generator.spec)
     split = json.loads((train_dir / "split.json").read_text())
     fps = clip.fps
     loop = avatar.loop_indices(clip.usable, clip.take, split["holdout_from_frame"], int(cfg.render.loop_seconds * fps))
@@ -128,9 +127,10 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "files": package.file_table(pkg), "source_takes": takes,
         "consent_sha256": package.sha256(pkg / "consent.json"), "consent_expires": consent["expires"],
         "model": {**generator.spec.__dict__, "trained_steps": train_meta.get("steps"), "base": split.get("base")},
-        "audio": OmegaConf.to_container(cfg.audio_features, resolve=True),
+        # What a runtime needs to reproduce the model's audio input (audio.model_input.FeatureSpec).
+        "audio": clip.features.to_dict(),
         "avatar": {"fps": fps, "size": [w, h], "loop_frames": len(loop), "loop_from_frame": int(loop[0]),
-                   "mel_window": MEL_WINDOW},
+                   "mel_window": generator.spec.audio_window},
         "voice": voice, "metrics": {**metrics["metrics"]["clone"], **voice_package.gate_metrics(ws)},
         "versions": versions(),
     }

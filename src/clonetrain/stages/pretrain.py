@@ -18,7 +18,8 @@ from torch.utils.data import ConcatDataset
 
 from clonetrain.errors import ClonetrainError
 from clonetrain.manifest import StageResult
-from clonetrain.training.data import WindowDataset, load_clip
+from clonetrain.audio.model_input import check_matches
+from clonetrain.training.data import WindowDataset, check_configured, load_clip
 from clonetrain.training.fit import fit
 from clonetrain.workspace import Workspace, write_json_atomic
 
@@ -48,9 +49,13 @@ def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     T = cfg.model.sync_frames
-    train_parts, val_parts, rows = [], [], []
+    train_parts, val_parts, rows, features = [], [], [], None
     for c in _corpus(cfg, ws):
-        clip = load_clip(c, cfg.model.image_size, cfg.model.n_mels)
+        clip = load_clip(c, cfg.model.image_size)
+        # One base hears one kind of features: every corpus clone as audio_features says.
+        check_configured(clip, cfg.audio_features, cfg.ingest.sample_rate)
+        features = features or clip.features
+        check_matches(clip.features, features.signature, features.dims, c.clone, what="the rest of the corpus")
         split = clip.split(cfg.train.holdout)
         tr = WindowDataset(clip, 0, split, T, 0, split, augment=cfg.pretrain.augment)
         va = WindowDataset(clip, split, clip.n, T, 0, split)
@@ -62,7 +67,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     if not train_parts or not val_parts:
         raise ClonetrainError("the pretraining corpus has no usable speech footage", "add preprocessed talking clones")
     stats = fit(cfg, ConcatDataset(train_parts), ConcatDataset(val_parts), out_dir, ws.resume_dir("pretrain"),
-                f"{ws.clone}-pretrain", meta={"base": ws.clone, "corpus": list(cfg.pretrain.corpus)})
+                f"{ws.clone}-pretrain", features=features, meta={"base": ws.clone, "corpus": list(cfg.pretrain.corpus)})
     write_json_atomic(out_dir / "corpus.json", rows)
     result = StageResult(counts={**{k: v for k, v in stats.items() if k != "metrics"}, **stats["metrics"]})
     result.summary = [f"base {ws.clone!r} from {len(rows)} clones: {stats['steps']} steps in {stats['seconds']:.0f} s",

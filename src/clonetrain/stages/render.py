@@ -22,7 +22,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from clonetrain import __version__, avatar as avatar_mod
-from clonetrain.audio import features
+from clonetrain.audio.model_input import FeatureSpec
 from clonetrain.errors import ClonetrainError, ConsentError, FootageError
 from clonetrain.manifest import sha256_file
 from clonetrain.media import convert
@@ -30,8 +30,6 @@ from clonetrain.media.label import LABEL, burn_label
 from clonetrain.media.paste import paste
 from clonetrain.media.write import write_video
 from clonetrain.models.inference import generate
-from clonetrain.models.lipsync import MEL_WINDOW
-from clonetrain.training.data import MEL_CENTER, MEL_SCALE
 from clonetrain.voice import render as voice_render
 from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
 
@@ -81,25 +79,17 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
            voice: dict | None = None) -> dict:
     """`voice`: set when the sound is a generated voice (clonetrain.voice.render); recorded in the provenance."""
     check_consent(av.consent, av.clone)
-    a = av.mel
-    mel = (features.log_mel(wav, sr, a["n_fft"], a["hop_length"], a["win_length"], a["n_mels"], a["fmin"], a["fmax"])
-           - MEL_CENTER) / MEL_SCALE
-    mel_per_frame = sr / a["hop_length"] / av.fps
+    spec = FeatureSpec.from_dict(av.mel)
+    feats = spec.model_input(wav, sr)
     n_out = math.ceil(len(wav) / (sr / av.fps))
     sequence = avatar_mod.ping_pong(n_out, len(av.frames))
     h, w = av.frames.shape[1:3]
-
-    def mel_window(k: int) -> np.ndarray:
-        start = int(round((k + 0.5) * mel_per_frame - MEL_WINDOW / 2))
-        start = min(max(start, 0), max(len(mel) - MEL_WINDOW, 0))
-        win = mel[start : start + MEL_WINDOW]
-        return np.pad(win, ((0, MEL_WINDOW - len(win)), (0, 0)), mode="edge").T
 
     def rendered():
         for i in range(0, n_out, batch_size):
             ids = sequence[i : i + batch_size]
             faces = generate(av.generator, av.reference, av.crops[ids],
-                             np.stack([mel_window(k) for k in range(i, i + len(ids))]), batch_size)
+                             spec.windows(feats, np.arange(i, i + len(ids)) + 0.5, av.fps), batch_size)
             for src, face in zip(ids, faces):
                 yield burn_label(paste(av.frames[src], face, av.squares[src]))
 

@@ -19,8 +19,10 @@ from omegaconf import DictConfig
 
 from clonetrain.errors import ClonetrainError
 from clonetrain.manifest import StageResult, sha256_file
+from clonetrain.audio.model_input import check_matches
+from clonetrain.models import checkpoint
 from clonetrain.models.checkpoint import CheckpointError
-from clonetrain.training.data import WindowDataset, load_clip, reference_frame
+from clonetrain.training.data import WindowDataset, check_configured, load_clip, reference_frame
 from clonetrain.training.fit import fit
 from clonetrain.training.preview import heldout_preview
 from clonetrain.workspace import Workspace, write_json_atomic
@@ -50,7 +52,8 @@ def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
-    clip = load_clip(ws, cfg.model.image_size, cfg.model.n_mels)
+    clip = load_clip(ws, cfg.model.image_size)
+    check_configured(clip, cfg.audio_features, cfg.ingest.sample_rate)
     split = clip.split(cfg.train.holdout)
     T = cfg.model.sync_frames
     train_ds = WindowDataset(clip, 0, split, T, 0, split, augment=cfg.train.augment)
@@ -60,6 +63,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                               f"({len(train_ds)} training and {len(val_ds)} held-out windows)",
                               "add footage of the person speaking to camera")
     base, expert = base_path(cfg), expert_path(cfg)
+    if base is not None and not checkpoint.is_wav2lip_file(base):
+        base_spec, _ = checkpoint.read_header(base)
+        check_matches(clip.features, base_spec.audio_input, base_spec.n_mels, ws.clone, what=f"the base {base}")
     consent = ws.read_manifest("ingest")["details"].get("consent_sha256")
     meta = {"clone": ws.clone, "base": str(base) if base else None,
             "base_sha256": sha256_file(base) if base else None,
@@ -70,8 +76,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     if cfg.train.preview_seconds > 0:
         preview = heldout_preview(clip, split, meta["reference_frame"], ws.stage_dir("audio") / "audio.wav",
                                   out_dir / "samples" / "heldout.mp4", cfg.train.preview_seconds)
-    stats = fit(cfg, train_ds, val_ds, out_dir, ws.resume_dir("train"), f"{ws.clone}-train", init=base,
-                init_expert=expert, meta=meta, preview=preview)
+    stats = fit(cfg, train_ds, val_ds, out_dir, ws.resume_dir("train"), f"{ws.clone}-train", features=clip.features,
+                init=base, init_expert=expert, meta=meta, preview=preview)
     write_json_atomic(out_dir / "split.json", {
         "frames": clip.n, "holdout_from_frame": split, "reference_frame": meta["reference_frame"],
         "train_windows": len(train_ds), "heldout_windows": len(val_ds), "base": meta["base"],

@@ -1,27 +1,26 @@
 """Datasets over preprocessed clones. Everything is computed by the preprocessing stages; __getitem__ only
-looks up frames and mel windows.
+looks up frames and audio windows.
 
 A sample is a window of T consecutive usable frames of one take (T = model.sync_frames), each with a
-reference frame of the same person and its centred mel window, plus the mel window spanning the whole window
-(for the sync expert) and one taken from elsewhere in the same take (a negative for the expert).
+reference frame of the same person and its centred audio window, plus the audio window spanning the whole
+window (for the sync expert) and one taken from elsewhere in the same take (a negative for the expert). The
+audio is whichever features the audio stage computed (log-mel or Whisper; audio.model_input): "mel" below
+names the model's audio input, whatever its encoder.
 """
 
 from __future__ import annotations
 
-
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from clonetrain.audio.model_input import FeatureSpec, check_matches
 from clonetrain.errors import UpstreamMissingError
-from clonetrain.models.lipsync import MEL_WINDOW
 from clonetrain.stages.faces import UNUSABLE
 from clonetrain.workspace import Workspace
-
-# Log-mel dB (floor -100) to roughly [-1.5, 1.5]: fixed, so every clone and the runtime agree.
-MEL_CENTER, MEL_SCALE = -40.0, 40.0
 
 
 @dataclass
@@ -30,14 +29,14 @@ class Clip:
 
     clone: str
     faces: np.ndarray        # (N, S, S, 3) uint8, memory-mapped
-    mel: np.ndarray          # (T, n_mels) float32, normalised
+    mel: np.ndarray          # (T, channels) float32 audio features, normalised (features.per_second frames/s)
     usable: np.ndarray       # (N,) a face to learn from, in a take with speech
     take: np.ndarray         # (N,)
     mouth_open: np.ndarray   # (N,)
     valid_landmarks: np.ndarray
     energy: np.ndarray
     fps: int
-    mel_per_frame: float
+    features: FeatureSpec    # what `mel` is, and how to window it
 
     @property
     def n(self) -> int:
@@ -48,15 +47,24 @@ class Clip:
         return int(round(self.n * (1 - holdout)))
 
     def mel_window(self, centre_frame: float) -> np.ndarray:
-        """(n_mels, 16) around the time of `centre_frame` (a frame's centre is at index + 0.5)."""
-        start = int(round(centre_frame * self.mel_per_frame - MEL_WINDOW / 2))
-        start = min(max(start, 0), len(self.mel) - MEL_WINDOW)
-        return self.mel[start : start + MEL_WINDOW].T
+        """(channels, window) around the time of `centre_frame` (a frame's centre is at index + 0.5)."""
+        return self.features.window_at(self.mel, centre_frame, self.fps)
 
 
-def load_clip(ws: Workspace, size: int, n_mels: int | None = None) -> Clip:
-    """The clone's preprocessed arrays at `size` px; `n_mels`: the mel bands the model hears, checked against
-    those the audio stage computed."""
+def read_features(ws: Workspace) -> tuple[FeatureSpec, np.ndarray]:
+    """The audio stage's features of the clone: their spec and the raw (un-normalised) array."""
+    d = ws.stage_dir("audio")
+    info = d / "features.json"
+    if not info.is_file():  # preprocessed before the audio stage wrote features.json: log-mel then
+        raise UpstreamMissingError(f"clone {ws.clone!r} was preprocessed by an older version (no audio/features.json)",
+                                   f"rerun: python -m clonetrain stage=audio clone={ws.clone} force=true")
+    meta = json.loads(info.read_text())
+    return FeatureSpec.from_dict(meta["spec"]), np.load(d / meta["file"]).astype(np.float32)
+
+
+def load_clip(ws: Workspace, size: int, hears=None) -> Clip:
+    """The clone's preprocessed arrays at `size` px. `hears`: the ModelSpec of a trained model, whose audio
+    input is checked against the features the audio stage computed (a clear error says which rerun fixes it)."""
     for stage in ("ingest", "faces", "landmarks", "audio"):
         if ws.read_manifest(stage) is None:
             raise UpstreamMissingError(f"clone {ws.clone!r} has not been preprocessed (no {stage} output)",
@@ -69,17 +77,20 @@ def load_clip(ws: Workspace, size: int, n_mels: int | None = None) -> Clip:
     flags = np.load(faces_dir / "faces.npz")["flags"]
     lm = np.load(ws.stage_dir("landmarks") / "landmarks.npz")
     frames = np.load(ws.stage_dir("ingest") / "frames.npz")
-    audio_manifest = ws.read_manifest("audio")
-    mel = (np.load(ws.stage_dir("audio") / "mel.npy") - MEL_CENTER) / MEL_SCALE
-    if n_mels is not None and mel.shape[1] != n_mels:
-        raise UpstreamMissingError(f"clone {ws.clone!r} has {mel.shape[1]} mel bands but the model hears {n_mels}",
-                                   f"rerun: python -m clonetrain stage=audio clone={ws.clone} force=true "
-                                   f"audio_features.n_mels={n_mels}")
+    spec, raw = read_features(ws)
+    if hears is not None:
+        check_matches(spec, hears.audio_input, hears.n_mels, ws.clone)
     usable = ((flags & UNUSABLE) == 0) & frames["lipsync"] & lm["valid"]
-    return Clip(clone=ws.clone, faces=np.load(path, mmap_mode="r"), mel=mel.astype(np.float32), usable=usable,
+    return Clip(clone=ws.clone, faces=np.load(path, mmap_mode="r"), mel=spec.normalise(raw), usable=usable,
                 take=frames["take"], mouth_open=lm["mouth_open"], valid_landmarks=lm["valid"],
-                energy=np.load(ws.stage_dir("audio") / "energy.npy"), fps=int(frames["fps"]),
-                mel_per_frame=float(audio_manifest["counts"]["mel_per_video_frame"]))
+                energy=np.load(ws.stage_dir("audio") / "energy.npy"), fps=int(frames["fps"]), features=spec)
+
+
+def check_configured(clip: Clip, audio_cfg, sample_rate: int) -> None:
+    """Training hears the features the audio stage computed; if `audio_features` now asks for others, the audio
+    stage has to run again first (stage=train alone does not rerun it)."""
+    wanted = FeatureSpec.from_cfg(audio_cfg, sample_rate)
+    check_matches(clip.features, wanted.signature, wanted.dims, clip.clone, what="audio_features")
 
 
 def window_starts(clip: Clip, lo: int, hi: int, length: int) -> np.ndarray:

@@ -101,6 +101,10 @@ def _evenly(ds: Dataset, count: int) -> Dataset:
 
 def check_arch(cfg: DictConfig, spec: ModelSpec) -> None:
     """model=wav2lip's published nets hear Wav2Lip's mel: the audio stage must compute the same one."""
+    if spec.arch == "wav2lip" and spec.audio_input != "mel":
+        raise ClonetrainError(f"model=wav2lip hears log-mel only, but the clone's audio features are {spec.audio_input}",
+                              "rerun: python -m clonetrain stage=audio clone=<clone> audio_features.encoder=mel "
+                              "force=true (or train model=small on the Whisper features)")
     if spec.arch != "wav2lip":
         if cfg.model.base_expert:
             raise CheckpointError("model.base_expert (a published lipsync_expert.pth) needs model=wav2lip",
@@ -131,14 +135,15 @@ def load_base(module: LipSyncModule, spec: ModelSpec, init: Path) -> None:
 
 
 def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resume_dir: Path, run_name: str,
-        init: Path | None = None, init_expert: Path | None = None, meta: dict | None = None,
+        features, init: Path | None = None, init_expert: Path | None = None, meta: dict | None = None,
         preview: Callable[[nn.Module], Path] | None = None) -> dict:
     """Train, then write out_dir/model.safetensors. Resumes from resume_dir/last.ckpt when it is there.
     init: a base checkpoint; init_expert: a published lipsync_expert.pth (model=wav2lip), kept frozen;
-    preview: renders a clip with the final generator (logged as val/heldout_clip)."""
+    preview: renders a clip with the final generator (logged as val/heldout_clip); features: the
+    audio.model_input.FeatureSpec of the datasets' audio, which the model's audio input follows."""
     t, tr = cfg.train, cfg.trainer
     L.seed_everything(t.seed, workers=True)
-    spec = checkpoint.spec_from_cfg(cfg.model)
+    spec = checkpoint.spec_from_cfg(cfg.model, features)
     check_arch(cfg, spec)
     module = LipSyncModule(spec=spec.__dict__, lr=t.lr, expert_lr=t.expert_lr, lower_weight=t.lower_weight,
                            sync_weight=t.sync_weight, expert_ready_loss=t.expert_ready_loss,
