@@ -41,6 +41,9 @@ class VoiceSettings:
     # "average": mean mel-cepstrum of the k matches (a geometric mean of envelopes: no smearing of formants
     # into a flat spectrum as a linear mean of envelopes does)
     level: str = "target"  # the loudness contour: the matched frames' (target) or the source's (source)
+    # Global variance: averaging k matches flattens the envelope's movement; restore the person's per-coefficient
+    # spread (over voiced frames), as statistical voice conversion does against over-smoothing.
+    gv: bool = True
 
 
 class VoiceModelError(ClonetrainError):
@@ -87,6 +90,7 @@ class VoiceModel:
     log_f0_std: float
     settings: VoiceSettings = field(default_factory=VoiceSettings)
     info: dict = field(default_factory=dict)
+    gv_std: np.ndarray | None = None  # (ORDER + 1,) the person's spread of each mel-cepstrum over voiced frames
 
     # ---- building -------------------------------------------------------------------------------------------
     @classmethod
@@ -109,8 +113,9 @@ class VoiceModel:
         w_mask = np.zeros(len(ana.f0), bool)
         w_mask[sub.ravel()] = True
         mean, std = log_f0_stats(ana.f0[w_mask])
+        voiced = w_mask & (ana.f0 > 0)
         return cls(features=_normalise(feats[keep]).astype(np.float16), mcep=ana.mcep[sub].astype(np.float32),
-                   log_f0_mean=mean, log_f0_std=std, settings=s,
+                   log_f0_mean=mean, log_f0_std=std, settings=s, gv_std=ana.mcep[voiced].std(0),
                    info={"frames": int(len(keep)), "speech_s": len(keep) / FEATURES_PER_SECOND})
 
     # ---- converting -----------------------------------------------------------------------------------------
@@ -133,6 +138,13 @@ class VoiceModel:
         j = np.clip(np.rint(w / SUB).astype(int), 0, len(idx) - 1)
         q = np.clip(w - SUB * j, OFFSETS[0], OFFSETS[-1]) - OFFSETS[0]
         mcep = self.mcep[idx[j], q[:, None]].mean(axis=1)  # (W, k, D) -> (W, D)
+        if self.settings.gv and self.gv_std is not None:
+            voiced = source.f0 > 0
+            if voiced.sum() > 10:
+                mu, sd = mcep[voiced].mean(0), mcep[voiced].std(0) + 1e-6
+                scale = np.ones_like(sd)
+                scale[1:] = np.asarray(self.gv_std, np.float32)[1:] / sd[1:]
+                mcep = mu + (mcep - mu) * scale
         if self.settings.level == "source":
             voiced = source.f0 > 0
             ref = voiced if voiced.any() else slice(None)
@@ -157,7 +169,8 @@ class VoiceModel:
         from clonetrain.workspace import atomic_path
 
         meta = {"format": FORMAT, "log_f0_mean": self.log_f0_mean, "log_f0_std": self.log_f0_std,
-                "settings": {**self.settings.__dict__, "layers": list(self.settings.layers)}, "info": self.info}
+                "settings": {**self.settings.__dict__, "layers": list(self.settings.layers)}, "info": self.info,
+                "gv_std": None if self.gv_std is None else [float(v) for v in self.gv_std]}
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, features=self.features, mcep=self.mcep, meta=np.array(json.dumps(meta)))
@@ -177,4 +190,5 @@ class VoiceModel:
             raise VoiceModelError(f"{path} has format {meta.get('format')!r}, expected {FORMAT}", "rebuild it")
         st = meta["settings"]
         return cls(features=features, mcep=mcep, log_f0_mean=meta["log_f0_mean"], log_f0_std=meta["log_f0_std"],
-                   settings=VoiceSettings(**{**st, "layers": tuple(st["layers"])}), info=meta.get("info", {}))
+                   settings=VoiceSettings(**{**st, "layers": tuple(st["layers"])}), info=meta.get("info", {}),
+                   gv_std=None if meta.get("gv_std") is None else np.asarray(meta["gv_std"], np.float32))

@@ -5,6 +5,7 @@ Frames: WORLD frame w is at w * FRAME_MS ms, so 4 WORLD frames fall on one 20 ms
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -55,12 +56,24 @@ def analyse(wav: np.ndarray, sr: int = SAMPLE_RATE) -> Analysis:
     return Analysis(f0=f0, mcep=sp_to_mcep(sp), ap=ap)
 
 
+@functools.lru_cache(maxsize=1)
+def _matrices() -> tuple[np.ndarray, np.ndarray]:
+    """pysptk's sp2mc is linear in log(sp) and mc2sp's log is linear in mc: both as matrices, read off pysptk
+    itself once on unit vectors. pysptk applies them one frame at a time in Python (about 1 s a minute of
+    frames each way); a matrix product does a whole utterance at once, with the same numbers."""
+    sptk = _pysptk()
+    bins = FFT_SIZE // 2 + 1
+    to_mc = np.stack([sptk.sp2mc(np.exp(np.eye(bins)[i])[None], ORDER, ALPHA)[0] for i in range(bins)])
+    from_mc = np.stack([np.log(sptk.mc2sp(np.eye(ORDER + 1)[i][None], ALPHA, FFT_SIZE)[0]) for i in range(ORDER + 1)])
+    return to_mc, from_mc  # (bins, D): log sp -> mc; (D, bins): mc -> log sp
+
+
 def sp_to_mcep(sp: np.ndarray) -> np.ndarray:
-    return _pysptk().sp2mc(sp, ORDER, ALPHA).astype(np.float32)
+    return (np.log(np.maximum(sp, 1e-300)) @ _matrices()[0]).astype(np.float32)
 
 
 def mcep_to_sp(mcep: np.ndarray) -> np.ndarray:
-    return _pysptk().mc2sp(np.ascontiguousarray(mcep, np.float64), ALPHA, FFT_SIZE)
+    return np.exp(np.asarray(mcep, np.float64) @ _matrices()[1])
 
 
 def synthesise(f0: np.ndarray, mcep: np.ndarray, ap: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
