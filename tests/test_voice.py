@@ -62,6 +62,9 @@ def test_package_holds_the_voice_and_the_card_shows_it(voiced):
     assert manifest["metrics"]["voice_similarity"] > 0.6
     VoiceModel.load(pkg / "voice" / "voice.npz")  # numpy only
     assert "## Voice" in (pkg / "model_card.md").read_text()
+    run(voiced, "man", "stage=report", *VOICE)
+    page = (voiced / "work" / "man" / "report" / "report.html").read_text()
+    assert "Voice: " in page and "converted_tts" in page
 
 
 def test_text_render_is_intelligible_labelled_and_traced(voiced, tmp_path):
@@ -115,3 +118,23 @@ def test_too_little_speech_gives_no_voice_but_a_clone(trained, tmp_path):
     assert "No voice" in (pkg / "model_card.md").read_text()
     with pytest.raises(VoiceRenderError, match="has no voice: only"):
         run(root, "man", "stage=render", "text=Hello there", f"render.package={pkg}", *TINY)
+
+
+def test_converting_real_speech_moves_it_towards_the_person(voiced, footage):
+    """Another man's recorded speech, converted: nearer the person than it was (judged against held-out speech)."""
+    import soundfile as sf
+
+    from clonetrain.stages.voice import split_speech, speech_segments
+    from clonetrain.voice import judge
+    from conftest import make_cfg
+
+    ws = Workspace(voiced, "man")
+    cfg = make_cfg(voiced, "man", *VOICE)
+    wav, sr = sf.read(ws.stage_dir("ingest") / "audio.wav", dtype="float32")
+    _, held = split_speech(speech_segments(cfg, ws), cfg.voice_model.holdout)
+    reference = judge.embed(np.concatenate([wav[int(s * sr) : int(e * sr)] for s, e in held]))
+    actor = decode_audio(footage / "driving_speech_en_60s.wav", 16000)[: 6 * 16000]
+    converted = VoiceModel.load(ws.stage_dir("voice") / "voice.npz").convert(actor)
+    assert len(converted) == len(actor)
+    before, after = judge.similarity(actor, reference), judge.similarity(converted, reference)
+    assert after > before + 0.05, (before, after)

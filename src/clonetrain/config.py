@@ -136,6 +136,7 @@ class VoiceCfg:
     layers: list[int] = field(default_factory=lambda: [2])  # Whisper base layers matched on (content, not voice)
     k: int = 4  # nearest frames averaged
     level: str = "target"  # loudness contour: target (the matched frames') | source
+    gv: bool = True  # restore the person's spread of each mel-cepstrum after averaging (less muffled)
     evaluate: bool = True
     tts: str = "piper"
     language: str = "en"  # the language text renders are spoken in

@@ -65,7 +65,7 @@ def speech_segments(cfg: DictConfig, ws: Workspace) -> list[tuple[float, float]]
 
 
 def settings_of(c) -> VoiceSettings:
-    return VoiceSettings(layers=tuple(c.layers), k=c.k, level=c.level)
+    return VoiceSettings(layers=tuple(c.layers), k=c.k, level=c.level, gv=c.gv)
 
 
 def _cut(wav: np.ndarray, segments: list) -> np.ndarray:
