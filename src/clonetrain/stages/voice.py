@@ -104,13 +104,12 @@ def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.A
     frames = np.zeros(len(analysis.f0), bool)
     for s, e in held:
         frames[int(s * 1000 / world.FRAME_MS) : int(e * 1000 / world.FRAME_MS)] = True
-    t0 = time.perf_counter()
-    f0, mcep = vm.convert_analysis(analysis, feats)
-    recon = world.synthesise(f0, mcep, analysis.ap)
+    conv = vm.convert_analysis(analysis, feats)
+    recon = world.synthesise(conv.f0, conv.mcep, conv.ap)
     recon_held = _cut(np.pad(recon, (0, max(0, len(wav) - len(recon)))), held)
     voiced = frames & (analysis.f0 > 0)
     metrics["heldout_reconstructed"] = {
-        "mcd_db": round(world.mcd(mcep, analysis.mcep, voiced), 3),
+        "mcd_db": round(world.mcd(conv.mcep, analysis.mcep, voiced), 3),
         "speaker_similarity": judge.similarity(recon_held, reference)}
     if held_text:
         metrics["heldout_reconstructed"].update(

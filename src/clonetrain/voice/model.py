@@ -31,6 +31,18 @@ FEATURES_PER_SECOND = 50
 SUB = 4  # WORLD frames (5 ms) per feature frame (20 ms)
 OFFSETS = np.arange(-SUB // 2, SUB // 2)  # WORLD frames 4j-2 .. 4j+1 are nearest to feature frame j
 FORMAT = "clonetrain.voice/1"
+AP_BANDS = 32
+
+
+def ap_to_bands(ap: np.ndarray) -> np.ndarray:
+    edges = np.linspace(0, ap.shape[-1], AP_BANDS + 1).astype(int)
+    return np.stack([ap[..., a:b].mean(-1) for a, b in zip(edges[:-1], edges[1:])], -1)
+
+
+def bands_to_ap(bands: np.ndarray, bins: int) -> np.ndarray:
+    centres = (np.linspace(0, bins, AP_BANDS + 1)[:-1] + np.linspace(0, bins, AP_BANDS + 1)[1:]) / 2
+    x = np.arange(bins)
+    return np.stack([np.interp(x, centres, b) for b in bands]).clip(1e-6, 1.0)
 
 
 @dataclass
@@ -47,6 +59,7 @@ class VoiceSettings:
     # Median over this many WORLD frames (5 ms) of the matched mel-cepstra: one wrong match among good ones
     # is a click of the wrong sound; a short median removes it without blurring the transitions. 1: off.
     smooth: int = 1
+    aperiodicity: str = "source"  # source (the source's breathiness) | target (the matched frames', 32 bands)
 
 
 class VoiceModelError(ClonetrainError):
@@ -94,6 +107,7 @@ class VoiceModel:
     settings: VoiceSettings = field(default_factory=VoiceSettings)
     info: dict = field(default_factory=dict)
     gv_std: np.ndarray | None = None  # (ORDER + 1,) the person's spread of each mel-cepstrum over voiced frames
+    ap_bands: np.ndarray | None = None  # (N, SUB, AP_BANDS) float16: the person's aperiodicity, coarse
 
     # ---- building -------------------------------------------------------------------------------------------
     @classmethod
@@ -119,6 +133,7 @@ class VoiceModel:
         voiced = w_mask & (ana.f0 > 0)
         return cls(features=_normalise(feats[keep]).astype(np.float16), mcep=ana.mcep[sub].astype(np.float32),
                    log_f0_mean=mean, log_f0_std=std, settings=s, gv_std=ana.mcep[voiced].std(0),
+                   ap_bands=ap_to_bands(ana.ap[sub]).astype(np.float16) if s.aperiodicity == "target" else None,
                    info={"frames": int(len(keep)), "speech_s": len(keep) / FEATURES_PER_SECOND})
 
     # ---- converting -----------------------------------------------------------------------------------------
@@ -133,14 +148,18 @@ class VoiceModel:
             out[a : a + 2048] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         return out
 
-    def convert_analysis(self, source: world.Analysis, source_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(f0, mcep) of the converted speech, frame for frame with the source's WORLD analysis."""
+    def convert_analysis(self, source: world.Analysis, source_features: np.ndarray) -> world.Analysis:
+        """The converted speech's (f0, mcep, ap), frame for frame with the source's WORLD analysis."""
         idx = self.match(source_features)
         n_w = len(source.f0)
         w = np.arange(n_w)
         j = np.clip(np.rint(w / SUB).astype(int), 0, len(idx) - 1)
         q = np.clip(w - SUB * j, OFFSETS[0], OFFSETS[-1]) - OFFSETS[0]
         mcep = self.mcep[idx[j], q[:, None]].mean(axis=1)  # (W, k, D) -> (W, D)
+        ap = source.ap
+        if self.settings.aperiodicity == "target" and self.ap_bands is not None:
+            bands = self.ap_bands[idx[j], q[:, None]].astype(np.float32).mean(axis=1)
+            ap = bands_to_ap(bands, source.ap.shape[1])
         if self.settings.smooth > 1:
             from scipy.ndimage import median_filter
 
@@ -156,7 +175,7 @@ class VoiceModel:
             voiced = source.f0 > 0
             ref = voiced if voiced.any() else slice(None)
             mcep[:, 0] = source.mcep[:, 0] - source.mcep[ref, 0].mean() + self.mcep[..., 0].mean()
-        return move_f0(source.f0, self.log_f0_mean, self.log_f0_std), mcep
+        return world.Analysis(f0=move_f0(source.f0, self.log_f0_mean, self.log_f0_std), mcep=mcep, ap=ap)
 
     def convert(self, wav: np.ndarray) -> np.ndarray:
         """Any speaker's 16 kHz speech, in the person's voice (16 kHz float32, same length)."""
@@ -165,8 +184,8 @@ class VoiceModel:
         wav = np.asarray(wav, np.float32)
         feats = whisper.encode(wav, layers=self.settings.layers, subtract_silence=self.settings.subtract_silence)
         source = world.analyse(wav)
-        f0, mcep = self.convert_analysis(source, feats)
-        out = world.synthesise(f0, mcep, source.ap)
+        c = self.convert_analysis(source, feats)
+        out = world.synthesise(c.f0, c.mcep, c.ap)
         out = np.pad(out[: len(wav)], (0, max(0, len(wav) - len(out))))
         peak = float(np.abs(out).max())
         return out / peak * 0.9 if peak > 0.99 else out
@@ -180,7 +199,8 @@ class VoiceModel:
                 "gv_std": None if self.gv_std is None else [float(v) for v in self.gv_std]}
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, features=self.features, mcep=self.mcep, meta=np.array(json.dumps(meta)))
+                extra = {} if self.ap_bands is None else {"ap_bands": self.ap_bands}
+                np.savez(f, features=self.features, mcep=self.mcep, meta=np.array(json.dumps(meta)), **extra)
 
     @classmethod
     def load(cls, path: str | Path) -> "VoiceModel":
@@ -191,6 +211,7 @@ class VoiceModel:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 features, mcep = z["features"], z["mcep"]
+                ap_bands = z["ap_bands"] if "ap_bands" in z.files else None
         except (OSError, ValueError, KeyError) as err:
             raise VoiceModelError(f"{path} is not a readable voice model ({err})", "rebuild it with stage=voice") from None
         if meta.get("format") != FORMAT:
@@ -198,4 +219,5 @@ class VoiceModel:
         st = meta["settings"]
         return cls(features=features, mcep=mcep, log_f0_mean=meta["log_f0_mean"], log_f0_std=meta["log_f0_std"],
                    settings=VoiceSettings(**{**st, "layers": tuple(st["layers"])}), info=meta.get("info", {}),
-                   gv_std=None if meta.get("gv_std") is None else np.asarray(meta["gv_std"], np.float32))
+                   gv_std=None if meta.get("gv_std") is None else np.asarray(meta["gv_std"], np.float32),
+                   ap_bands=ap_bands)
