@@ -3,9 +3,15 @@
 # quickly here; on a GPU machine install the CUDA torch you want first and this leaves it alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v ffmpeg >/dev/null 2>&1; then
+# ffmpeg; and pyworld (the voice's vocoder) builds from source: it needs a C++ compiler and the Python headers.
+APT=()
+command -v ffmpeg >/dev/null 2>&1 || APT+=(ffmpeg)
+command -v g++ >/dev/null 2>&1 || APT+=(g++)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || APT+=(python3-dev)
+if [ ${#APT[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT[@]}" >/dev/null
 fi
 [ -d .venv ] || python3 -m venv .venv
 . .venv/bin/activate

@@ -91,6 +91,8 @@ def run_until(root: Path, clone: str, last: str, *overrides: str) -> dict[str, s
     """Run the preprocessing stages in order up to and including `last`."""
     statuses = {}
     for stage in pipeline.GROUPS["preprocess"]:
+        if stage == "transcribe" and last != stage:
+            continue  # nothing before the report reads the transcript; Whisper would only cost time
         statuses.update(run(root, clone, f"stage={stage}", *overrides))
         if stage == last:
             return statuses

@@ -12,7 +12,7 @@ from clonetrain.errors import LockedError, UpstreamMissingError
 from clonetrain.manifest import sha256_file
 from conftest import make_cfg, make_clone, run
 
-PRE = ["ingest", "faces", "landmarks", "audio", "report"]
+PRE = ["ingest", "transcribe", "faces", "landmarks", "audio", "report"]
 
 
 @pytest.fixture()
@@ -33,10 +33,11 @@ def test_force_reruns(cloned):
 
 def test_a_setting_reruns_only_the_stages_it_affects(cloned):
     statuses = run(cloned, "man", "stage=preprocess", "faces.crop_scale=1.8")
-    assert statuses == {"ingest": "skipped", "faces": "ran", "landmarks": "ran", "audio": "ran", "report": "ran"}
-    statuses = run(cloned, "man", "stage=preprocess", "faces.crop_scale=1.8", "report.thumbnails=4")
-    assert statuses == {"ingest": "skipped", "faces": "skipped", "landmarks": "skipped", "audio": "skipped",
+    assert statuses == {"ingest": "skipped", "transcribe": "skipped", "faces": "ran", "landmarks": "ran", "audio": "ran",
                         "report": "ran"}
+    statuses = run(cloned, "man", "stage=preprocess", "faces.crop_scale=1.8", "report.thumbnails=4")
+    assert statuses == {"ingest": "skipped", "transcribe": "skipped", "faces": "skipped", "landmarks": "skipped",
+                        "audio": "skipped", "report": "ran"}
 
 
 def test_changed_footage_reruns_from_ingest(cloned, clips):

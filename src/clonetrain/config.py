@@ -135,6 +135,34 @@ class AudioCfg:
 
 
 @dataclass
+class TranscribeCfg:
+    model: str = "base"  # base (multilingual) | tiny.en (English only)
+    language: str = ""  # empty: detected per take (en, de, zh, ...)
+    beam_size: int = 1  # greedy: 2-3x faster than beam 5 on a CPU, words and timings as good on clear speech
+
+
+@dataclass
+class VoiceCfg:
+    # Below this much speech (takes that are mostly speech) the clone gets no voice; lip-sync is still built.
+    min_speech_s: float = 20.0
+    holdout: float = 0.15  # the last share of the speech: never built from, the evaluation's reference
+    layers: list[int] = field(default_factory=lambda: [2])  # Whisper base layers matched on (content, not voice)
+    k: int = 4  # nearest frames averaged
+    level: str = "target"  # loudness contour: target (the matched frames') | source
+    gv: bool = True  # restore the person's spread of each mel-cepstrum after averaging (less muffled)
+    evaluate: bool = True
+    tts: str = "piper"
+    language: str = "en"  # the language text renders are spoken in
+    max_text_chars: int = 2000
+    # Spoken by the TTS, converted, transcribed back: the evaluation's intelligibility and similarity.
+    eval_sentences: list[str] = field(default_factory=lambda: [
+        "Welcome back to the stream, today we are looking at three new products.",
+        "This jacket is waterproof, light, and it folds into its own pocket.",
+        "If you order before midnight, shipping is free for everyone.",
+    ])
+
+
+@dataclass
 class ReportCfg:
     thumbnails: int = 10
 
@@ -290,6 +318,9 @@ class Config:
     landmarks: LandmarksCfg = field(default_factory=LandmarksCfg)
     # The audio stage's settings; `audio` itself is the sound file that stage=render speaks.
     audio_features: AudioCfg = field(default_factory=AudioCfg)
+    transcribe: TranscribeCfg = field(default_factory=TranscribeCfg)
+    # The voice stage's settings; `voice` itself asks stage=render to speak `audio` in the clone's voice.
+    voice_model: VoiceCfg = field(default_factory=VoiceCfg)
     report: ReportCfg = field(default_factory=ReportCfg)
     model: ModelCfg = field(default_factory=ModelCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
@@ -302,6 +333,11 @@ class Config:
     nightly: NightlyCfg = field(default_factory=NightlyCfg)
     # The speech stage=render speaks (any length, any format ffmpeg reads).
     audio: str = ""
+    # stage=render: convert `audio` (anyone's speech) into the clone's voice first.
+    voice: bool = False
+    # stage=render: speak this text (or the text in this file) through the TTS, in the clone's voice.
+    text: str = ""
+    text_file: str = ""
 
 
 def register() -> None:

@@ -31,6 +31,7 @@ from omegaconf import DictConfig
 from clonetrain import consent, pipeline, registry, tracking
 from clonetrain.errors import ClonetrainError, ConsentError, LockedError
 from clonetrain.evaluation.metrics import GATED
+from clonetrain.voice import package as voice_package
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def gate(new: dict, live: dict, tolerance: float) -> tuple[bool, list[str]]:
     """Is `new` at least as good as `live` on every held-out metric, within tolerance? Returns (ok, reasons).
     A metric that is not a number fails: NaN compares false with everything, so it would slip through."""
     worse = []
-    for key, higher in GATED.items():
+    for key, higher in {**GATED, **voice_package.HIGHER_IS_BETTER}.items():
         n, l = new.get(key), live.get(key)
         if n is not None and _bad(n):
             worse.append(f"{key} is {n}")

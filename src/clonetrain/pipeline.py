@@ -45,22 +45,24 @@ STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
         Stage("ingest", "clonetrain.stages.ingest", ("ingest",), ()),
+        Stage("transcribe", "clonetrain.stages.transcribe", ("transcribe",), ("ingest",)),
         Stage("faces", "clonetrain.stages.faces", ("faces",), ("ingest",)),
         Stage("landmarks", "clonetrain.stages.landmarks", ("landmarks",), ("faces",)),
         Stage("audio", "clonetrain.stages.audio", ("audio_features",), ("ingest", "landmarks")),
+        Stage("voice", "clonetrain.stages.voice", ("voice_model",), ("ingest", "transcribe")),
         Stage("pretrain", "clonetrain.stages.pretrain", ("model", "train", "pretrain"), ()),
         Stage("train", "clonetrain.stages.train", ("model", "train"), ("faces", "landmarks", "audio")),
         Stage("evaluate", "clonetrain.stages.evaluate", ("evaluate", "landmarks", "audio_features"), ("train",)),
         Stage("package", "clonetrain.stages.package", ("model", "train", "render", "audio_features"),
-              ("ingest", "faces", "landmarks", "audio", "train", "evaluate")),
+              ("ingest", "faces", "landmarks", "audio", "train", "evaluate"), optional=("voice",)),
         Stage("report", "clonetrain.stages.report", ("report",), ("ingest", "faces", "landmarks", "audio"),
-              optional=("evaluate",)),
+              optional=("evaluate", "transcribe", "voice")),
     )
 }
 
 GROUPS: dict[str, list[str]] = {
-    "preprocess": ["ingest", "faces", "landmarks", "audio", "report"],
-    "all": ["ingest", "faces", "landmarks", "audio", "train", "evaluate", "report", "package"],
+    "preprocess": ["ingest", "transcribe", "faces", "landmarks", "audio", "report"],
+    "all": ["ingest", "transcribe", "faces", "landmarks", "audio", "voice", "train", "evaluate", "report", "package"],
 }
 
 

@@ -27,10 +27,11 @@ from clonetrain.media.write import write_video
 from clonetrain.models import checkpoint
 from clonetrain.motion import library
 from clonetrain.training.data import load_clip
+from clonetrain.voice import package as voice_package
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
 CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.motion.library", "clonetrain.media.frames",
-        "clonetrain.registry", "clonetrain.verdict")
+        "clonetrain.registry", "clonetrain.verdict", "clonetrain.voice.package")
 
 
 def _export_torchscript(generator, path: Path) -> None:
@@ -141,7 +142,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
              for t in json.loads((ws.stage_dir("ingest") / "takes.json").read_text())]
     write_text_atomic(pkg / "model_card.md", _model_card(ws.clone, version, consent, metrics,
                                                           ws.read_manifest("train")["counts"], split,
-                                                          [t for t in takes if t["status"] == "ok"]))
+                                                          [t for t in takes if t["status"] == "ok"])
+                      + voice_package.card_section(ws))
+    voice = voice_package.add(ws, pkg)
     manifest = {
         "format": package.FORMAT, "clone": ws.clone, "version": version,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -151,7 +154,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         # What a runtime needs to reproduce the model's audio input (audio.model_input.FeatureSpec).
         "audio": clip.features.to_dict(),
         "avatar": {"fps": fps, "size": [w, h], "footage_frames": len(ids), "mel_window": generator.spec.audio_window},
-        "metrics": metrics["metrics"]["clone"], "versions": versions(),
+        "voice": voice, "metrics": {**metrics["metrics"]["clone"], **voice_package.gate_metrics(ws)},
+        "versions": versions(),
     }
     write_json_atomic(pkg / package.MANIFEST, manifest)
     package.verify(pkg)

@@ -41,6 +41,7 @@ from clonetrain.media.write import write_video
 from clonetrain.models.inference import generate, speech_windows
 from clonetrain.progress import Progress
 from clonetrain.motion.plan import PlanCfg
+from clonetrain.voice import render as voice_render
 from clonetrain.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -167,8 +168,9 @@ def speech_frames(wav: np.ndarray, sr: int, fps: int, n: int) -> np.ndarray:
 
 def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int,
            overwrite: bool = False, named: bool = True, current: consent_mod.Consent | None = None,
-           progress_every_s: float = 30.0, motion: PlanCfg | None = None) -> dict:
-    """Render `wav` with the avatar into `out` (see deliver for the name it gets); returns the provenance record."""
+           progress_every_s: float = 30.0, motion: PlanCfg | None = None, voice: dict | None = None) -> dict:
+    """Render `wav` with the avatar into `out` (see deliver for the name it gets); returns the provenance record.
+    `voice`: set when the sound is a generated voice (clonetrain.voice.render); recorded in the provenance."""
     warn_if_weak(av)
     n_out = math.ceil(len(wav) / (sr / av.fps))
     windows = speech_windows(av.mel, wav, sr, av.fps, n_out)
@@ -201,12 +203,14 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
         "consent_live_sha256": current.sha256 if current else None,
         "permitted_uses": list(current.permitted_uses) if current else av.consent["permitted_uses"], "audio_sha256": sha256_file(audio_path),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "voice": voice or {"voice": "as recorded (not generated)"},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.rendering.mp4")
     try:
         write_video(rendered(), (w, h), av.fps, tmp, audio=audio_path,
-                    metadata={"comment": json.dumps(provenance), "description": f"{LABEL} video of clone {av.clone}",
+                    metadata={"comment": json.dumps(provenance),
+                              "description": f"{LABEL} video of clone {av.clone}" + (" with a generated voice" if voice else ""),
                               "title": f"{LABEL}: {av.clone}"})
         os.chmod(tmp, 0o644)
         with open(tmp, "rb+") as f:
@@ -225,13 +229,30 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
 def run(cfg: DictConfig, ws: Workspace) -> Path:
     current = live_consent(cfg, ws)  # first: nothing of a clone without consent is even loaded
     sr = cfg.ingest.sample_rate
-    audio_path, wav = read_speech(cfg.audio, sr)
-    out, named = output_path(cfg, ws, audio_path)
+    # Text (through the TTS) or voice=true: the speech is converted into the clone's voice first.
+    script = voice_render.script(cfg, read_speech) if voice_render.wants_voice(cfg) else None
+    if script is None:
+        audio_path, wav = read_speech(cfg.audio, sr)
+        stem = audio_path.stem
+    else:
+        stem = script.stem
+    out, named = output_path(cfg, ws, Path(f"{stem}.wav"))
     with source(cfg, ws, current) as av:
-        log.info("render: %s speaks %s (%.1f s of sound)", av.clone, audio_path.name, len(wav) / sr)
+        log.info("render: %s speaks %s", av.clone, f"{stem} in its generated voice" if script else stem)
         if av.version is None:
             log.info("render: no live version of %s, so from its training output (make a package live: "
                      "python -m clonetrain.registry promote %s VERSION)", av.clone, av.clone)
-        record = render(av, wav, sr, audio_path, out, cfg.render.batch_size, bool(cfg.render.overwrite), named,
-                        current, cfg.progress_every_s, PlanCfg(**cfg.render.motion))
+        voice = None
+        if script is not None:
+            # The converted speech is muxed into the video (which holds it) and not kept beside it: a second
+            # render of the same name must not replace the first one's sound.
+            scratch = out.parent / f".{stem}.{os.getpid()}.mp4"
+            audio_path, voice = voice_render.convert(script, av, ws, scratch)
+            _, wav = read_speech(str(audio_path), sr)
+        try:
+            record = render(av, wav, sr, audio_path, out, cfg.render.batch_size, bool(cfg.render.overwrite), named,
+                            current, cfg.progress_every_s, PlanCfg(**cfg.render.motion), voice)
+        finally:
+            if script is not None:
+                audio_path.unlink(missing_ok=True)
     return Path(record["path"])

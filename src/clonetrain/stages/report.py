@@ -26,11 +26,12 @@ from clonetrain.evaluation.metrics import HIGHER_IS_BETTER
 from clonetrain.manifest import StageResult
 from clonetrain.media.write import write_video
 from clonetrain.report import html, mouths, svg
+from clonetrain.report import voice as voice_report
 from clonetrain.stages.faces import UNUSABLE
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
 CODE = ("clonetrain.report.html", "clonetrain.report.svg", "clonetrain.report.mouths", "clonetrain.media.write",
-        "clonetrain.verdict")
+        "clonetrain.verdict", "clonetrain.report.voice")
 UPSTREAM = ("ingest", "faces", "landmarks", "audio")
 # The real footage with its landmarks over the corrected sound (not the clone: that is evaluate/heldout.mp4).
 FOOTAGE_CHECK = "footage_check.mp4"
@@ -195,6 +196,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     evaluation = _evaluation(ws, cfg.audio_features.min_peak_margin)
     if evaluation:
         tables += evaluation
+    tables += voice_report.sections(ws)
     page = html.page(ws.clone, verdict, level, findings, tables, plots, thumbs, footer,
                      sections=mouths.section(ws.stage_dir("evaluate")) if evaluation else "")
     write_text_atomic(out_dir / "report.html", page)

@@ -1,0 +1,223 @@
+"""The person's voice model: speech-to-speech conversion by nearest-neighbour matching (kNN-VC style).
+
+What is said is carried by Whisper base's middle-layer features (multilingual, little of who says it); who says
+it by the person's own spectral envelopes. Every 20 ms frame of the source is matched to its k nearest frames of
+the person's speech by cosine similarity of those features, and the person's mel-cepstra at the matched frames
+(WORLD, 5 ms) are averaged; the pitch keeps the source's melody, moved to the person's mean and spread of log-F0;
+the aperiodicity (breathiness, noise) is the source's own. WORLD synthesises the result.
+
+The model is one .npz (+ nothing else): the person's features and envelopes, the pitch statistics and the
+settings. It loads with numpy alone; converting needs clonetrain.audio.whisper (torch) and pyworld, no training
+code.
+
+    vm = VoiceModel.build(wav_16k, segments=[(0.0, 41.2), ...])
+    vm.save("voice.npz"); vm = VoiceModel.load("voice.npz")
+    out = vm.convert(actor_wav_16k)                 # 16 kHz float32, the same length
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from clonetrain.errors import ClonetrainError
+from clonetrain.voice import world
+
+SAMPLE_RATE = 16000
+FEATURES_PER_SECOND = 50
+SUB = 4  # WORLD frames (5 ms) per feature frame (20 ms)
+OFFSETS = np.arange(-SUB // 2, SUB // 2)  # WORLD frames 4j-2 .. 4j+1 are nearest to feature frame j
+FORMAT = "clonetrain.voice/1"
+AP_BANDS = 32
+
+
+def ap_to_bands(ap: np.ndarray) -> np.ndarray:
+    edges = np.linspace(0, ap.shape[-1], AP_BANDS + 1).astype(int)
+    return np.stack([ap[..., a:b].mean(-1) for a, b in zip(edges[:-1], edges[1:])], -1)
+
+
+def bands_to_ap(bands: np.ndarray, bins: int) -> np.ndarray:
+    centres = (np.linspace(0, bins, AP_BANDS + 1)[:-1] + np.linspace(0, bins, AP_BANDS + 1)[1:]) / 2
+    x = np.arange(bins)
+    return np.stack([np.interp(x, centres, b) for b in bands]).clip(1e-6, 1.0)
+
+
+@dataclass
+class VoiceSettings:
+    layers: tuple[int, ...] = (2,)
+    k: int = 4
+    subtract_silence: bool = True
+    # "average": mean mel-cepstrum of the k matches (a geometric mean of envelopes: no smearing of formants
+    # into a flat spectrum as a linear mean of envelopes does)
+    level: str = "target"  # the loudness contour: the matched frames' (target) or the source's (source)
+    # Global variance: averaging k matches flattens the envelope's movement; restore the person's per-coefficient
+    # spread (over voiced frames), as statistical voice conversion does against over-smoothing.
+    gv: bool = True
+    # Median over this many WORLD frames (5 ms) of the matched mel-cepstra: one wrong match among good ones
+    # is a click of the wrong sound; a short median removes it without blurring the transitions. 1: off.
+    smooth: int = 1
+    aperiodicity: str = "source"  # source (the source's breathiness) | target (the matched frames', 32 bands)
+
+
+class VoiceModelError(ClonetrainError):
+    """A voice model file that is missing, damaged or from another format."""
+
+
+def _frames_in(segments, n: int) -> np.ndarray:
+    t = np.arange(n) / FEATURES_PER_SECOND
+    mask = np.zeros(n, bool)
+    for s, e in segments:
+        mask |= (t >= s) & (t < e)
+    return mask
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-8)
+
+
+def log_f0_stats(f0: np.ndarray) -> tuple[float, float]:
+    v = f0[f0 > 0]
+    if len(v) < 10:
+        return float("nan"), float("nan")
+    lf = np.log(v)
+    return float(lf.mean()), float(lf.std())
+
+
+def move_f0(f0: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """The source's melody with the target's mean and spread of log-F0 (unvoiced stays 0)."""
+    m, s = log_f0_stats(f0)
+    if not np.isfinite(m) or not np.isfinite(mean):
+        return f0
+    out = np.zeros_like(f0)
+    v = f0 > 0
+    out[v] = np.exp((np.log(f0[v]) - m) / max(s, 1e-3) * std + mean)
+    return out
+
+
+@dataclass
+class VoiceModel:
+    features: np.ndarray   # (N, d) float16 unit-norm content features of the person's speech frames
+    mcep: np.ndarray       # (N, SUB, ORDER + 1) float32 mel-cepstra of the 4 WORLD frames around each
+    log_f0_mean: float
+    log_f0_std: float
+    settings: VoiceSettings = field(default_factory=VoiceSettings)
+    info: dict = field(default_factory=dict)
+    gv_std: np.ndarray | None = None  # (ORDER + 1,) the person's spread of each mel-cepstrum over voiced frames
+    ap_bands: np.ndarray | None = None  # (N, SUB, AP_BANDS) float16: the person's aperiodicity, coarse
+
+    # ---- building -------------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, wav: np.ndarray, segments, settings: VoiceSettings | None = None,
+              analysis: world.Analysis | None = None, features: np.ndarray | None = None) -> "VoiceModel":
+        """From 16 kHz speech and the (start, end) seconds of the speech to learn from (the rest is ignored).
+        `analysis`/`features` of the whole `wav` may be passed when already computed."""
+        from clonetrain.audio import whisper
+
+        s = settings or VoiceSettings()
+        feats = features if features is not None else whisper.encode(wav, layers=s.layers,
+                                                                      subtract_silence=s.subtract_silence)
+        ana = analysis or world.analyse(wav)
+        n = min(len(feats), (len(ana.f0) - 2) // SUB)
+        keep = np.flatnonzero(_frames_in(segments, n))
+        if len(keep) < FEATURES_PER_SECOND:
+            raise ClonetrainError(f"only {len(keep) / FEATURES_PER_SECOND:.1f} s of speech to build a voice from",
+                                  "add takes of the person speaking")
+        sub = np.clip(keep[:, None] * SUB + OFFSETS[None], 0, len(ana.f0) - 1)
+        w_mask = np.zeros(len(ana.f0), bool)
+        w_mask[sub.ravel()] = True
+        mean, std = log_f0_stats(ana.f0[w_mask])
+        voiced = w_mask & (ana.f0 > 0)
+        return cls(features=_normalise(feats[keep]).astype(np.float16), mcep=ana.mcep[sub].astype(np.float32),
+                   log_f0_mean=mean, log_f0_std=std, settings=s, gv_std=ana.mcep[voiced].std(0),
+                   ap_bands=ap_to_bands(ana.ap[sub]).astype(np.float16) if s.aperiodicity == "target" else None,
+                   info={"frames": int(len(keep)), "speech_s": len(keep) / FEATURES_PER_SECOND})
+
+    # ---- converting -----------------------------------------------------------------------------------------
+    def match(self, source_features: np.ndarray) -> np.ndarray:
+        """(T, k) indices of each source frame's k nearest frames of the person (cosine similarity)."""
+        src = _normalise(source_features)
+        tgt = self.features.astype(np.float32)
+        k = min(self.settings.k, len(tgt))
+        out = np.empty((len(src), k), np.int64)
+        for a in range(0, len(src), 2048):  # bounded memory for long sources
+            sims = src[a : a + 2048] @ tgt.T
+            out[a : a + 2048] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        return out
+
+    def convert_analysis(self, source: world.Analysis, source_features: np.ndarray) -> world.Analysis:
+        """The converted speech's (f0, mcep, ap), frame for frame with the source's WORLD analysis."""
+        idx = self.match(source_features)
+        n_w = len(source.f0)
+        w = np.arange(n_w)
+        j = np.clip(np.rint(w / SUB).astype(int), 0, len(idx) - 1)
+        q = np.clip(w - SUB * j, OFFSETS[0], OFFSETS[-1]) - OFFSETS[0]
+        mcep = self.mcep[idx[j], q[:, None]].mean(axis=1)  # (W, k, D) -> (W, D)
+        ap = source.ap
+        if self.settings.aperiodicity == "target" and self.ap_bands is not None:
+            bands = self.ap_bands[idx[j], q[:, None]].astype(np.float32).mean(axis=1)
+            ap = bands_to_ap(bands, source.ap.shape[1])
+        if self.settings.smooth > 1:
+            from scipy.ndimage import median_filter
+
+            mcep = median_filter(mcep, size=(self.settings.smooth, 1), mode="nearest")
+        if self.settings.gv and self.gv_std is not None:
+            voiced = source.f0 > 0
+            if voiced.sum() > 10:
+                mu, sd = mcep[voiced].mean(0), mcep[voiced].std(0) + 1e-6
+                scale = np.ones_like(sd)
+                scale[1:] = np.asarray(self.gv_std, np.float32)[1:] / sd[1:]
+                mcep = mu + (mcep - mu) * scale
+        if self.settings.level == "source":
+            voiced = source.f0 > 0
+            ref = voiced if voiced.any() else slice(None)
+            mcep[:, 0] = source.mcep[:, 0] - source.mcep[ref, 0].mean() + self.mcep[..., 0].mean()
+        return world.Analysis(f0=move_f0(source.f0, self.log_f0_mean, self.log_f0_std), mcep=mcep, ap=ap)
+
+    def convert(self, wav: np.ndarray) -> np.ndarray:
+        """Any speaker's 16 kHz speech, in the person's voice (16 kHz float32, same length)."""
+        from clonetrain.audio import whisper
+
+        wav = np.asarray(wav, np.float32)
+        feats = whisper.encode(wav, layers=self.settings.layers, subtract_silence=self.settings.subtract_silence)
+        source = world.analyse(wav)
+        c = self.convert_analysis(source, feats)
+        out = world.synthesise(c.f0, c.mcep, c.ap)
+        out = np.pad(out[: len(wav)], (0, max(0, len(wav) - len(out))))
+        peak = float(np.abs(out).max())
+        return out / peak * 0.9 if peak > 0.99 else out
+
+    # ---- files ----------------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        from clonetrain.workspace import atomic_path
+
+        meta = {"format": FORMAT, "log_f0_mean": self.log_f0_mean, "log_f0_std": self.log_f0_std,
+                "settings": {**self.settings.__dict__, "layers": list(self.settings.layers)}, "info": self.info,
+                "gv_std": None if self.gv_std is None else [float(v) for v in self.gv_std]}
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                extra = {} if self.ap_bands is None else {"ap_bands": self.ap_bands}
+                np.savez(f, features=self.features, mcep=self.mcep, meta=np.array(json.dumps(meta)), **extra)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VoiceModel":
+        path = Path(path)
+        if not path.is_file():
+            raise VoiceModelError(f"no voice model at {path}", "build it: python -m clonetrain stage=voice clone=...")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                features, mcep = z["features"], z["mcep"]
+                ap_bands = z["ap_bands"] if "ap_bands" in z.files else None
+        except (OSError, ValueError, KeyError) as err:
+            raise VoiceModelError(f"{path} is not a readable voice model ({err})", "rebuild it with stage=voice") from None
+        if meta.get("format") != FORMAT:
+            raise VoiceModelError(f"{path} has format {meta.get('format')!r}, expected {FORMAT}", "rebuild it")
+        st = meta["settings"]
+        return cls(features=features, mcep=mcep, log_f0_mean=meta["log_f0_mean"], log_f0_std=meta["log_f0_std"],
+                   settings=VoiceSettings(**{**st, "layers": tuple(st["layers"])}), info=meta.get("info", {}),
+                   gv_std=None if meta.get("gv_std") is None else np.asarray(meta["gv_std"], np.float32),
+                   ap_bands=ap_bands)
