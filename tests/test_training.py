@@ -284,12 +284,13 @@ def test_no_usable_training_frame_says_why():
     import pytest
 
     from clonetrain.errors import UpstreamMissingError
+    from clonetrain.audio.model_input import FeatureSpec
     from clonetrain.training.data import Clip, WindowDataset
 
     n = 10
     clip = Clip(clone="x", faces=np.zeros((n, 8, 8, 3), np.uint8), mel=np.zeros((40, 80), np.float32),
                 usable=np.zeros(n, bool), take=np.zeros(n, int), mouth_open=np.zeros(n),
-                valid_landmarks=np.arange(n) < 4, energy=np.zeros(n), fps=25, mel_per_frame=3.2)
+                valid_landmarks=np.arange(n) < 4, energy=np.zeros(n), fps=25, features=FeatureSpec())
     with pytest.raises(UpstreamMissingError, match="of its 10 training frames, 6 have no face or landmarks and 4 are "
                                                    "flagged") as err:
         WindowDataset(clip, 0, n, 5, 0, n)

@@ -33,7 +33,34 @@ class Avatar:
     model_sha256: str
     fps: int
     verdict: dict | None = None  # the evaluated clone's verdict (clonetrain.verdict); None if never evaluated
-    path: Path | None = None  # the package folder, when loaded from one (its voice/ lives there)
+    package_dir: Path | None = None  # the package folder, when loaded from one (its voice/ lives there)
+
+    def crop(self, i: int, frame: np.ndarray) -> np.ndarray:
+        if self.crops is not None:
+            return np.asarray(self.crops[i])
+        return crops_mod.cut(frame, self.squares[i], self.reference.shape[0])
+
+    def path(self, speech: np.ndarray, cfg: motion_plan.PlanCfg) -> motion_plan.Path:
+        """Which footage frame to show under each output frame (`speech`: per output frame, voice or not)."""
+        if self.pool is None:
+            frames = ping_pong(len(speech), len(self.frames))
+            none = np.full(len(speech), -1, np.int64)
+            return motion_plan.Path(frames=frames, blend_from=none, blend_weight=np.zeros(len(speech), np.float32))
+        return motion_plan.plan(self.pool, motion_plan.wanted_labels(speech, self.fps, cfg), cfg)
+
+
+def footage_frames(usable: np.ndarray, take: np.ndarray, sizes: dict[int, tuple[int, int]], hi: int,
+                   max_frames: int = 0) -> np.ndarray:
+    """The frames the clone is shown with: its usable training frames (before `hi`, the held-out part), of the
+    takes that share the most used frame size (a render has one size), the first `max_frames` of them if set."""
+    ids = np.flatnonzero(usable[:hi])
+    if ids.size < 2:
+        raise ClonetrainError("the clone has no usable footage to show", "add footage facing the camera")
+    size_of = np.array([sizes[int(t)] for t in take[ids]])
+    values, counts = np.unique(size_of, axis=0, return_counts=True)
+    keep = np.all(size_of == values[np.argmax(counts)], axis=1)
+    ids = ids[keep]
+    return ids[:max_frames] if max_frames else ids
 
 
 def loop_indices(usable: np.ndarray, take: np.ndarray, hi: int, frames: int) -> np.ndarray:
@@ -122,7 +149,7 @@ def from_package(pkg) -> Avatar:
     reference = cv2.cvtColor(cv2.imread(str(av / "reference.png")), cv2.COLOR_BGR2RGB)
     common = dict(clone=pkg.clone, version=pkg.version, reference=reference, generator=pkg.generator(),
                   mel=m["audio"], consent=pkg.consent, model_sha256=m["files"]["model.safetensors"]["sha256"], fps=fps,
-                  verdict=verdict.read(pkg.path), path=pkg.path)
+                  verdict=verdict.read(pkg.path), package_dir=pkg.path)
     if (av / "footage.npz").is_file():
         arrays = np.load(av / "footage.npz")
         n = len(arrays["square"])

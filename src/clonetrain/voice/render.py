@@ -90,7 +90,7 @@ def convert(script: Script, av, ws, out: Path) -> tuple[Path, dict]:
     from clonetrain.voice.model import VoiceModel
 
     clone = av.clone
-    pkg = getattr(av, "path", None)
+    pkg = av.package_dir
     voice_path = voice_package.find(pkg, None if pkg else ws)
     if voice_path is None:
         why_none = voice_package.why_none(pkg, None if pkg else ws)
