@@ -54,6 +54,7 @@ def live_numbers(av_factory, wav_path: Path, tmp: Path, minutes: float) -> dict:
     chunk = 3200
     speech = np.tile(wav, int(np.ceil(minutes * 60 * 16000 / len(wav))))[: int(minutes * 60 * 16000)]
     av = av_factory()
+    av.frames.preload(1 << 30)  # as render.source does (render.cache_mb)
     sink = FFmpegSink(str(tmp / "sustained.ts"), av.frames.size, av.fps, 16000, {"clone": av.clone}, fmt="mpegts")
     t0 = time.perf_counter()
     with Session(av, sink) as live:
@@ -64,6 +65,7 @@ def live_numbers(av_factory, wav_path: Path, tmp: Path, minutes: float) -> dict:
     load = os.getloadavg()[0]
 
     av = av_factory()
+    av.frames.preload(1 << 30)
     sink = FFmpegSink(str(tmp / "paced.ts"), av.frames.size, av.fps, 16000, {"clone": av.clone}, fmt="mpegts")
     paced = wav[: 30 * 16000]
     t0 = time.perf_counter()
@@ -115,9 +117,9 @@ def main() -> int:
     for name in DRIVERS:
         wav_path = args.footage.parent / name
         out = args.data / "renders" / f"{Path(name).stem}.mp4"
-        out.unlink(missing_ok=True)
         t0 = time.perf_counter()
-        clonetrain(args.data, "stage=render", f"audio={wav_path}", f"render.out={out}", "logger=none")
+        clonetrain(args.data, "stage=render", f"audio={wav_path}", f"render.out={out}", "render.overwrite=true",
+                   "logger=none")
         seconds = time.perf_counter() - t0
         record = json.loads(out.with_suffix(".provenance.json").read_text())
         shown = np.array(record["footage_frames"])

@@ -97,6 +97,10 @@ def test_frames_by_index_match_the_decoded_video(preprocessed):
     with FrameStore([Video(video, take["width"], take["height"], 25)], np.zeros(300, int), np.arange(300)) as store:
         for i in (5, 6, 7, 250, 3, 4, 120, 299, 0):  # forward, a jump ahead, back, and again
             assert np.array_equal(store.frame(i), whole[i]), i
+        assert store.preload(300 * 256 * 256 * 3) and store.frame(123) is not None
+        assert all(np.array_equal(store.frame(i), whole[i]) for i in (0, 1, 150, 299))
+    small = FrameStore([Video(video, take["width"], take["height"], 25)], np.zeros(300, int), np.arange(300))
+    assert not small.preload(10 * 256 * 256 * 3)  # too big to hold: read as it plays
 
 
 def test_render_plays_listening_footage_in_a_pause(trained, footage, tmp_path):

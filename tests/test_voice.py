@@ -140,3 +140,20 @@ def test_converting_real_speech_moves_it_towards_the_person(voiced, footage):
     assert len(converted) == len(actor)
     before, after = judge.similarity(actor, reference), judge.similarity(converted, reference)
     assert after > before + 0.05, (before, after)
+
+
+def test_a_live_stream_speaks_text_in_the_clone_s_voice(voiced, tmp_path):
+    (pkg,) = sorted((voiced / "clones" / "man").glob("v*[0-9]"))
+    out = tmp_path / "live.mp4"
+    text = "Welcome back everyone, the new colours are in stock tonight."
+    run(voiced, "man", "stage=stream", f"text='{text}'", f"stream.out={out}", "stream.realtime=false",
+        f"render.package={pkg}", *TINY)
+    meta = json.loads(ffmpeg.probe(str(out))["format"]["tags"]["comment"])
+    assert meta["ai_generated"] and meta["voice"]["voice"] == "generated" and meta["voice"]["source"] == "text"
+    assert meta["voice"]["source_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    heard = asr.transcribe(decode_audio(out, 16000), "base", language="en", word_timestamps=False)["text"]
+    assert asr.wer(text, heard) <= 0.5, heard
+    frames = np.concatenate(list(iter_frames(out, 256, 256)))
+    corner = frames[:, 2:18, 2:90].astype(float).mean(-1)
+    assert np.all(corner.mean((1, 2)) < 110) and np.all((corner > 200).mean((1, 2)) > 0.05)
+    assert not list((voiced / "renders" / "man" / "streams").glob(".*.wav"))  # the converted speech is not kept

@@ -269,6 +269,9 @@ class RenderCfg:
     # The clone is shown with its usable training footage (packaged whole); 0 means all of it, else the first
     # this many seconds (for very long footage, or tiny test packages).
     footage_seconds: float = 0.0
+    # Footage up to this size is decoded once and held in memory (no seeking at cuts: a live stream's latency);
+    # larger footage is read from the video as it plays.
+    cache_mb: int = 1024
     batch_size: int = 16
     # How render walks through that footage under new speech (see clonetrain/motion/plan.py).
     motion: PlanCfg = field(default_factory=PlanCfg)

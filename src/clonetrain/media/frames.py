@@ -1,7 +1,9 @@
 """Frames of constant-frame-rate videos by index, without holding the footage in memory.
 
 A path through the footage mostly plays forward and cuts now and then: each reader decodes forward as one ffmpeg
-stream and is restarted with an exact seek only when asked for a frame behind it or far ahead of it.
+stream and is restarted with an exact seek only when asked for a frame behind it or far ahead of it. A seek decodes
+from the keyframe before it, which costs a live stream its latency at every cut: footage small enough to hold
+(`preload`) is decoded once instead.
 """
 
 from __future__ import annotations
@@ -54,6 +56,20 @@ class FrameStore:
         self.videos, self.video, self.local = videos, np.asarray(video), np.asarray(local)
         self.max_readers, self.max_skip = readers, max_skip
         self._readers: list[_Reader] = []  # most recently used last
+        self._held: np.ndarray | None = None
+
+    def preload(self, max_bytes: int) -> bool:
+        """Decode every frame once and hold them, if they fit in `max_bytes`. Returns whether it did."""
+        w, h = self.size
+        if self._held is not None or len(self) * w * h * 3 > max_bytes:
+            return self._held is not None
+        held = np.empty((len(self), h, w, 3), np.uint8)
+        order = np.lexsort((self.local, self.video))  # each video once, forward
+        for i in order:
+            held[i] = self.frame(int(i))
+        self.close()
+        self._held = held
+        return True
 
     def __len__(self) -> int:
         return len(self.local)
@@ -63,6 +79,8 @@ class FrameStore:
         return self.videos[0].width, self.videos[0].height
 
     def frame(self, i: int) -> np.ndarray:
+        if self._held is not None:
+            return self._held[i]
         v, t = self.videos[int(self.video[i])], int(self.local[i])
         reader = next((r for r in reversed(self._readers)
                        if r.video == v and r.next <= t <= r.next + self.max_skip), None)

@@ -79,6 +79,15 @@ class Session:
         self._vad = load_silero_vad(onnx=False)
         self._vad_pending = np.zeros(0, np.float32)
         self._vad_probs: list[float] = []
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One frame through every step before the first chunk arrives: lazy imports and first calls (librosa's
+        kernels, the generator's first pass) would otherwise land on the first chunk's latency."""
+        silence = np.zeros(self.sr // 2, np.float32)
+        windows = speech_windows(self.av.mel, silence, self.sr, self.av.fps, 1)
+        picture = self.av.frames.frame(0)
+        generate(self.av.generator, self.av.reference, self.av.crop(0, picture)[None], windows, 1)
 
     # -- input ------------------------------------------------------------------------------------------------
     def say(self, pcm: np.ndarray) -> None:

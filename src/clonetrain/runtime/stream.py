@@ -2,6 +2,8 @@
 
     python -m clonetrain stage=stream clone=anna audio=speech.wav stream.out=tcp://127.0.0.1:9000
     python -m clonetrain stage=stream clone=anna audio=- stream.out=rtmp://host/live/key   # raw 16 kHz s16le stdin
+    python -m clonetrain stage=stream clone=anna text="Welcome to the stream!" stream.out=srt://host:9000
+    python -m clonetrain stage=stream clone=anna audio=actor.wav voice=true stream.out=...    # in anna's voice
 
 The sound is fed in `stream.chunk_s` chunks, at real time (`stream.realtime=true`, as a live host would) or as
 fast as the machine goes. The same clone source, consent check, label and provenance as render; the provenance
@@ -11,6 +13,7 @@ is also written to renders/<clone>/streams/<time>.provenance.json, since a live 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -52,28 +55,50 @@ def run(cfg: DictConfig, ws: Workspace) -> dict:
     if not c.out:
         raise render.RenderError("stage=stream needs somewhere to send the stream",
                                  "add stream.out=FILE.mp4, tcp://HOST:PORT, rtmp://... or srt://...")
-    if not cfg.audio:
-        raise render.RenderError("stage=stream needs the speech to say", "add audio=speech.wav (or audio=- for stdin)")
+    from clonetrain.voice import render as voice_render
+
+    if not cfg.audio and not (cfg.text or cfg.text_file):
+        raise render.RenderError("stage=stream needs the speech to say",
+                                 "add audio=speech.wav (or audio=- for stdin), or text=... for the clone's voice")
+    if cfg.audio == "-" and voice_render.wants_voice(cfg):
+        raise render.RenderError("voice=true converts a whole recording, not speech from stdin",
+                                 "give audio=FILE voice=true, or text=...")
     from clonetrain import consent as consent_mod
 
     # The clone's current consent must permit live use (stream.use), before anything of it is loaded.
     current = consent_mod.require_live(ws.root, ws.clone, use=c.use or "render")
+    # Text (through the TTS) or voice=true: the speech is converted into the clone's voice before it streams.
+    script = voice_render.script(cfg, render.read_speech) if voice_render.wants_voice(cfg) else None
+    speech, voice = cfg.audio, None
     with render.source(cfg, ws, current) as av:
+        if script is not None:
+            scratch = ws.root / "renders" / ws.clone / "streams" / f".{script.stem}.{os.getpid()}.mp4"
+            converted, voice = voice_render.convert(script, av, ws, scratch)
+            speech = str(converted)
+        if av.mel.get("encoder", "mel") != "mel":
+            raise render.RenderError(f"clone {av.clone} hears {av.mel['encoder']} features, which have no real-time "
+                                     "chunked form on a CPU yet", "for live use, train it with audio_features.encoder=mel")
         provenance = {
             "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__} (live)", "clone": av.clone,
             "version": av.version, "model_sha256": av.model_sha256, "consent_sha256": av.consent["sha256"],
             "consent_live_sha256": current.sha256, "permitted_uses": list(current.permitted_uses),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "out": c.out,
-            "audio_sha256": sha256_file(Path(cfg.audio).expanduser()) if cfg.audio != "-" else None,
+            "audio_sha256": sha256_file(Path(speech).expanduser()) if speech != "-" else None,
+            "voice": voice or {"voice": "as recorded (not generated)"},
         }
-        sink = FFmpegSink(c.out, av.frames.size, av.fps, sr, provenance, fmt=c.format or None, timeout_s=c.timeout_s)
-        started = time.perf_counter()
-        with Session(av, sink, sr, PlanCfg(**cfg.render.motion), batch_size=c.batch_size) as live:
-            for i, chunk in enumerate(chunks(cfg.audio, sr, c.chunk_s)):
-                if c.realtime:  # a live host's speech arrives no faster than it is spoken
-                    time.sleep(max(0.0, started + i * c.chunk_s - time.perf_counter()))
-                live.say(chunk)
-                live.pump()
+        try:
+            sink = FFmpegSink(c.out, av.frames.size, av.fps, sr, provenance, fmt=c.format or None,
+                              timeout_s=c.timeout_s)
+            started = time.perf_counter()
+            with Session(av, sink, sr, PlanCfg(**cfg.render.motion), batch_size=c.batch_size) as live:
+                for i, chunk in enumerate(chunks(speech, sr, c.chunk_s)):
+                    if c.realtime:  # a live host's speech arrives no faster than it is spoken
+                        time.sleep(max(0.0, started + i * c.chunk_s - time.perf_counter()))
+                    live.say(chunk)
+                    live.pump()
+        finally:
+            if script is not None:  # the stream carried the converted speech; the provenance keeps its hash
+                Path(speech).unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     latencies = live.timing.latencies_ms(live.spf)
     record = {**provenance, "frames": live.frame, "fps": av.fps, "seconds": round(seconds, 2),

@@ -102,6 +102,7 @@ def source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> Iter
     if path is None:
         av = avatar_mod.from_workspace(cfg, ws)
         consent_mod.check_frozen(av.consent, current, ws.clone, "the training output")
+        av.frames.preload(cfg.render.cache_mb << 20)
         with av.frames:
             yield av
         return
@@ -112,6 +113,7 @@ def source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> Iter
         registry.check_trusted(ws.root, pkg)
         consent_mod.check_frozen(pkg.consent, current, ws.clone, f"package {pkg.clone} {pkg.version}")
         av = avatar_mod.from_package(pkg)
+        av.frames.preload(cfg.render.cache_mb << 20)
         with av.frames:
             yield av
 
