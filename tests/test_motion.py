@@ -10,7 +10,7 @@ from clonetrain import avatar
 from clonetrain.media import convert
 from clonetrain.media.frames import FrameStore, Video
 from clonetrain.motion import library, measure, plan as mp
-from conftest import TINY, ffmpeg, run
+from conftest import TINY, ffmpeg, make_cfg, run
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +118,8 @@ def test_render_plays_listening_footage_in_a_pause(trained, footage, tmp_path):
     assert len(shown) == record["frames"] == 213
     from clonetrain.workspace import Workspace
     ws = Workspace(trained, "man")
-    frames = np.load(ws.stage_dir("ingest") / "frames.npz")
-    split = json.loads((ws.stage_dir("train") / "split.json").read_text())
-    ids = avatar.footage_frames(np.ones(len(frames["take"]), bool) & True, frames["take"], {0: (256, 256)},
-                                split["holdout_from_frame"])
-    pool = avatar.footage_pool(ws, ids, 25)
+    # The pool the render played from: the avatar's own (usable training frames).
+    pool = avatar.from_workspace(make_cfg(trained, "man", *TINY, "render.footage_seconds=0"), ws).pool
     in_pause, in_speech = shown[80:135], np.r_[shown[:70], shown[150:]]  # 3.2-5.4 s: inside the silence
     assert (~pool.talking[in_pause]).mean() >= (~pool.talking[in_speech]).mean() + 0.3
     assert measure.jumps(pool, shown)["max_cut_jump"] <= 1.0

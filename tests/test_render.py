@@ -107,6 +107,20 @@ def test_render_checks_the_live_consent_record(trained, speech, tmp_path, edit, 
 def test_render_of_a_use_the_consent_does_not_name_is_refused(trained, speech):
     with pytest.raises(ConsentError, match="does not permit 'advertising'"):
         run(trained, "man", "stage=render", f"audio={speech}", "render.use=advertising", *TINY)
+    # An action that is not a use (train) must not pass a research-only consent through the back door.
+    with pytest.raises(RenderError, match="'train' is not a use"):
+        run(trained, "man", "stage=render", f"audio={speech}", "render.use=train", *TINY)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda t: t + f"revoked: {dt.date.today()}\n", "revoked"),
+    (lambda t: t.replace("[pipeline_testing]", "[research]"), "does not permit 'render'"),
+])
+def test_a_stream_checks_the_live_consent_record(trained, speech, tmp_path, edit, match):
+    root = _consent_only_root(trained, tmp_path, edit)
+    with pytest.raises(ConsentError, match=match):
+        run(root, "man", "stage=stream", f"audio={speech}", f"stream.out={tmp_path / 'live.ts'}", *TINY)
+    assert not (tmp_path / "live.ts").exists()
 
 
 def test_a_missing_package_is_a_clear_error(trained, speech, tmp_path):

@@ -5,7 +5,8 @@ its TorchScript generator. Layout of data/clones/<clone>/<version>/:
 
     manifest.json         format, clone, version, sha256 + size of every file, source takes, versions
     model.safetensors     generator + expert weights
-    generator.torchscript (reference | masked frame (1, 6, S, S) in [0, 1], mel window (1, 1, 80, 16)) -> frame
+    generator.torchscript (reference | masked frame (1, 6, S, S) in [0, 1], audio window (1, 1, channels, window):
+                          the manifest's "audio" FeatureSpec says which) -> frame
     consent.json          the consent record (its sha256 is in the manifest)
     avatar/               reference.png, footage.mp4 (the clone's usable training footage) + footage.npz (per
                           frame: pose, face box, talking, nodding, run, crop square, landmarks), paste_mask.png,

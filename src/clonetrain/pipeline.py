@@ -53,7 +53,7 @@ STAGES: dict[str, Stage] = {
         Stage("pretrain", "clonetrain.stages.pretrain", ("model", "train", "pretrain"), ()),
         Stage("train", "clonetrain.stages.train", ("model", "train"), ("faces", "landmarks", "audio")),
         Stage("evaluate", "clonetrain.stages.evaluate", ("evaluate", "landmarks", "audio_features"), ("train",)),
-        Stage("package", "clonetrain.stages.package", ("model", "train", "render", "audio_features"),
+        Stage("package", "clonetrain.stages.package", ("model", "train", "render.footage_seconds", "audio_features"),
               ("ingest", "faces", "landmarks", "audio", "train", "evaluate"), optional=("voice",)),
         Stage("report", "clonetrain.stages.report", ("report",), ("ingest", "faces", "landmarks", "audio"),
               optional=("evaluate", "transcribe", "voice")),
@@ -141,6 +141,10 @@ def first_missing(stage: Stage, ws: Workspace) -> str | None:
     return None
 
 
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
 def fingerprint(stage: Stage, cfg: DictConfig, ws: Workspace, module) -> tuple[str, dict]:
     """The fingerprint of a stage run, and the input file entries it covers."""
     previous = ws.read_manifest(stage.name) or {}
@@ -166,7 +170,8 @@ def fingerprint(stage: Stage, cfg: DictConfig, ws: Workspace, module) -> tuple[s
     for up in stage.optional:
         if (m := ws.read_manifest(up)) is not None:
             upstream[up] = m["outputs_digest"]
-    config = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in stage.config_keys}
+    # A key may name one setting of a section (render.footage_seconds): render's other settings never shape a package.
+    config = {k: _plain(OmegaConf.select(cfg, k)) for k in stage.config_keys}
     code = code_hash([stage.module, *getattr(module, "CODE", ())])
     parts = {
         "stage": stage.name,

@@ -5,7 +5,8 @@
 - `.vNNNN.tmp/` (a folder being published) and `.<clone>-vNNNN.tar.gz.tmp` (an archive being written): removed
 - `.<name>.extracting-*/` (an archive being extracted) older than STALE_S: removed (a younger one may be in use)
 - a registered version whose archive is missing: the archive is rebuilt from the verified folder
-- `renders/<clone>/.<stem>.<pid>.rendering.mp4` of a render process that is gone: removed (never a deliverable)
+- `renders/<clone>/.<stem>.<pid>.rendering.mp4` (and `.voice.wav`, also under `streams/`) of a render process that
+  is gone: removed (never a deliverable)
 
 Every action is logged and returned, so a run's log says what it found.
 """
@@ -71,8 +72,11 @@ def _pid_alive(pid: int) -> bool:
 
 def _dead_renders(root: Path, clone: str, actions: list[str]) -> None:
     folder = root / "renders" / clone
-    for p in folder.glob(".*.rendering.mp4") if folder.is_dir() else []:
-        pid = p.name.removesuffix(".rendering.mp4").rsplit(".", 1)[-1]
+    # Its video being made, and the speech converted into the clone's voice for it (a render's or a stream's).
+    leftovers = [*folder.glob(".*.rendering.mp4"), *folder.glob(".*.voice.wav"),
+                 *folder.glob("streams/.*.voice.wav")] if folder.is_dir() else []
+    for p in leftovers:
+        pid = p.name.removesuffix(".rendering.mp4").removesuffix(".voice.wav").rsplit(".", 1)[-1]
         if pid.isdigit() and not _pid_alive(int(pid)):
             _remove(p, f"a render (pid {pid}) stopped before it finished", actions)
 

@@ -8,6 +8,9 @@ rate. What a streaming host drives.
         live.interrupt()         # a viewer's question: drop the rest of this utterance, back to listening
         live.idle(seconds)       # nothing to say: listening footage, mouth at rest
 
+A Session trusts its caller with the avatar: `stage=stream` (runtime/stream.py) opens it through render.source, which
+checks the clone's live consent and the package's registered hash first; a host embedding Session must do the same.
+
 Each frame's sound is 1/fps s of the speech (silence once it runs out). Its mouth is generated from the same
 mel window as in render (0.1 s either side), so a frame waits for 0.1 s of the speech after it. The footage
 frame under it comes from the motion planner, told what the queued speech holds (voice or pause) as far as it
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clonetrain.avatar import Avatar
+from clonetrain.errors import ClonetrainError
 from clonetrain.media.label import burn_label
 from clonetrain.media.paste import paste
 from clonetrain.models.inference import generate, speech_windows
@@ -53,18 +57,20 @@ class Session:
     def __init__(self, av: Avatar, sink, sample_rate: int = 16000, motion: PlanCfg | None = None,
                  lookahead_s: float = 0.1, batch_size: int = 8):
         if av.pool is None:
-            raise ValueError("this package has no motion library (made before it existed): re-package the clone")
+            raise ClonetrainError(f"package {av.version} of {av.clone} has no motion library (made before it existed)",
+                                  f"re-package it: python -m clonetrain stage=package clone={av.clone} force=true")
         self.av, self.sink, self.sr = av, sink, sample_rate
         self.cfg = motion or PlanCfg()
         self.spf = sample_rate // av.fps  # samples per frame
         if self.spf * av.fps != sample_rate:
-            raise ValueError(f"{sample_rate} Hz does not divide into {av.fps} frames per second")
+            raise ClonetrainError(f"{sample_rate} Hz does not divide into {av.fps} frames per second",
+                                  "use 16000 Hz speech (ingest.sample_rate) with 25 fps footage")
         self.lookahead = int(round(lookahead_s * sample_rate))
         self.batch_size = batch_size
         if av.mel.get("encoder", "mel") != "mel":
             # Whisper encodes fixed 30 s windows: no chunk-by-chunk form of it runs in real time on a CPU yet.
-            raise ValueError(f"the live runtime needs a clone trained on log-mel features; {av.clone} hears "
-                             f"{av.mel['encoder']} features (retrain with audio_features.encoder=mel for live use)")
+            raise ClonetrainError(f"the live runtime needs a clone trained on log-mel features; {av.clone} hears "
+                                  f"{av.mel['encoder']} features", "for live use, train it with audio_features.encoder=mel")
         self.hop = av.mel["hop_length"]
         self.planner = Planner(av.pool, self.cfg)
         self.audio = np.zeros(0, np.float32)   # the session's sound from sample `base` on

@@ -13,7 +13,9 @@ import json
 import os
 import queue
 import subprocess
+import tempfile
 import threading
+import time
 
 import numpy as np
 
@@ -48,19 +50,23 @@ class FFmpegSink:
                 "-pix_fmt", "yuv420p", "-g", str(2 * fps), "-c:a", "aac", "-b:a", "128k",
                 "-metadata", f"title={LABEL}: {provenance.get('clone')}",
                 "-metadata", f"comment={json.dumps(provenance)}"]
-        if url.startswith(("tcp://", "rtmp://", "rtmps://", "srt://")):
-            # A receiver that stops reading must end the stream, not stall it.
-            args += ["-rw_timeout", str(int(timeout_s * 1e6))] if url.startswith("tcp://") else []
+        if url.startswith(("tcp://", "rtmp://", "rtmps://")):
+            # A receiver that stops reading must end the stream, not stall it (SRT has its own peer timeout).
+            args += ["-rw_timeout", str(int(timeout_s * 1e6))]
         args += [*(["-f", fmt] if fmt else []), "pipe:1" if url in ("-", "pipe:") else url]
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=None if url not in ("-", "pipe:") else None,
-                                     stderr=subprocess.PIPE, pass_fds=(read_audio,))
+        # ffmpeg's messages go to a file: a pipe nobody reads while streaming could fill up and stall it.
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=self._stderr, pass_fds=(read_audio,))
         os.close(read_audio)
         fps_queue = max(2 * fps, 8)
         self._error: BaseException | None = None
         self._pipes = [_PipeWriter(self.proc.stdin, fps_queue, self), _PipeWriter(os.fdopen(self._audio_fd, "wb"), fps_queue, self)]
 
     def _gone(self) -> SinkError:
-        err = self.proc.stderr.read().decode("utf-8", "replace").strip() if self.proc.poll() is not None else ""
+        err = ""
+        if self.proc.poll() is not None:
+            self._stderr.seek(0)
+            err = self._stderr.read().decode("utf-8", "replace").strip()
         return SinkError(f"the stream's receiver at {self.url} went away or refused the stream"
                          + (f": {err[-300:]}" if err else ""), "check that the receiver is running and reachable")
 
@@ -87,6 +93,7 @@ class FFmpegSink:
             raise self._gone()
 
     def abort(self) -> None:
+        """Stop now (the stream failed): kill ffmpeg, close the pipes."""
         self.proc.kill()
         for pipe in self._pipes:
             pipe.finish()
@@ -115,8 +122,10 @@ class _PipeWriter:
                 pass
 
     def put(self, block: bytes) -> bool:
-        """Queue a block; False once the writer has failed (or ffmpeg stopped reading for the sink's timeout)."""
-        while self.thread.is_alive():
+        """Queue a block; False once the writer has failed, ffmpeg has exited, or ffmpeg has not read for the
+        sink's timeout (a receiver that stalls without hanging up)."""
+        deadline = time.monotonic() + self.sink.timeout_s
+        while self.thread.is_alive() and time.monotonic() < deadline:
             try:
                 self.queue.put(block, timeout=0.5)
                 return True

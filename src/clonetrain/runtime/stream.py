@@ -22,9 +22,6 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from clonetrain import __version__
-from clonetrain.manifest import sha256_file
-from clonetrain.media import convert
 from clonetrain.media.label import LABEL
 from clonetrain.motion.plan import PlanCfg
 from clonetrain.runtime.session import Session
@@ -50,61 +47,69 @@ def chunks(source: str, sr: int, chunk_s: float):
 
 def run(cfg: DictConfig, ws: Workspace) -> dict:
     from clonetrain.stages import render
+    from clonetrain.voice import render as voice_render
 
     sr, c = cfg.ingest.sample_rate, cfg.stream
     if not c.out:
         raise render.RenderError("stage=stream needs somewhere to send the stream",
                                  "add stream.out=FILE.mp4, tcp://HOST:PORT, rtmp://... or srt://...")
-    from clonetrain.voice import render as voice_render
-
+    if c.out in ("-", "pipe:", "pipe:1"):
+        raise render.RenderError("the command's own log goes to stdout, so the stream cannot",
+                                 "send it to a file, a named pipe, tcp://, rtmp:// or srt://; or use "
+                                 "clonetrain.runtime.FFmpegSink('-', ...) from Python")
     if not cfg.audio and not (cfg.text or cfg.text_file):
         raise render.RenderError("stage=stream needs the speech to say",
                                  "add audio=speech.wav (or audio=- for stdin), or text=... for the clone's voice")
     if cfg.audio == "-" and voice_render.wants_voice(cfg):
         raise render.RenderError("voice=true converts a whole recording, not speech from stdin",
                                  "give audio=FILE voice=true, or text=...")
-    from clonetrain import consent as consent_mod
-
-    # The clone's current consent must permit live use (stream.use), before anything of it is loaded.
-    current = consent_mod.require_live(ws.root, ws.clone, use=c.use or "render")
+    # The clone's current consent must permit rendering and the stream's use, before anything of it is loaded.
+    current = render.live_consent(cfg, ws, c.use or "render")
     # Text (through the TTS) or voice=true: the speech is converted into the clone's voice before it streams.
     script = voice_render.script(cfg, render.read_speech) if voice_render.wants_voice(cfg) else None
-    speech, voice = cfg.audio, None
+    speech, voice, live = cfg.audio, None, None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    record_path = ws.root / "renders" / ws.clone / "streams" / f"{stamp}-{os.getpid()}.provenance.json"
     with render.source(cfg, ws, current) as av:
+        if av.mel.get("encoder", "mel") != "mel":
+            raise render.RenderError(f"clone {av.clone} hears {av.mel['encoder']} features, which have no real-time "
+                                     "chunked form on a CPU yet", "for live use, train it with audio_features.encoder=mel")
+        render.warn_if_weak(av)
         if script is not None:
             scratch = ws.root / "renders" / ws.clone / "streams" / f".{script.stem}.{os.getpid()}.mp4"
             converted, voice = voice_render.convert(script, av, ws, scratch)
             speech = str(converted)
-        if av.mel.get("encoder", "mel") != "mel":
-            raise render.RenderError(f"clone {av.clone} hears {av.mel['encoder']} features, which have no real-time "
-                                     "chunked form on a CPU yet", "for live use, train it with audio_features.encoder=mel")
-        provenance = {
-            "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__} (live)", "clone": av.clone,
-            "version": av.version, "model_sha256": av.model_sha256, "consent_sha256": av.consent["sha256"],
-            "consent_live_sha256": current.sha256, "permitted_uses": list(current.permitted_uses),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "out": c.out,
-            "audio_sha256": sha256_file(Path(speech).expanduser()) if speech != "-" else None,
-            "voice": voice or {"voice": "as recorded (not generated)"},
-        }
+        started = time.perf_counter()
+        state = "stopped before the first frame"
         try:
+            provenance = render.provenance(av, current, Path(speech) if speech != "-" else None, voice,
+                                           live=True) | {"out": c.out}
             sink = FFmpegSink(c.out, av.frames.size, av.fps, sr, provenance, fmt=c.format or None,
                               timeout_s=c.timeout_s)
-            started = time.perf_counter()
-            with Session(av, sink, sr, PlanCfg(**cfg.render.motion), batch_size=c.batch_size) as live:
+            try:
+                live = Session(av, sink, sr, PlanCfg(**cfg.render.motion), batch_size=c.batch_size)
+            except BaseException:
+                sink.abort()
+                raise
+            with live:
                 for i, chunk in enumerate(chunks(speech, sr, c.chunk_s)):
                     if c.realtime:  # a live host's speech arrives no faster than it is spoken
                         time.sleep(max(0.0, started + i * c.chunk_s - time.perf_counter()))
                     live.say(chunk)
                     live.pump()
+            state = "complete"
+        except BaseException as err:
+            state = f"stopped: {type(err).__name__}: {err}" if live else state
+            raise
         finally:
             if script is not None:  # the stream carried the converted speech; the provenance keeps its hash
                 Path(speech).unlink(missing_ok=True)
-    seconds = time.perf_counter() - started
-    latencies = live.timing.latencies_ms(live.spf)
-    record = {**provenance, "frames": live.frame, "fps": av.fps, "seconds": round(seconds, 2),
-              "cuts": live.planner.cuts, "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies else None}
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    write_json_atomic(ws.root / "renders" / ws.clone / "streams" / f"{stamp}.provenance.json", record)
+            if live is not None:  # frames went out: what they were is recorded, however the stream ended
+                latencies = live.timing.latencies_ms(live.spf)
+                record = {**provenance, "state": state, "frames": live.frame, "fps": av.fps,
+                          "seconds": round(time.perf_counter() - started, 2), "cuts": live.planner.cuts,
+                          "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies else None}
+                write_json_atomic(record_path, record)
     log.info("streamed %d frames (%.1f s) of clone %s to %s in %.1f s, labelled %r", live.frame, live.frame / av.fps,
-             av.clone, c.out, seconds, LABEL)
+             av.clone, c.out, record["seconds"], LABEL)
     return record

@@ -47,7 +47,8 @@ CODE = ("clonetrain.evaluation.metrics", "clonetrain.evaluation.paired", "clonet
         "clonetrain.vision.landmarks", "clonetrain.vision.geometry", "clonetrain.models.inference",
         "clonetrain.training.data", "clonetrain.media.label", "clonetrain.evaluation.cross_speaker",
         "clonetrain.evaluation.drivers", "clonetrain.evaluation.mouth", "clonetrain.evaluation.contact_sheet",
-        "clonetrain.avatar", "clonetrain.audio.model_input", "clonetrain.verdict", *drivers.CODE)
+        "clonetrain.avatar", "clonetrain.audio.model_input", "clonetrain.verdict", "clonetrain.media.compare",
+        "clonetrain.models.checkpoint", *drivers.CODE)
 
 # Issue 13's acceptance targets: name -> (its key in `targets`, the goal in words, met?). The offset's key
 # is the older target's, which says the same.

@@ -31,7 +31,9 @@ from clonetrain.voice import package as voice_package
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
 CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.motion.library", "clonetrain.media.frames",
-        "clonetrain.registry", "clonetrain.verdict", "clonetrain.voice.package")
+        "clonetrain.registry", "clonetrain.verdict", "clonetrain.voice.package", "clonetrain.training.data",
+        "clonetrain.audio.model_input", "clonetrain.media.write", "clonetrain.media.paste",
+        "clonetrain.models.checkpoint")
 
 
 def _export_torchscript(generator, path: Path) -> None:
@@ -89,6 +91,9 @@ def registry_entry(root: Path, folder: Path, archive: Path, metrics: dict, inges
     """What the registry keeps of a published package: where it is, its manifest hash (the package's identity,
     checked at every render), the held-out metrics and targets the promotion floor reads."""
     manifest = json.loads((folder / package.MANIFEST).read_text())
+    # What `registry list` shows as the verdict: evaluate's, as the package's metrics.json holds it (here, so a
+    # version adopted after a killed publish has it too).
+    judged = verdict.of_metrics(metrics)
     return {
         "path": str(folder.relative_to(root)), "archive": str(archive.relative_to(root)),
         "package_sha256": package.sha256(folder / package.MANIFEST), "metrics": manifest["metrics"],
@@ -96,6 +101,7 @@ def registry_entry(root: Path, folder: Path, archive: Path, metrics: dict, inges
         "lipsync_ready": (ingest_counts or {}).get("lipsync_ready"),
         "takes": [t["sha256"] for t in manifest.get("source_takes", []) if t["status"] == "ok"],
         "config_digest": config_digest,
+        "verdict": {k: judged[k] for k in ("level", "missed", "targets")} if judged else None,
     }
 
 
@@ -172,9 +178,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     package.make_archive(dest, archive)
     entry = registry_entry(ws.root, dest, archive, metrics, ws.read_manifest("ingest")["counts"],
                            ws.fingerprints.get("package"))
-    # What `registry list` shows as the verdict: evaluate's, as the package's metrics.json holds it.
     judged = verdict.of_metrics(metrics)
-    entry["verdict"] = {k: judged[k] for k in ("level", "missed", "targets")} if judged else None
     registry.add_version(ws.root, ws.clone, version, entry)
     # The clone in the tracker too, from the training run that made it (wandb, offline unless told otherwise).
     tracking.log_clone(cfg, dest, ws.clone, version, manifest["metrics"], judged,

@@ -24,7 +24,7 @@ from clonetrain.training.fit import fit
 from clonetrain.workspace import Workspace, write_json_atomic
 
 CODE = ("clonetrain.training.data", "clonetrain.training.fit", "clonetrain.training.module",
-        "clonetrain.models.lipsync", "clonetrain.models.checkpoint")
+        "clonetrain.models.lipsync", "clonetrain.models.checkpoint", "clonetrain.audio.model_input")
 
 
 def _corpus(cfg: DictConfig, ws: Workspace) -> list[Workspace]:

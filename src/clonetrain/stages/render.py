@@ -67,9 +67,17 @@ def read_speech(path_str: str, sr: int) -> tuple[Path, np.ndarray]:
     return path, wav
 
 
-def live_consent(cfg: DictConfig, ws: Workspace) -> consent_mod.Consent:
-    """The clone's current consent must permit this render (render.use), today."""
-    return consent_mod.require_live(ws.root, ws.clone, use=cfg.render.use or "render")
+def live_consent(cfg: DictConfig, ws: Workspace, use: str | None = None) -> consent_mod.Consent:
+    """The clone's current consent must permit rendering, and this render's named use (render.use, or the
+    stream's stream.use), today. A use the vocabulary does not know is refused, never read as an action."""
+    use = use or cfg.render.use or "render"
+    if use != "render" and use not in consent_mod.USES:
+        raise RenderError(f"{use!r} is not a use a consent record can permit",
+                          f"name one of: render, {', '.join(consent_mod.USES)}")
+    current = consent_mod.require_live(ws.root, ws.clone, use="render")
+    if use != "render":
+        consent_mod.require_live(ws.root, ws.clone, use=use)
+    return current
 
 
 def _package_path(cfg: DictConfig, ws: Workspace) -> Path | None:
@@ -102,8 +110,8 @@ def source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> Iter
     if path is None:
         av = avatar_mod.from_workspace(cfg, ws)
         consent_mod.check_frozen(av.consent, current, ws.clone, "the training output")
-        av.frames.preload(cfg.render.cache_mb << 20)
         with av.frames:
+            av.frames.preload(cfg.render.cache_mb << 20)
             yield av
         return
     with package.opened(path) as pkg:
@@ -113,8 +121,8 @@ def source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> Iter
         registry.check_trusted(ws.root, pkg)
         consent_mod.check_frozen(pkg.consent, current, ws.clone, f"package {pkg.clone} {pkg.version}")
         av = avatar_mod.from_package(pkg)
-        av.frames.preload(cfg.render.cache_mb << 20)
         with av.frames:
+            av.frames.preload(cfg.render.cache_mb << 20)
             yield av
 
 
@@ -155,6 +163,20 @@ def deliver(tmp: Path, out: Path, overwrite: bool, named: bool) -> Path:
         tmp.unlink()
         return candidate
     raise RenderError(f"no free name for {out}")
+
+
+def provenance(av: avatar_mod.Avatar, current: consent_mod.Consent | None, audio_path: Path | None,
+               voice: dict | None, live: bool = False) -> dict:
+    """What everything the clone renders or streams says about itself (in its metadata and beside it)."""
+    return {
+        "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__}" + (" (live)" if live else ""),
+        "clone": av.clone, "version": av.version, "model_sha256": av.model_sha256,
+        "consent_sha256": av.consent["sha256"], "consent_live_sha256": current.sha256 if current else None,
+        "permitted_uses": list(current.permitted_uses) if current else av.consent["permitted_uses"],
+        "audio_sha256": sha256_file(audio_path) if audio_path else None,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "voice": voice or {"voice": "as recorded (not generated)"},
+    }
 
 
 def speech_frames(wav: np.ndarray, sr: int, fps: int, n: int) -> np.ndarray:
@@ -199,19 +221,12 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
                     yield burn_label(frame)
                 progress.update(len(ks))
 
-    provenance = {
-        "label": LABEL, "ai_generated": True, "generator": f"clonetrain {__version__}", "clone": av.clone,
-        "version": av.version, "model_sha256": av.model_sha256, "consent_sha256": av.consent["sha256"],
-        "consent_live_sha256": current.sha256 if current else None,
-        "permitted_uses": list(current.permitted_uses) if current else av.consent["permitted_uses"], "audio_sha256": sha256_file(audio_path),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "voice": voice or {"voice": "as recorded (not generated)"},
-    }
+    record = provenance(av, current, audio_path, voice)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.rendering.mp4")
     try:
         write_video(rendered(), (w, h), av.fps, tmp, audio=audio_path,
-                    metadata={"comment": json.dumps(provenance),
+                    metadata={"comment": json.dumps(record),
                               "description": f"{LABEL} video of clone {av.clone}" + (" with a generated voice" if voice else ""),
                               "title": f"{LABEL}: {av.clone}"})
         os.chmod(tmp, 0o644)
@@ -220,7 +235,7 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
         out = deliver(tmp, out, overwrite, named)
     finally:
         tmp.unlink(missing_ok=True)
-    record = {**provenance, "path": str(out), "video_sha256": sha256_file(out), "frames": n_out, "fps": av.fps,
+    record = {**record, "path": str(out), "video_sha256": sha256_file(out), "frames": n_out, "fps": av.fps,
               "size": [w, h], "footage_frames": [int(f) for f in path.frames], "cuts": path.cuts}
     write_json_atomic(out.with_suffix(".provenance.json"), record)
     log.info("rendered %s: %d frames (%.1f s) at %dx%d from %s, %d cuts in the footage, labelled %r", out, n_out,
@@ -250,8 +265,9 @@ def run(cfg: DictConfig, ws: Workspace) -> Path:
             # render of the same name must not replace the first one's sound.
             scratch = out.parent / f".{stem}.{os.getpid()}.mp4"
             audio_path, voice = voice_render.convert(script, av, ws, scratch)
-            _, wav = read_speech(str(audio_path), sr)
         try:
+            if script is not None:
+                _, wav = read_speech(str(audio_path), sr)
             record = render(av, wav, sr, audio_path, out, cfg.render.batch_size, bool(cfg.render.overwrite), named,
                             current, cfg.progress_every_s, PlanCfg(**cfg.render.motion), voice)
         finally:

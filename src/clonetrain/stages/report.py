@@ -31,7 +31,7 @@ from clonetrain.stages.faces import UNUSABLE
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
 CODE = ("clonetrain.report.html", "clonetrain.report.svg", "clonetrain.report.mouths", "clonetrain.media.write",
-        "clonetrain.verdict", "clonetrain.report.voice")
+        "clonetrain.verdict", "clonetrain.report.voice", "clonetrain.evaluation.paired")
 UPSTREAM = ("ingest", "faces", "landmarks", "audio")
 # The real footage with its landmarks over the corrected sound (not the clone: that is evaluate/heldout.mp4).
 FOOTAGE_CHECK = "footage_check.mp4"
