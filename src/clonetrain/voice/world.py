@@ -24,7 +24,9 @@ MCD_CONST = 10.0 / np.log(10.0) * np.sqrt(2.0)
 
 def _pyworld():
     try:
-        import pyworld
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pyworld 0.3.5 imports pkg_resources, deprecated (setuptools<81 pinned)
+            import pyworld
     except ImportError:
         raise WeightsMissingError("pyworld (the WORLD vocoder) is not installed, so no voice can be built or spoken",
                                   "pip install pyworld pysptk  (pyworld builds from source: needs a C++ compiler "
