@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -58,6 +59,13 @@ def make_clone(root: Path, clone: str, takes: dict[str, Path], consent: bool = T
     if consent:
         write_consent(ws.raw_dir)
     return ws
+
+
+def assert_labelled(frames: np.ndarray) -> None:
+    """Every frame carries the AI-generated label: a dark box with white text in its top-left corner (the
+    footage is bright there)."""
+    corner = frames[:, 2:18, 2:90].astype(float).mean(-1)
+    assert np.all(corner.mean((1, 2)) < 110) and np.all((corner > 200).mean((1, 2)) > 0.05)
 
 
 def run(root: Path, clone: str, *overrides: str) -> dict[str, str]:

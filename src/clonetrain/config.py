@@ -285,8 +285,8 @@ class RenderCfg:
 
 @dataclass
 class StreamCfg:
-    out: str = ""  # a file, '-' (stdout), tcp://, rtmp://, srt://: any ffmpeg output
-    format: str = ""  # the container, where the URL does not say (flv for rtmp, mpegts for srt/tcp/udp/stdout)
+    out: str = ""  # a file, tcp://, rtmp://, srt://: any ffmpeg output (not stdout: the command logs there)
+    format: str = ""  # the container, where the URL does not say (flv for rtmp, mpegts for srt/tcp/udp)
     chunk_s: float = 0.2  # the speech is fed in chunks of this length
     realtime: bool = True  # feed at the pace it is spoken (false: as fast as the machine goes)
     batch_size: int = 8

@@ -69,16 +69,11 @@ def connect(root: str | os.PathLike, write: bool = False) -> Iterator[sqlite3.Co
     not exist yet see an empty one without creating it."""
     root = Path(root)
     path = db_path(root)
-    if not write and not path.exists():
-        con = _empty(root)
-        try:
-            yield con
-        finally:
-            con.close()
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    con = _open(root, write)
-    if con is None:  # a database file without our tables, only read: an empty registry
+    con = None
+    if write or path.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        con = _open(root, write)
+    if con is None:  # nothing to read yet, or a database file without our tables, only read: an empty registry
         con = _empty(root)
         try:
             yield con
