@@ -1,25 +1,30 @@
 """The lip-sync acceptance benchmark; writes bench/results/lipsync.json.
 
-    python scripts/bench_lipsync.py [--train-minutes 15] [--pretrain-minutes 30] [--seeds 3] [--data /tmp/ct_bench]
+    python scripts/bench_lipsync.py [--train-minutes 15] [--short-minutes 5] [--pretrain-minutes 30] [--seeds 3]
+                                    [--encoder whisper|mel] [--data /tmp/ct_bench]
     python scripts/bench_lipsync.py --base PATH/model.safetensors   (reuse a base instead of pretraining one)
+    python scripts/bench_lipsync.py --base B --trained DIR          (evaluate clones trained elsewhere, see below)
     python scripts/bench_lipsync.py --baseline [--train-minutes 15]  (today's model from scratch, no base:
                                                             bench/results/lipsync_baseline_mel.json)
 
-1. Preprocess talk_man_60s (the clone under test) and the base corpus: the other speech clips of
-   ../shared/footage (talk_may_13s, talk_woman_8s, streamer_fullbody 22 s), never talk_man.
-2. Pretrain a base on the corpus (mirrored and recoloured: pretrain.augment), for longer than a clone trains:
-   a base is trained once and serves every clone.
-3. Fine-tune the clone from the base, and train it from scratch, each for the same time budget; the same again
-   for a short budget (--short-minutes), where a base should show most. With --seeds N each pair is trained N
-   times (train.seed 1234, 1235, ...): one minute of footage gives noisy results, and one seed can flip a
-   comparison either way.
-4. Evaluate each on the held-out 15% of talk_man (the fine-tuned ones against the static frame and the
-   un-tuned base). Fine-tuned vs scratch is judged on the mean over seeds, and for each seed by a paired block
-   bootstrap over the held-out frames (evaluation.paired): the advantage with its 95% interval.
+1. Preprocess talk_man_60s (the clone under test) and talk_de_anchor_20s (the short-footage clone).
+2. The base: every clip of ../shared/corpus (72 people, none of them in ../shared/footage) becomes a clone of its
+   own, is preprocessed and kept when its sound follows its mouth (`python -m clonetrain.corpus`: the project's
+   offset estimate, a clear peak; the report says what was dropped and why), then a base is pretrained on the
+   kept clips for --pretrain-minutes. A base is trained once and serves every clone.
+3. Fine-tune the clone from the base, and train it from scratch, each for the same budget: --train-minutes
+   and the short budget (--short-minutes, where a base should show most). With --seeds N each pair is trained N
+   times (train.seed 1234, 1235, ...). The short-footage clone (20 s of a new person) is fine-tuned from the base.
+4. Evaluate each on its held-out 15% and with other people's real speech (evaluate.drivers, cross-speaker).
+   Fine-tuned vs scratch is judged on the mean over seeds and, per seed, by a paired block bootstrap: over the
+   held-out frames for the held-out metrics, over the drivers' frames for cross-speaker r
+   (evaluation.paired.cross_speaker_bootstrap). `targets` holds issue 13's acceptance targets as
+   {name: {"value", "goal", "met"}}.
 
-5. Every evaluation also drives the clone with other people's real takes (evaluate.drivers: the cross-speaker
-   evaluation) and measures the mouth's sharpness; `targets` holds issue 13's acceptance targets as
-   {name: {"value", "goal", "met"}} (value null: not measured in this run), `cross_speaker` the numbers per driver.
+--trained DIR: the clones were trained elsewhere (a GPU machine) with the same recipe; DIR holds one
+<clone>.safetensors per clone (man, man_scratch, man_short, ..., de_short) and jobs.jsonl (one line per clone:
+steps, seconds, device). Each is adopted as the clone's model (stage=train train.max_steps=0) and evaluated here.
+Budgets are then steps, not minutes: what this 2-core CPU reaches in that time on a quiet machine.
 
 --baseline trains only the from-scratch arm (clone man_scratch) once and evaluates it: the numbers of the model
 as it is, before issue 13 changes it. `--note` records the conditions (e.g. a CPU shared with other jobs).
@@ -45,12 +50,18 @@ from demo import CONSENT, DEFAULT_FOOTAGE  # noqa: E402
 
 FOOTAGE = DEFAULT_FOOTAGE.parent
 CLONE_FILES = {"take.mp4": "talk_man_60s.mp4"}
-CORPUS_FILES = {
-    "may": {"take.mp4": "talk_may_13s.mp4"},
-    "woman": {"take.mp4": "talk_woman_8s.mp4"},
-    "streamer": {"take.mp4": "streamer_fullbody_no_audio_22s.mp4", "take.wav": "streamer_fullbody_22s.wav"},
-}
-CORPUS = list(CORPUS_FILES)
+SHORT_FOOTAGE = "de_short"
+SHORT_FILES = {"take.mp4": "talk_de_anchor_20s.mp4"}
+CORPUS_DIR = ROOT.parent / "shared" / "corpus"
+CORPUS_CONSENT = """\
+# Public clips gathered for pretraining only (see shared/corpus/SOURCES.md); nobody shown consented to a clone.
+person: "the people of the shared pretraining corpus (public clips)"
+recorded_by: "public sources, see shared/corpus/SOURCES.md"
+date: {today}
+permitted_uses:
+  - research
+expires: {expires}
+"""
 FIRST_SEED = 1234
 
 
@@ -79,13 +90,38 @@ def pair_names(budget: str, i: int) -> tuple[str, str]:
     return tuned, f"{tuned}_scratch"
 
 
+def build_base(data: Path, encoder: str, minutes: float, times: dict) -> Path:
+    """The corpus (each clip a clone, kept when in sync) and a base pretrained on it."""
+    consent = data / "corpus_consent.yaml"
+    today = dt.date.today()
+    consent.parent.mkdir(parents=True, exist_ok=True)
+    consent.write_text(CORPUS_CONSENT.format(today=today, expires=today + dt.timedelta(days=30)))
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "clonetrain.corpus", str(CORPUS_DIR), "--base", "base", "--consent", str(consent),
+           "--root", str(data), "--pretrain", "logger=csv", f"audio_features.encoder={encoder}",
+           f"train.max_minutes={minutes}", "train.max_steps=1000000", "train.batch_size=16", "train.val_every=500"]
+    print("$", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True)
+    times["corpus_and_pretrain"] = time.perf_counter() - t0
+    return data / "work" / "base" / "pretrain" / "model.safetensors"
+
+
+def trained_elsewhere(trained: Path) -> dict[str, dict]:
+    """jobs.jsonl of a training run on another machine: {clone: its line}."""
+    rows = [json.loads(line) for line in (trained / "jobs.jsonl").read_text().splitlines() if line.strip()]
+    return {r["job"]: r for r in rows}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-minutes", type=float, default=15.0)
     ap.add_argument("--pretrain-minutes", type=float, default=30.0)
     ap.add_argument("--short-minutes", type=float, default=5.0, help="the short budget (0: skip it)")
     ap.add_argument("--seeds", type=int, default=1, help="train each fine-tuned/scratch pair this many times")
+    ap.add_argument("--train-seeds", type=int, help="seeds at the main budget (default: --seeds)")
+    ap.add_argument("--encoder", default="whisper", choices=("whisper", "mel"), help="audio_features.encoder")
     ap.add_argument("--base", type=Path, help="a base checkpoint to fine-tune from instead of pretraining one")
+    ap.add_argument("--trained", type=Path, help="clones trained elsewhere: <clone>.safetensors and jobs.jsonl")
     ap.add_argument("--data", type=Path, default=Path("/tmp/clonetrain_bench"))
     ap.add_argument("--baseline", action="store_true",
                     help="train only from scratch (no base, one seed, no short budget) and evaluate it")
@@ -94,35 +130,42 @@ def main() -> int:
     args = ap.parse_args()
     if args.baseline:
         return baseline(args)
+    if args.trained and not args.base:
+        ap.error("--trained needs --base: the base those clones were fine-tuned from")
     args.out = args.out or ROOT / "bench" / "results" / "lipsync.json"
-    data = args.data
+    data, enc = args.data, f"audio_features.encoder={args.encoder}"
     budgets = {"train": args.train_minutes, **({"short": args.short_minutes} if args.short_minutes > 0 else {})}
-    pairs = {b: [pair_names(b, i) for i in range(args.seeds)] for b in budgets}
+    seeds = {"train": args.train_seeds or args.seeds, "short": args.seeds}
+    pairs = {b: [pair_names(b, i) for i in range(seeds[b])] for b in budgets}
     clones = [c for b in pairs.values() for pair in b for c in pair]
-    for clone in clones:
-        add_clone(data, clone, CLONE_FILES)
+    jobs = trained_elsewhere(args.trained) if args.trained else {}
     times = {}
     for clone in clones:
-        times[f"preprocess_{clone}"] = clonetrain(data, clone, "stage=preprocess")
-    if args.base:
-        base = args.base.resolve()
-    else:
-        for clone, files in CORPUS_FILES.items():
-            add_clone(data, clone, files)
-            # The corpus clips are short; they are still worth learning from.
-            times[f"preprocess_{clone}"] = clonetrain(data, clone, "stage=preprocess", "ingest.min_duration_s=5")
-        times["pretrain"] = clonetrain(data, "base", "stage=pretrain", f"pretrain.corpus=[{','.join(CORPUS)}]",
-                                       f"train.max_minutes={args.pretrain_minutes}", "train.max_steps=1000000")
-        base = data / "work" / "base" / "pretrain" / "model.safetensors"
+        add_clone(data, clone, CLONE_FILES)
+    add_clone(data, SHORT_FOOTAGE, SHORT_FILES)
+    for clone in [*clones, SHORT_FOOTAGE]:
+        times[f"preprocess_{clone}"] = clonetrain(data, clone, "stage=preprocess", enc)
+    base = args.base.resolve() if args.base else build_base(data, args.encoder, args.pretrain_minutes, times)
+
+    def train(clone: str, minutes: float, seed: int, from_base: bool) -> None:
+        if args.trained:  # adopt the model trained elsewhere, then evaluate it here
+            run = [f"model.base={args.trained.resolve() / (clone + '.safetensors')}", "train.max_steps=0",
+                   "train.preview_seconds=0"]
+        else:
+            run = [*([f"model.base={base}"] if from_base else []), f"train.max_minutes={minutes}",
+                   "train.max_steps=1000000", f"train.seed={seed}"]
+        times[f"train_{clone}"] = clonetrain(data, clone, "stage=train", enc, *run)
+        times[f"evaluate_{clone}"] = clonetrain(data, clone, "stage=evaluate", enc)
+
     # Seed by seed, so that an interrupted benchmark has whole pairs behind it.
-    for i in range(args.seeds):
+    for i in range(max(seeds.values())):
         for budget, minutes in budgets.items():
+            if i >= len(pairs[budget]):
+                continue
             tuned, scratch = pairs[budget][i]
-            run = [f"train.max_minutes={minutes}", "train.max_steps=1000000", f"train.seed={FIRST_SEED + i}"]
-            times[f"train_{tuned}"] = clonetrain(data, tuned, "stage=train", f"model.base={base}", *run)
-            times[f"train_{scratch}"] = clonetrain(data, scratch, "stage=train", *run)
-            for clone in (tuned, scratch):
-                times[f"evaluate_{clone}"] = clonetrain(data, clone, "stage=evaluate")
+            train(tuned, minutes, FIRST_SEED + i, from_base=True)
+            train(scratch, minutes, FIRST_SEED + i, from_base=False)
+    train(SHORT_FOOTAGE, args.train_minutes, FIRST_SEED, from_base=True)
 
     from clonetrain.evaluation import versus
     from clonetrain.manifest import sha256_file
@@ -145,34 +188,48 @@ def main() -> int:
                 "bootstrap_verdicts": mean["verdicts"],
                 "fine_tuned_beats_scratch": all(mean["a_beats_b"].values())}
 
+    def training(clone: str) -> dict:
+        counts = read(clone, "train", "manifest.json")["counts"]
+        if clone in jobs:  # trained elsewhere: its own numbers
+            j = jobs[clone]
+            return {"steps": j["steps"], "seconds": j["seconds"], "stopped_by": j["stopped_by"],
+                    "device": j.get("device"), "precision": j.get("precision"),
+                    **{k: j["metrics"].get(k) for k in ("val/l1_lower", "val/sync", "val/expert_acc")}}
+        return {k: counts.get(k) for k in ("steps", "seconds", "stopped_by", "val/l1_lower", "val/sync",
+                                           "val/expert_acc")}
+
     tuned0 = read(pairs["train"][0][0], "evaluate", "metrics.json")
     main_budget = compare("train")
-    train_m = {c: read(c, "train", "manifest.json")["counts"] for c in clones}
+    short_footage = read(SHORT_FOOTAGE, "evaluate", "metrics.json")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    corpus = data / "work" / "base" / "corpus" / "corpus.json"
     result = {
         "benchmark": "lipsync",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit, "clone": CLONE_FILES["take.mp4"], "corpus": CORPUS,
-        "base": {"path": str(base), "sha256": sha256_file(base), "pretrained_here": not args.base},
+        "commit": commit, "clone": CLONE_FILES["take.mp4"], "audio_encoder": args.encoder,
+        "corpus": ({k: v for k, v in json.loads(corpus.read_text()).items() if k != "rows"}
+                   if corpus.is_file() else None),
+        "base": {"path": str(base), "sha256": sha256_file(base), "pretrained_here": not args.base,
+                 **({"training": jobs["base"]} if "base" in jobs else {})},
         "budget_minutes": {"pretrain": None if args.base else args.pretrain_minutes, "train": args.train_minutes,
                            "short": args.short_minutes or None},
-        "seeds": args.seeds,
-        "training": {c: {k: train_m[c].get(k) for k in ("steps", "seconds", "stopped_by", "val/l1_lower", "val/sync",
-                                                         "val/expert_acc")} for c in train_m},
-        # The first seed's fine-tuned clone against the static frame and the un-tuned base.
+        "trained_elsewhere": bool(args.trained),
+        "seeds": seeds,
+        "training": {c: training(c) for c in [*clones, SHORT_FOOTAGE]},
+        # The first seed's fine-tuned clone against the static frame.
         "fine_tuned": tuned0["metrics"], "uncertainty": tuned0["uncertainty"], "comparison": tuned0["comparison"],
         "heldout_targets": {**tuned0["targets"], "fine_tuned_beats_scratch": main_budget["fine_tuned_beats_scratch"]},
-        "targets": targets(tuned0, short=None),
         "cross_speaker": cross_speaker(tuned0),
         "fine_tuned_vs_scratch": main_budget,
+        "short_footage": {"clone": SHORT_FOOTAGE, "footage": SHORT_FILES["take.mp4"],
+                          "metrics": short_footage["metrics"]["clone"], "cross_speaker": cross_speaker(short_footage)},
         "wall_seconds": {k: round(v, 1) for k, v in times.items()},
         "note": args.note or None,
     }
+    short = None
     if "short" in budgets:
-        result["short_budget"] = compare("short")
-        tuned = [read(p[0], "evaluate", "metrics.json") for p in pairs["short"]]
-        scratch = [read(p[1], "evaluate", "metrics.json") for p in pairs["short"]]
-        result["targets"] = targets(tuned0, short=(tuned, scratch))
+        result["short_budget"] = short = compare("short")
+    result["targets"] = targets(tuned0, short, short_footage)
     write_result(args.out, result)
     return 0
 
@@ -185,26 +242,28 @@ def cross_speaker(metrics: dict) -> dict:
             "skipped": xs.get("skipped", []), "warnings": xs.get("warnings", [])}
 
 
-def targets(metrics: dict, short: tuple[list[dict], list[dict]] | None) -> dict:
-    """Issue 13's acceptance targets {name: {value, goal, met}}; value None where this run did not measure it."""
+def targets(metrics: dict, short: dict | None, short_footage: dict | None) -> dict:
+    """Issue 13's acceptance targets {name: {value, goal, met}}; value None where this run did not measure it.
+    short: compare("short"); short_footage: the short-footage clone's metrics.json."""
     out = {k: dict(v) for k, v in metrics["target_values"].items()}
-    beats = None
+    value, met = None, False
     if short:
-        def mean_r(runs: list[dict]) -> float | None:
-            rs = [m["metrics"]["clone"].get("cross_speaker_mouth_r") for m in runs]
-            rs = [r for r in rs if r is not None]
-            return sum(rs) / len(rs) if rs else None
-
-        tuned, scratch = mean_r(short[0]), mean_r(short[1])
-        beats = round(tuned - scratch, 4) if tuned is not None and scratch is not None else None
+        boots = [s["advantage_of_fine_tuned"].get("cross_speaker_mouth_r", {}) for s in short["seeds"]]
+        advantages = [b.get("advantage") for b in boots if b.get("advantage") is not None]
+        if advantages:
+            value = round(sum(advantages) / len(advantages), 4)
+            verdicts = [b.get("verdict") for b in boots]
+            # Better on the mean, surely better (95% interval above 0) in at least half the seeds, never surely worse.
+            met = value > 0 and verdicts.count("better") * 2 >= len(verdicts) and "worse" not in verdicts
     out["finetune_beats_scratch_5min"] = {
-        "value": beats, "met": bool(beats is not None and beats > 0),
+        "value": value, "met": bool(met),
         "goal": "> 0: cross-speaker r of the fine-tuned clone minus from-scratch at the short budget, mean over "
-                "seeds (the paired bootstrap over cross-speaker frames is not written yet)"}
+                "seeds, by the paired bootstrap over the drivers' frames: surely better in at least half the seeds "
+                "and surely worse in none"}
+    r = (short_footage or {}).get("metrics", {}).get("clone", {}).get("cross_speaker_mouth_r")
     out["short_footage_cross_speaker_r"] = {
-        "value": None, "met": False,
-        "goal": ">= 0.4: a clone of talk_de_anchor_20s alone, with the base, driven by the other takes (not run by "
-                "this benchmark yet)"}
+        "value": r, "met": bool(r is not None and r >= 0.4),
+        "goal": ">= 0.4: a clone of talk_de_anchor_20s alone, fine-tuned from the base, driven by the other takes"}
     return out
 
 
@@ -233,7 +292,7 @@ def baseline(args) -> int:
         "training": {k: train["counts"].get(k) for k in ("steps", "seconds", "stopped_by", "val/l1_lower",
                                                           "val/sync", "val/expert_acc")},
         "metrics": metrics["metrics"], "uncertainty": metrics["uncertainty"],
-        "heldout_targets": metrics["targets"], "targets": targets(metrics, short=None),
+        "heldout_targets": metrics["targets"], "targets": targets(metrics, None, None),
         "cross_speaker": cross_speaker(metrics),
         "evaluate_seconds": read("evaluate", "manifest.json")["seconds"],
         "wall_seconds": {k: round(v, 1) for k, v in times.items()},

@@ -199,7 +199,10 @@ class TrainCfg:
     # The expert's loss on real footage must fall below this (about 80% accuracy) before its judgement is used
     # as a loss: a weak expert's judgement was seen to pull the generated mouth out of sync (bench, run 1).
     expert_ready_loss: float = 0.45
-    max_steps: int = 4000
+    # Share of training frames whose unmasked upper face is another frame's (training.module): the mouth must
+    # then come from the sound, as when another voice drives the clone (issue 13, cross-speaker).
+    context_swap: float = 0.0
+    max_steps: int = 4000  # 0: adopt model.base as it is (a model trained elsewhere, e.g. on a GPU machine)
     max_minutes: float = 15.0
     val_every: int = 200
     val_batches: int = 8
@@ -238,6 +241,11 @@ class PretrainCfg:
     corpus: list[str] = field(default_factory=list)  # preprocessed clone ids to learn the base from
     # Mirror and recolour the corpus (see training.data.augment): a few people, seen as many.
     augment: bool = True
+    # python -m clonetrain.corpus keeps an archive's clip when its sound follows the mouth (a clear peak:
+    # audio_features.min_peak_margin and min_sync_correlation), at most this far off after the audio stage's
+    # correction, with at least this many training windows.
+    max_offset_frames: float = 1.5
+    min_windows: int = 25
 
 
 # Real takes of other people that drive the clone in the cross-speaker evaluation (never the clone's own take):

@@ -14,7 +14,8 @@ from clonetrain.evaluation import paired
 from clonetrain.evaluation.metrics import beats
 from clonetrain.stages.evaluate import read_frame_series
 
-MEAN_METRICS = ("lmd_mouth", "mouth_open_corr", "psnr_lower", "ssim_lower", "offset_frames")
+MEAN_METRICS = ("lmd_mouth", "mouth_open_corr", "psnr_lower", "ssim_lower", "offset_frames", "cross_speaker_mouth_r",
+                "mouth_sharpness_ratio")
 VERDICTS = ("better", "tie", "worse")
 
 
@@ -30,6 +31,10 @@ def clone_vs_clone(evaluate_a: Path, evaluate_b: Path, count: int = 2000) -> dic
     b = json.loads((Path(evaluate_b) / "metrics.json").read_text())["metrics"]["clone"]
     boot = paired.paired_bootstrap(series_a["clone"], series_b["clone"], series_a["real_footage"].mouth_open,
                                    paired.block_for(fps), count=count)
+    xa, xb = Path(evaluate_a) / "cross_speaker.npz", Path(evaluate_b) / "cross_speaker.npz"
+    if xa.is_file() and xb.is_file():  # the same drivers' frames: how a clone is used, judged the same way
+        boot["cross_speaker_mouth_r"] = paired.cross_speaker_bootstrap(
+            paired.read_driver_series(xa), paired.read_driver_series(xb), paired.block_for(fps), count=count)
     return {"a": a, "b": b, "a_beats_b": beats(a, b),
             "advantage_of_a": {k: {**v, "verdict": paired.verdict(v)} for k, v in boot.items()}}
 

@@ -12,6 +12,7 @@ Writes metrics.json  for the clone, a static reference frame (its mouth frozen o
                      driver's real mouth (r, scale-normalised LMD) beside the static frame, and how shut it stays
                      in the driver's pauses. `targets` (met or not) and `target_values` ({value, goal, met}).
        frames.npz    what the judge measured on every held-out frame, per method (for paired comparisons)
+       cross_speaker.npz  per driver, the clone's and the real mouth opening per frame (the same, cross-speaker)
        heldout.mp4   real | static | clone side by side over the held-out sound, labelled AI-generated
                      (also logged, with the metrics, to the tracker: wandb offline by default)
        mouths.png    contact sheet of mouths, real | clone | static: held-out frames and one per driver
@@ -37,6 +38,7 @@ from clonetrain.media.compare import write_comparison
 from clonetrain.models import checkpoint
 from clonetrain.models.inference import generate
 from clonetrain.training.data import load_clip
+from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import Landmarker, make_landmarker
 from clonetrain.workspace import Workspace, write_json_atomic
 
@@ -128,7 +130,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         real_pts = metrics.judge_landmarks(landmarker, real, runs)
         series = {name: metrics.judge(landmarker, gen, real, real_pts, runs) for name, gen in outputs.items()}
         series["real_footage"] = metrics.judge(landmarker, real, real, real_pts, runs)
-        xspk, xspk_rows = run_cross_speaker(cfg, ws, generator, clip, lo, reference, landmarker)
+        xspk, xspk_rows, xspk_series = run_cross_speaker(cfg, ws, generator, clip, lo, reference, landmarker)
     finally:
         landmarker.close()
     mouth_real = series["real_footage"].mouth_open
@@ -148,6 +150,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                                                           paired.block_for(clip.fps))
                    for b in outputs if b != "clone"}
     write_frame_series(out_dir / "frames.npz", idx, clip.fps, series)
+    paired.write_driver_series(out_dir / "cross_speaker.npz", xspk_series)
     static_lmd = results["static_frame"]["lmd_mouth"]
     targets = {
         "mouth_open_corr>=0.5": results["clone"]["mouth_open_corr"] >= 0.5,
@@ -240,18 +243,19 @@ def acceptance(results: dict) -> dict:
 
 
 def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, reference: np.ndarray,
-                      landmarker: Landmarker) -> tuple[dict, list]:
-    """The clone driven by each driver: the metrics.json section and the contact sheet's rows."""
+                      landmarker: Landmarker) -> tuple[dict, list, dict]:
+    """The clone driven by each driver: the metrics.json section, the contact sheet's rows, and per driver the
+    generated and the real mouth opening per frame."""
     c = cfg.evaluate
     out = {"drivers": [], "mean": {}, "skipped": [], "warnings": [], "closed_mouth": None, "loop_frames": None}
     footage, specs = driver_paths(cfg)
     if not specs:
-        return out, []
+        return out, [], {}
     if not footage.is_dir() and any(not s.video.is_absolute() or not s.video.is_file() for s in specs):
         out["warnings"].append(f"skipped: the drivers' folder {footage} does not exist (set evaluate.footage_dir "
                                "or $CLONETRAIN_FOOTAGE, or evaluate.drivers=[] to turn this off)")
         log.warning("cross-speaker evaluation %s", out["warnings"][-1])
-        return out, []
+        return out, [], {}
     size = generator.spec.image_size
     a = cfg.audio_features
     settings = {"fps": clip.fps, "sample_rate": cfg.ingest.sample_rate, "max_side": cfg.ingest.max_side,
@@ -272,7 +276,7 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
             out["skipped"].append({"driver": spec.name, "reason": str(err)})
             out["warnings"].append(f"driver {spec.name} left out: {err}")
     if not ready:
-        return out, []
+        return out, [], {}
 
     # The clone's face: its held-out footage (frames it never trained on), looped back and forth as render loops.
     try:
@@ -293,7 +297,7 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
                            "from": f"the clone's training footage, {source}"}
     out["loop_frames"] = [int(loop_idx[0]), int(loop_idx[-1]) + 1]
     features = clip.features.to_dict()  # what the model was trained on (checked by load_clip), not the config
-    rows = []
+    rows, series = [], {}
     for d in ready:
         gen = cross_speaker.drive(generator, features, d, reference, loop, c.batch_size)
         sequence = avatar.ping_pong(d.n, len(loop))
@@ -315,5 +319,7 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
         rows.append((f"{d.spec.name[:26]}|frame {k}, r {row['clone']['mouth_r']}",
                      [(d.crops()[k], mouth.mouth_boxes(d.points[k : k + 1], size)[0]), (gen[k], own_box),
                       (static_loop[sequence[k]], own_box)]))
+        # Per frame, for the paired bootstrap between two clones on the same drivers (evaluation.paired).
+        series[d.spec.name] = (geometry.mouth_opening(gen_pts), d.mouth_open)
     out["mean"] = cross_speaker.summarise(out["drivers"])
-    return out, rows
+    return out, rows, series

@@ -69,8 +69,11 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         base_spec, _ = checkpoint.read_header(base)
         check_matches(clip.features, base_spec.audio_input, base_spec.n_mels, ws.clone, what=f"the base {base}")
     consent = ws.read_manifest("ingest")["details"].get("consent_sha256")
-    meta = {"clone": ws.clone, "base": str(base) if base else None,
-            "base_sha256": sha256_file(base) if base else None,
+    # train.max_steps=0 adopts model.base as the clone's model: it is no base to compare the clone with then.
+    adopted = base if cfg.train.max_steps == 0 else None
+    meta = {"clone": ws.clone, "base": str(base) if base and not adopted else None,
+            "base_sha256": sha256_file(base) if base and not adopted else None,
+            "adopted": str(adopted) if adopted else None, "adopted_sha256": sha256_file(adopted) if adopted else None,
             "base_expert": str(expert) if expert else None, "base_expert_sha256": sha256_file(expert) if expert else None,
             "consent_sha256": consent,
             "holdout_from_frame": split, "reference_frame": reference_frame(clip, split)}
@@ -82,12 +85,13 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                 init=base, init_expert=expert, meta=meta, preview=preview)
     write_json_atomic(out_dir / "split.json", {
         "frames": clip.n, "holdout_from_frame": split, "reference_frame": meta["reference_frame"],
-        "train_windows": len(train_ds), "heldout_windows": len(val_ds), "base": meta["base"],
+        "train_windows": len(train_ds), "heldout_windows": len(val_ds), "base": meta["base"], "adopted": meta["adopted"],
         "base_sha256": meta["base_sha256"], "base_expert": meta["base_expert"],
     })
     result = StageResult(counts={**{k: v for k, v in stats.items() if k not in ("metrics", "tracker_run_id")},
                                  **stats["metrics"]})
-    result.details = {**{k: meta[k] for k in ("base", "base_sha256", "base_expert", "base_expert_sha256")},
+    result.details = {**{k: meta[k] for k in ("base", "base_sha256", "base_expert", "base_expert_sha256", "adopted",
+                                              "adopted_sha256")},
                       "tracker_run_id": stats["tracker_run_id"]}
     m = stats["metrics"]
     result.summary = [
@@ -95,7 +99,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         + (f", {stats['processes']} processes" if stats["processes"] > 1 else "") + "), "
         f"stopped by {stats['stopped_by']}" + (f", resumed from step {stats['resumed_from_step']}"
                                                 if stats["resumed_from_step"] is not None else ""),
-        f"from {'base ' + str(base) if base else 'scratch'}; {len(train_ds)} training windows, "
+        f"{'adopted ' + str(adopted) if adopted else 'from base ' + str(base) if base else 'from scratch'}; "
+        f"{len(train_ds)} training windows, "
         f"{len(val_ds)} held-out windows (frames {split}-{clip.n - 1})",
         "held-out: " + ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in sorted(m.items()) if k.startswith("val/")),
     ]

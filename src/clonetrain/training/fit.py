@@ -195,6 +195,19 @@ def load_base(module: LipSyncModule, spec: ModelSpec, init: Path) -> None:
     module.expert.load_state_dict(expert.state_dict())
 
 
+def adopt(module: LipSyncModule, init: Path | None, out_dir: Path, meta: dict | None) -> dict:
+    """train.max_steps=0: the base becomes the clone's model as it is. For a model trained elsewhere (a GPU
+    machine, another studio's base): the clone then evaluates, packages and renders it like one trained here."""
+    if init is None:
+        raise ClonetrainError("train.max_steps=0 trains nothing, and there is no model.base to adopt",
+                              "give model.base=PATH/model.safetensors, or train.max_steps > 0")
+    meta = {**(meta or {}), "steps": 0, "seconds": 0.0, "metrics": {}, "init": str(init), "adopted": True}
+    checkpoint.save(out_dir / "model.safetensors", module.generator, module.expert, meta)
+    return {"steps": 0, "seconds": 0.0, "resumed_from_step": None, "best_step": None, "best_monitor": None,
+            "stopped_by": "adopted model.base (train.max_steps=0)", "metrics": {}, "precision": "n/a",
+            "processes": 1, "tracker_run_id": None, "device": "none"}
+
+
 def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resume_dir: Path, run_name: str,
         features, init: Path | None = None, init_expert: Path | None = None, meta: dict | None = None,
         preview: Callable[[nn.Module], Path] | None = None) -> dict:
@@ -208,13 +221,15 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
     spec = checkpoint.spec_from_cfg(cfg.model, features)
     check_arch(cfg, spec)
     module = LipSyncModule(spec=spec.__dict__, lr=t.lr, expert_lr=t.expert_lr, lower_weight=t.lower_weight,
-                           sync_weight=t.sync_weight, expert_ready_loss=t.expert_ready_loss,
+                           sync_weight=t.sync_weight, expert_ready_loss=t.expert_ready_loss, context_swap=t.context_swap,
                            freeze_expert=init_expert is not None)
     if init is not None:
         load_base(module, spec, init)
     if init_expert is not None:
         info = checkpoint.load_wav2lip(init_expert, module.expert, "expert")
         log.info("expert from the published checkpoint %s %s, frozen", init_expert, info)
+    if t.max_steps == 0:
+        return adopt(module, init, out_dir, meta)
     if tr.compile:
         module.generator = torch.compile(module.generator)
 

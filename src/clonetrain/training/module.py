@@ -26,7 +26,8 @@ def masked_input(frames: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
 
 class LipSyncModule(L.LightningModule):
     def __init__(self, spec: dict, lr: float = 3e-4, expert_lr: float = 3e-4, lower_weight: float = 2.0,
-                 sync_weight: float = 0.03, expert_ready_loss: float = 0.6, freeze_expert: bool = False):
+                 sync_weight: float = 0.03, expert_ready_loss: float = 0.6, freeze_expert: bool = False,
+                 context_swap: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
         self.generator = build_generator(ModelSpec(**spec))
@@ -38,9 +39,18 @@ class LipSyncModule(L.LightningModule):
 
     # -- pieces shared by training and validation
     def generate(self, batch: dict) -> torch.Tensor:
-        frames, refs, mels = batch["frames"], batch["refs"], batch["mels"]
-        b, t = frames.shape[:2]
-        out = self.generator(masked_input(frames.flatten(0, 1), refs.flatten(0, 1)), mels.flatten(0, 1))
+        frames, refs, mels = batch["frames"].flatten(0, 1), batch["refs"].flatten(0, 1), batch["mels"].flatten(0, 1)
+        b, t = batch["frames"].shape[:2]
+        context = frames
+        if self.training and self.hparams.context_swap > 0:
+            # Driven by someone else's speech, the clone's upper face moves with its own words, not the driver's:
+            # shown another frame's upper face, the generator must take the mouth from the sound.
+            # Another random frame of the same take (the next frame's reference), never this frame's own reference:
+            # a model that could tell the two apart would learn to trust the upper face again when they differ.
+            other = batch["refs"].roll(1, dims=1).flatten(0, 1)
+            swap = torch.rand(len(frames), device=frames.device) < self.hparams.context_swap
+            context = torch.where(swap[:, None, None, None], other, frames)
+        out = self.generator(masked_input(context, refs), mels)
         return out.view(b, t, *out.shape[1:])
 
     def expert_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,101 @@
+"""A pretraining corpus from an archive of real clips: kept when the sound follows the mouth, a base trained on
+what was kept; a model trained elsewhere adopted as a clone's; the paired bootstrap over the drivers' frames."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from clonetrain import corpus
+from clonetrain.errors import ClonetrainError
+from clonetrain.evaluation import paired
+from clonetrain.workspace import Workspace
+
+from conftest import TINY, run, write_consent
+
+
+@pytest.fixture(scope="module")
+def archive(clips, footage, tmp_path_factory):
+    d = tmp_path_factory.mktemp("archive")
+    shutil.copy(clips["man20"], d / "host talking.mp4")            # in sync: kept
+    shutil.copy(footage / "music_woman_15s.mp4", d / "music.mp4")   # a face over music: not her voice
+    shutil.copy(footage / "bad_not_a_video.mp4", d / "broken.mp4")  # a broken upload: reported, skipped
+    (d / "notes.txt").write_text("not a clip")
+    write_consent(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def built(archive, tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    report = corpus.build(root, "base", archive, archive / "consent.yaml", [], [*corpus.DEFAULTS, "logger=none"])
+    return root, report
+
+
+def test_corpus_keeps_clips_in_sync_and_says_why_others_were_dropped(built):
+    root, report = built
+    rows = {r["clip"]: r for r in report["rows"]}
+    assert set(rows) == {"host talking.mp4", "music.mp4", "broken.mp4"}
+    host = rows["host talking.mp4"]
+    assert host["kept"] and host["clone"] == "base-host_talking" and host["usable_windows"] > 100
+    assert not rows["music.mp4"]["kept"] and "mouth" in rows["music.mp4"]["reason"]
+    assert not rows["broken.mp4"]["kept"] and rows["broken.mp4"]["reason"]
+    assert (report["kept"], report["dropped"]) == (1, 2)
+    on_disk = json.loads((root / "work" / "base" / "corpus" / "corpus.json").read_text())
+    assert on_disk["rows"] == report["rows"]
+    # Each clip is a clone of its own, with the archive's consent record beside it.
+    assert (root / "raw" / "base-host_talking" / "consent.yaml").is_file()
+
+
+def test_a_base_pretrains_on_the_kept_clips(built):
+    root, report = built
+    kept = [r["clone"] for r in report["rows"] if r["kept"]]
+    run(root, "base", "stage=pretrain", f"pretrain.corpus=[{','.join(kept)}]", *TINY)
+    assert (Workspace(root, "base").stage_dir("pretrain") / "model.safetensors").is_file()
+
+
+def test_an_archive_without_consent_is_refused(archive, tmp_path):
+    with pytest.raises(ClonetrainError, match="consent"):
+        corpus.build(tmp_path, "base", archive, tmp_path / "missing.yaml", [], [])
+
+
+def test_a_model_trained_elsewhere_is_adopted_as_it_is(trained, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(trained, root)
+    elsewhere = tmp_path / "trained_on_gpu.safetensors"
+    shutil.copy(trained / "work" / "man" / "train" / "model.safetensors", elsewhere)
+    run(root, "man", "stage=train", *TINY, f"model.base={elsewhere}", "train.max_steps=0", "force=true")
+    out = root / "work" / "man" / "train"
+    adopted, original = load_file(out / "model.safetensors"), load_file(elsewhere)
+    assert adopted.keys() == original.keys() and all(np.array_equal(adopted[k], original[k]) for k in adopted)
+    split = json.loads((out / "split.json").read_text())
+    assert split["adopted"] == str(elsewhere) and split["base"] is None  # no un-tuned base to compare it with
+
+
+def test_train_max_steps_0_without_a_base_says_what_to_give(trained, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(trained, root)
+    with pytest.raises(ClonetrainError, match="model.base"):
+        run(root, "man", "stage=train", *TINY, "train.max_steps=0", "force=true")
+
+
+def test_cross_speaker_bootstrap_prefers_the_mouth_that_follows_the_speaker(preprocessed, tmp_path):
+    real = np.load(preprocessed.stage_dir("landmarks") / "landmarks.npz")["mouth_open"].astype(float)
+    rng = np.random.default_rng(0)
+    follows = real + rng.normal(0, real.std() * 0.5, real.shape)       # follows the real mouth, noisily
+    shuffled = real[rng.permutation(len(real))]                          # the same openings in random order
+    halves = {"a": slice(0, len(real) // 2), "b": slice(len(real) // 2, None)}  # two "drivers"
+    a = {k: (follows[s], real[s]) for k, s in halves.items()}
+    paired.write_driver_series(tmp_path / "a.npz", a)  # as evaluate writes it, per driver
+    read = paired.read_driver_series(tmp_path / "a.npz")
+    assert read.keys() == a.keys() and all(np.array_equal(read[k][0], a[k][0]) for k in a)
+    b = {k: (shuffled[s], real[s]) for k, s in halves.items()}
+    better = paired.cross_speaker_bootstrap(a, b, block=25, count=300)
+    assert better["drivers"] == 2 and better["advantage"] > 0.3 and paired.verdict(better) == "better"
+    assert paired.verdict(paired.cross_speaker_bootstrap(b, a, block=25, count=300)) == "worse"
+    same = paired.cross_speaker_bootstrap(a, a, block=25, count=300)
+    assert same["advantage"] == 0 and paired.verdict(same) == "tie"
