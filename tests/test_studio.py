@@ -218,6 +218,11 @@ def test_a_host_goes_from_upload_to_a_labelled_video_in_the_browser(studio, brow
 
     # Check the footage: each take gets ingest's verdict.
     p.find("#check").click()
+    # The takes' verdicts show as soon as ingest has read them, before the job ends.
+    p.wait(lambda: p.find("#job-kind").text == "check")
+    p.wait(lambda: [r.get_attribute("data-verdict") for r in p.all("tr.take")] == ["ok", "ok"]
+           or p.find("#job-panel").get_attribute("data-state") != "running", 120)
+    assert p.find("#job-panel").get_attribute("data-state") == "running"
     p.wait_job("check")
     verdicts = [r.get_attribute("data-verdict") for r in p.all("tr.take")]
     assert verdicts == ["ok", "ok"], p.find("#takes").text
@@ -384,3 +389,37 @@ def test_nothing_was_written_outside_the_data_root(studio, hostile):
                      files={"document": ("release.exe", b"MZ\x90\x00" + b"x" * 100)})
     assert r.status_code == 415 and "not a PDF" in r.text
     assert not list(studio["outside"].iterdir())
+
+
+def test_a_failed_stage_shows_its_error_and_fix(studio, hostile):
+    # The hostile clone now holds one 9 s take and a consent for research: too little footage to ingest.
+    r = hostile.post("/clones/hostile/check")
+    assert r.status_code == 303
+    job = re.search(r'data-job="([0-9a-f]+)"', hostile.s.get(studio["url"] + "/clones/hostile").text).group(1)
+    deadline = time.monotonic() + 120
+    while (status := hostile.s.get(f"{studio['url']}/jobs/{job}").json())["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert status["state"] == "failed" and status["stages"]["ingest"] == "failed", status
+    assert "10 s" in status["error"] and status["fix"], status
+    page = html.unescape(hostile.s.get(studio["url"] + "/clones/hostile").text)
+    assert status["error"] in page and status["fix"] in page
+
+
+def test_passwords_and_settings(tmp_path):
+    from clonetrain.studio import settings
+
+    stored = auth.hash_password("s3cret", n=2**10)
+    assert stored.startswith("scrypt$") and "s3cret" not in stored
+    assert auth.verify_password("s3cret", stored) and not auth.verify_password("s3cret ", stored)
+    path = tmp_path / "studio.yaml"
+    settings.add_user(path, "anna", ["upload", "render"], stored)
+    s = settings.load(path)
+    assert s.host == "127.0.0.1" and s.users["anna"].may("render") and not s.users["anna"].may("approve")
+    assert auth.check_login(s.users, "anna", "s3cret") is s.users["anna"]
+    assert auth.check_login(s.users, "anna", "wrong") is None and auth.check_login(s.users, "nobody", "s3cret") is None
+    with pytest.raises(settings.SettingsError, match="unknown role"):
+        settings.add_user(path, "bob", ["root"], stored)
+    path.write_text("users: {bob: {roles: [superuser], password: x}}\n")
+    with pytest.raises(settings.SettingsError, match="unknown role"):
+        settings.load(path)

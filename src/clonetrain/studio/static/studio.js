@@ -63,8 +63,17 @@ document.querySelectorAll("form[data-confirm]").forEach((form) => {
   form.addEventListener("submit", (e) => { if (!window.confirm(form.dataset.confirm)) e.preventDefault(); });
 });
 
+// Each take's verdict shows as soon as ingest has read the takes, while the later stages still run.
+async function refreshTakes() {
+  const html = await (await fetch(window.location.href)).text();
+  const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("takes");
+  const table = document.getElementById("takes");
+  if (fresh && table) table.replaceWith(fresh);
+}
+
 const panel = document.getElementById("job-panel");
 if (panel && panel.dataset.state === "running") {
+  let takesShown = false;
   const poll = async () => {
     let job;
     try {
@@ -77,6 +86,7 @@ if (panel && panel.dataset.state === "running") {
       if (li) { li.querySelector("span").textContent = state; li.className = "state-" + state.replace(" ", "-"); }
     }
     document.getElementById("job-progress").textContent = job.progress || "";
+    if (!takesShown && ["done", "up to date"].includes(job.stages.ingest)) { takesShown = true; refreshTakes(); }
     document.getElementById("job-log").textContent = job.log_tail;
     if (job.error) {
       document.getElementById("job-error").hidden = false;
