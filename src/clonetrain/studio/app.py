@@ -139,7 +139,7 @@ def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float 
                                        f"{' or '.join(repr(r) for r in roles)} role",
                                   "ask an admin to give you the role in the studio's settings file")
                 response = await fn(request, studio, user, form)
-                audit.record(studio.dir, user.name, fn.__name__, clone, "ok")
+                audit.record(studio.dir, user.name, fn.__name__, clone, "ok", **getattr(request.state, "audit", {}))
                 return response
             except ClonetrainError as err:
                 audit.record(studio.dir, user.name, fn.__name__, clone, "refused", reason=err.message)
@@ -268,7 +268,7 @@ async def upload_take(request, studio, user, form):
         async with uploads.receive(request.stream(), studio.dir, limit) as (part, size, sha):
             ext, facts = await run_in_threadpool(uploads.inspect_take, part, name)
             stored = uploads.store_take(studio.dir, ws.raw_dir, ws.clone, part, name, ext, facts, size, sha, user.name)
-    audit.record(studio.dir, user.name, "stored_take", ws.clone, name=name, stored=stored, bytes=size, sha256=sha)
+    request.state.audit = {"name": name, "stored": stored, "bytes": size, "sha256": sha}
     note = ("no sound track: upload its sound too, as a WAV with the same name"
             if facts.get("kind") == "video" and not facts.get("has_audio") else "")
     return JSONResponse({"name": name, "stored": stored, **facts, "note": note})
@@ -323,6 +323,8 @@ async def record_consent(request, studio, user, form):
         history.mkdir(parents=True, exist_ok=True)
         write_text_atomic(history / f"{stamp}.yaml", path.read_text())
     write_text_atomic(path, text)
+    request.state.audit = {"person": record["person"], "uses": record["permitted_uses"], "expires": record["expires"],
+                           "document": record["document"]}
     return back(request, f"consent of {record['person']} recorded", "#consent")
 
 
@@ -350,7 +352,7 @@ def _start(studio: Studio, request: Request, kind: str, user, extra: list[str] |
     ws = studio.workspace(request)
     consent.require_live(studio.root, ws.clone, use=use)  # a clear refusal now, not a failed job
     job = studio.jobs.start(kind, ws.clone, user.name, extra)
-    audit.record(studio.dir, user.name, f"start_{kind}", ws.clone, job=job["id"])
+    request.state.audit = {"job": job["id"], **({"args": extra} if extra else {})}
     return back(request, f"{kind} started", "#job")
 
 
@@ -420,6 +422,7 @@ async def promote(request, studio, user, form):
     gate = next((v for v in overview.versions(studio.root, ws.clone, studio.cfg.nightly) if v["version"] == ver), {})
     reason = f"promoted in the studio by {user.name}" + ("" if gate.get("gate_ok") else f" (gate: {gate.get('gate')})")
     await run_in_threadpool(registry.promote, studio.root, ws.clone, ver, reason)
+    request.state.audit = {"version": ver, "reason": reason}
     return back(request, f"{ver} is live", "#versions")
 
 
@@ -431,6 +434,7 @@ async def keep(request, studio, user, form):
     live = registry.live(studio.root, ws.clone)
     await run_in_threadpool(registry.mark, studio.root, ws.clone, ver, "rejected",
                             f"declined in the studio by {user.name}; live stays {live[0] if live else 'none'}")
+    request.state.audit = {"version": ver}
     return back(request, f"{ver} declined; the live version stays", "#versions")
 
 

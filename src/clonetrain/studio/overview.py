@@ -52,8 +52,10 @@ def consent_state(root: Path, clone: str) -> dict:
     try:
         record = consent.parse(path, clone)
     except ClonetrainError as err:
-        missing = not path.is_file()
-        return {"state": "missing" if missing else "invalid", "text": err.message, "fix": err.fix, "record": None}
+        if not path.is_file():
+            return {"state": "missing", "text": "no consent recorded yet: fill in the form with the signed release",
+                    "fix": None, "record": None}
+        return {"state": "invalid", "text": err.message, "fix": err.fix, "record": None}
     today = dt.date.today()
     try:
         consent.in_force(record, path, clone, "train", today)
