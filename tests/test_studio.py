@@ -438,3 +438,14 @@ def test_passwords_and_settings(tmp_path):
     path.write_text("users: {bob: {roles: [superuser], password: x}}\n")
     with pytest.raises(settings.SettingsError, match="unknown role"):
         settings.load(path)
+
+
+def test_a_video_and_its_separate_sound_are_paired_by_name(studio, hostile, footage):
+    assert hostile.post("/clones", data={"clone": "split"}).status_code == 303
+    r = hostile.upload("split", "Interview.WAV", (footage / "split_woman_10s.wav").read_bytes())
+    assert r.status_code == 200 and r.json()["stored"] == "take-001.wav"
+    r = hostile.upload("split", "interview.mp4", (footage / "split_woman_no_audio_10s.mp4").read_bytes())
+    assert r.status_code == 200 and r.json()["stored"] == "take-001.mp4" and "no sound track" in r.json()["note"]
+    r = hostile.upload("split", "again.mp4", (footage / "split_woman_no_audio_10s.mp4").read_bytes())
+    assert r.status_code == 409 and "already uploaded" in r.json()["error"]
+    assert sorted(p.name for p in (studio["root"] / "raw" / "split").iterdir()) == ["take-001.mp4", "take-001.wav"]

@@ -261,10 +261,11 @@ async def upload_take(request, studio, user, form):
         raise uploads.UploadError(f"{name} is {int(length) / 2**20:.0f} MB, over the upload limit of "
                                   f"{limit / 2**20:g} MB", "upload a shorter take, or ask the admin to raise "
                                   "max_upload_mb", status=413)
-    if (busy := studio.jobs.running(ws.clone)) is not None:
-        raise uploads.UploadError(f"clone {ws.clone!r} is being processed ({busy['kind']}); its footage cannot "
-                                  "change now", "upload again when the job has finished", status=409)
     with uploads.clone_lock(studio.dir, ws.clone):
+        # Checked under the lock a job also takes to start: footage never changes under a running job.
+        if (busy := studio.jobs.running(ws.clone)) is not None:
+            raise uploads.UploadError(f"clone {ws.clone!r} is being processed ({busy['kind']}); its footage cannot "
+                                      "change now", "upload again when the job has finished", status=409)
         async with uploads.receive(request.stream(), studio.dir, limit) as (part, size, sha):
             ext, facts = await run_in_threadpool(uploads.inspect_take, part, name)
             stored = uploads.store_take(studio.dir, ws.raw_dir, ws.clone, part, name, ext, facts, size, sha, user.name)
@@ -351,7 +352,8 @@ async def revoke_consent(request, studio, user, form):
 def _start(studio: Studio, request: Request, kind: str, user, extra: list[str] | None = None, use: str = "train"):
     ws = studio.workspace(request)
     consent.require_live(studio.root, ws.clone, use=use)  # a clear refusal now, not a failed job
-    job = studio.jobs.start(kind, ws.clone, user.name, extra)
+    with uploads.clone_lock(studio.dir, ws.clone):  # not while a take is still arriving
+        job = studio.jobs.start(kind, ws.clone, user.name, extra)
     request.state.audit = {"job": job["id"], **({"args": extra} if extra else {})}
     return back(request, f"{kind} started", "#job")
 

@@ -157,7 +157,11 @@ class Jobs:
         except (OSError, json.JSONDecodeError):
             raise JobError(f"no job {job_id!r}") from None
         if rec["state"] == "running" and job_id not in self._procs and not _alive(rec.get("pid")):
-            rec["state"] = "interrupted"  # the studio was restarted while it ran
+            # Started by a studio that has stopped since: its log's last line says whether it got to the end.
+            log_path = self.dir / f"{job_id}.log"
+            tail = log_path.read_text(errors="replace").splitlines()[-3:] if log_path.is_file() else []
+            finished = any(f"] - clone {rec['clone']}: " in ln or _RENDERED.search(ln) for ln in tail)
+            rec["state"], rec["returncode"] = ("done", 0) if finished else ("interrupted", None)
         return rec
 
     def status(self, job_id: str) -> dict:

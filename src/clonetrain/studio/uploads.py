@@ -63,7 +63,7 @@ def clone_lock(studio_dir: Path, clone: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UploadError(f"another upload to clone {clone!r} is in progress",
-                              "wait for it to finish, then upload again", status=409) from None
+                              "wait for it to finish, then try again", status=409) from None
         try:
             yield
         finally:
