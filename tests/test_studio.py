@@ -159,7 +159,12 @@ class Page:
         return self.d.find_elements(self.By.CSS_SELECTOR, css)
 
     def wait(self, check, timeout: float = 60, what: str = ""):
-        return self.Wait(self.d, timeout, poll_frequency=0.3).until(lambda d: check(), message=what)
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+        # The page reloads itself when a job ends or an upload is done: an element may vanish between two looks.
+        return self.Wait(self.d, timeout, poll_frequency=0.3,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(lambda d: check(), message=what)
 
     def wait_job(self, kind: str, timeout: float = 300) -> None:
         """Until the page shows the job finished (it polls, then reloads); a failed job fails with its error."""
@@ -281,6 +286,12 @@ def test_a_host_goes_from_upload_to_a_labelled_video_in_the_browser(studio, brow
     side = requests.get(link.get_attribute("href").replace(".mp4", ".provenance.json"), cookies=_cookies(d)).json()
     assert side["video_sha256"] and side["label"] == "AI-generated"
 
+    d.get(studio["url"] + "/")
+    assert "v0001" in p.find("#clones").text and "in force" in p.find("#clones").text
+    p.shot("09-clones")
+    p.find("a.clone-link").click()
+    p.wait(lambda: p.find("h1").text == "anna")
+
     # Revoking consent on the page stops every render at once.
     p.find("#revoke").click()
     d.switch_to.alert.accept()
@@ -361,7 +372,7 @@ def test_every_post_without_its_csrf_token_is_refused(studio, hostile):
     assert len(posts) >= 10
     before = _files(studio["root"] / "raw")
     for path in posts:
-        url = path.format(clone="hostile", version="v0001")
+        url = path.format(clone="hostile", version="v0001", file="take-001.mp4")
         for headers in ({}, {"X-CSRF-Token": "forged"}):
             r = hostile.s.post(studio["url"] + url, data={"clone": "x", "user": "boss", "csrf": "forged"}
                                if headers else {"clone": "x", "user": "boss"}, headers=headers, allow_redirects=False)
@@ -449,3 +460,9 @@ def test_a_video_and_its_separate_sound_are_paired_by_name(studio, hostile, foot
     r = hostile.upload("split", "again.mp4", (footage / "split_woman_no_audio_10s.mp4").read_bytes())
     assert r.status_code == 409 and "already uploaded" in r.json()["error"]
     assert sorted(p.name for p in (studio["root"] / "raw" / "split").iterdir()) == ["take-001.mp4", "take-001.wav"]
+    # Taken out again: set aside, not deleted.
+    assert hostile.post("/clones/split/takes/take-001.wav/remove").status_code == 303
+    assert [p.name for p in (studio["root"] / "raw" / "split").iterdir()] == ["take-001.mp4"]
+    kept = list((studio["root"] / "studio" / "removed" / "split").iterdir())
+    assert len(kept) == 1 and kept[0].read_bytes() == (footage / "split_woman_10s.wav").read_bytes()
+    assert hostile.post("/clones/split/takes/consent.yaml/remove").status_code == 404

@@ -29,7 +29,7 @@ from clonetrain.errors import ClonetrainError, ConsentError, LockedError
 from clonetrain.nightly import compose
 from clonetrain.studio import audit, auth, overview, uploads
 from clonetrain.studio.jobs import JobError, Jobs
-from clonetrain.studio.settings import Settings
+from clonetrain.studio.settings import Settings, SettingsError
 from clonetrain.workspace import Workspace, atomic_path, validate_clone_id, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,11 @@ class Studio:
         # inside the data root, so nothing the studio receives is ever written outside it.
         tempfile.tempdir = str(self.tmp)
         self.jobs = Jobs(self.root, self.dir, settings.pipeline_overrides)
-        self.cfg = compose(self.root, "studio", list(settings.pipeline_overrides))
+        try:  # the pipeline's settings as every job will see them (the promotion gate reads nightly.*)
+            self.cfg = compose(self.root, "studio", list(settings.pipeline_overrides))
+        except Exception as err:  # noqa: BLE001 - Hydra's composition errors have no common base we can name
+            raise SettingsError(f"pipeline_overrides {list(settings.pipeline_overrides)} do not compose: {err}",
+                                "correct them: each is a Hydra override such as train.max_minutes=30") from None
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                       autoescape=jinja2.select_autoescape(default=True))
         self.env.globals.update(ROLES=ROLE_TEXT, USES=list(consent.USES))
@@ -121,16 +125,9 @@ def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float 
             form = None
             token = request.headers.get(auth.CSRF_HEADER)
             try:
-                if token is None and body == "form":
-                    limit = (max_mb or 1) * 2**20 + 2**16
-                    length = request.headers.get("content-length")
-                    if length is None or not length.isdigit():
-                        raise Refusal(411, "the request does not say its length", "send it from the studio's page")
-                    if int(length) > limit:
-                        raise Refusal(413, f"the request is larger than the limit of {limit / 2**20:.0f} MB",
-                                      "attach a smaller file")
-                    form = await request.form(max_files=2, max_fields=40)
-                    token = form.get(auth.CSRF_FIELD)
+                if body == "form":
+                    form = await read_form(request, max_mb or 1)
+                    token = token or form.get(auth.CSRF_FIELD)
                 if not auth.csrf_ok(request.session, token):
                     raise Refusal(403, "the request has no valid CSRF token: it did not come from the studio's page "
                                        "(or the page is older than your sign-in)", "reload the page and try again")
@@ -144,6 +141,11 @@ def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float 
             except ClonetrainError as err:
                 audit.record(studio.dir, user.name, fn.__name__, clone, "refused", reason=err.message)
                 return studio.refuse(request, _status(err), err.message, err.fix)
+            except Exception as err:  # noqa: BLE001 - a bug: logged with its traceback, audited, a page not a crash
+                log.exception("%s failed", fn.__name__)
+                audit.record(studio.dir, user.name, fn.__name__, clone, "error", reason=f"{type(err).__name__}: {err}")
+                return studio.refuse(request, 500, f"the studio failed: {type(err).__name__}: {err}",
+                                     "try again; if it repeats, send the studio's log to whoever runs it")
             finally:
                 if form is not None:
                     await form.close()
@@ -152,6 +154,18 @@ def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float 
         return endpoint
 
     return wrap
+
+
+async def read_form(request: Request, max_mb: float):
+    """The form of a POST, refused before it is read when it is larger than max_mb (plus room for the fields):
+    Starlette would otherwise hold a large urlencoded body in memory."""
+    limit = max_mb * 2**20 + 2**16
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise Refusal(411, "the request does not say its length", "send it from the studio's page")
+    if int(length) > limit:
+        raise Refusal(413, f"the request is larger than the limit of {limit / 2**20:.0f} MB", "attach a smaller file")
+    return await request.form(max_files=2, max_fields=40)
 
 
 def signed_in(fn):
@@ -185,7 +199,10 @@ async def login_page(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     studio: Studio = request.app.state.studio
-    form = await request.form(max_files=0, max_fields=5)
+    try:
+        form = await read_form(request, 0)
+    except Refusal as err:
+        return studio.refuse(request, err.status, err.message, err.fix)
     if not auth.csrf_ok(request.session, form.get(auth.CSRF_FIELD)):
         audit.record(studio.dir, None, "login", outcome="refused", reason="no CSRF token")
         return studio.refuse(request, 403, "the sign-in form has no valid CSRF token", "reload the page and try again")
@@ -273,6 +290,22 @@ async def upload_take(request, studio, user, form):
     note = ("no sound track: upload its sound too, as a WAV with the same name"
             if facts.get("kind") == "video" and not facts.get("has_audio") else "")
     return JSONResponse({"name": name, "stored": stored, **facts, "note": note})
+
+
+@action(("upload",), "remove takes")
+async def remove_take(request, studio, user, form):
+    ws = studio.workspace(request)
+    wanted = request.path_params["file"]
+    take = next((t for t in overview.takes(studio.root, studio.dir, ws.clone) if t["file"] == wanted), None)
+    if take is None:
+        raise Refusal(404, f"clone {ws.clone!r} has no take {wanted!r}")
+    with uploads.clone_lock(studio.dir, ws.clone):
+        if (busy := studio.jobs.running(ws.clone)) is not None:
+            raise Refusal(409, f"clone {ws.clone!r} is being processed ({busy['kind']}); its footage cannot change now",
+                          "remove it when the job has finished")
+        kept = uploads.set_aside(studio.dir, ws.raw_dir, ws.clone, take["file"])
+    request.state.audit = {"name": take["name"], "stored": take["file"], "kept_as": str(kept.relative_to(studio.root))}
+    return back(request, f"{take['name']} removed from the clone (kept aside, nothing is deleted)", "#footage")
 
 
 # ---- consent ---------------------------------------------------------------------------------------------------
@@ -507,6 +540,7 @@ ROUTES = [
     Route("/clones", create_clone, methods=["POST"]),
     Route("/clones/{clone}", clone_page, methods=["GET"]),
     Route("/clones/{clone}/takes", upload_take, methods=["POST"]),
+    Route("/clones/{clone}/takes/{file}/remove", remove_take, methods=["POST"]),
     Route("/clones/{clone}/consent", record_consent, methods=["POST"]),
     Route("/clones/{clone}/consent/revoke", revoke_consent, methods=["POST"]),
     Route("/clones/{clone}/check", check_footage, methods=["POST"]),

@@ -165,6 +165,17 @@ def store_take(studio_dir: Path, raw_dir: Path, clone: str, part: Path, shown: s
     return stored
 
 
+def set_aside(studio_dir: Path, raw_dir: Path, clone: str, stored: str) -> Path:
+    """Take a take out of the clone without deleting it: it moves to studio/removed/<clone>/. Call under
+    clone_lock. Returns where it went."""
+    folder = studio_dir / "removed" / clone
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / f"{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-{stored}"
+    os.link(raw_dir / stored, dest)  # never replaces anything already set aside
+    (raw_dir / stored).unlink()
+    return dest
+
+
 def store_speech(studio_dir: Path, clone: str, part: Path, ext: str) -> Path:
     """Keep speech to render under a name the studio chooses: it names the render (speech-<time>.mp4)."""
     folder = studio_dir / "speech" / clone
