@@ -127,7 +127,7 @@ def _files(root: Path) -> set[str]:
 
 @pytest.fixture(scope="session")
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium import webdriver  # the dev extra's: a missing selenium fails the test, it does not skip it
     from selenium.webdriver.chrome.service import Service
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -466,3 +466,11 @@ def test_a_video_and_its_separate_sound_are_paired_by_name(studio, hostile, foot
     kept = list((studio["root"] / "studio" / "removed" / "split").iterdir())
     assert len(kept) == 1 and kept[0].read_bytes() == (footage / "split_woman_10s.wav").read_bytes()
     assert hostile.post("/clones/split/takes/consent.yaml/remove").status_code == 404
+
+
+def test_a_consent_for_research_only_renders_nothing(studio, hostile):
+    # The hostile clone's consent (recorded above on the form) permits research: training, never a video.
+    r = hostile.post("/clones/hostile/render", files={"speech": ("s.wav", (studio["inputs"] / "speech.wav").read_bytes())})
+    assert r.status_code == 403 and "does not permit 'render'" in html.unescape(r.text)
+    assert not (studio["root"] / "renders" / "hostile").exists()
+    assert not (studio["root"] / "studio" / "speech" / "hostile").exists()
