@@ -418,17 +418,23 @@ def test_nothing_was_written_outside_the_data_root(studio, hostile):
 
 
 def test_a_failed_stage_shows_its_error_and_fix(studio, hostile):
-    # The hostile clone now holds one 9 s take and a consent for research: too little footage to ingest.
-    r = hostile.post("/clones/hostile/check")
+    # One 9 s take: too little footage to ingest (ingest.min_duration_s is 10 s).
+    assert hostile.post("/clones", data={"clone": "short"}).status_code == 303
+    assert hostile.upload("short", "t.mp4", (studio["inputs"] / "host take 1.mp4").read_bytes()).status_code == 200
+    r = hostile.post("/clones/short/consent", data={"person": "P", "recorded_by": "R", "date": "2026-01-01",
+                                                    "expires": "2099-01-01", "permitted_uses": "research"},
+                     files={"document": ("release.pdf", b"%PDF-1.4 signed")})
+    assert r.status_code == 303, r.text
+    r = hostile.post("/clones/short/check")
     assert r.status_code == 303
-    job = re.search(r'data-job="([0-9a-f]+)"', hostile.s.get(studio["url"] + "/clones/hostile").text).group(1)
+    job = re.search(r'data-job="([0-9a-f]+)"', hostile.s.get(studio["url"] + "/clones/short").text).group(1)
     deadline = time.monotonic() + 120
     while (status := hostile.s.get(f"{studio['url']}/jobs/{job}").json())["state"] == "running":
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert status["state"] == "failed" and status["stages"]["ingest"] == "failed", status
     assert "10 s" in status["error"] and status["fix"], status
-    page = html.unescape(hostile.s.get(studio["url"] + "/clones/hostile").text)
+    page = html.unescape(hostile.s.get(studio["url"] + "/clones/short").text)
     assert status["error"] in page and status["fix"] in page
 
 
@@ -469,7 +475,10 @@ def test_a_video_and_its_separate_sound_are_paired_by_name(studio, hostile, foot
 
 
 def test_a_consent_for_research_only_renders_nothing(studio, hostile):
-    # The hostile clone's consent (recorded above on the form) permits research: training, never a video.
+    r = hostile.post("/clones/hostile/consent", data={"person": "P", "recorded_by": "R", "date": "2026-01-01",
+                                                      "expires": "2099-01-01", "permitted_uses": "research"},
+                     files={"document": ("release.png", b"\x89PNG\r\n\x1a\n" + b"x" * 100)})
+    assert r.status_code == 303, r.text
     r = hostile.post("/clones/hostile/render", files={"speech": ("s.wav", (studio["inputs"] / "speech.wav").read_bytes())})
     assert r.status_code == 403 and "does not permit 'render'" in html.unescape(r.text)
     assert not (studio["root"] / "renders" / "hostile").exists()
