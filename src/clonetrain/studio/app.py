@@ -109,10 +109,11 @@ class Studio:
         return ws
 
 
-def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float | None = None):
+def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float | str | None = None):
     """A POST endpoint: the user is signed in, the CSRF token matches (a form field, or the X-CSRF-Token header,
     which a streamed upload must use), the user has one of `roles`; every outcome is audited.
-    body: form (urlencoded or multipart, at most max_mb MB) or stream (the handler reads the body itself)."""
+    body: form (urlencoded or multipart, at most max_mb MB, or the setting max_mb names) or stream (the handler
+    reads the body itself)."""
 
     def wrap(fn):
         @functools.wraps(fn)
@@ -126,7 +127,8 @@ def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float 
             token = request.headers.get(auth.CSRF_HEADER)
             try:
                 if body == "form":
-                    form = await read_form(request, max_mb or 1)
+                    mb = getattr(studio.settings, max_mb) if isinstance(max_mb, str) else (max_mb or 1)
+                    form = await read_form(request, mb)
                     token = token or form.get(auth.CSRF_FIELD)
                 if not auth.csrf_ok(request.session, token):
                     raise Refusal(403, "the request has no valid CSRF token: it did not come from the studio's page "
@@ -321,12 +323,14 @@ async def _save_upload(file: UploadFile, dest: Path, limit: int) -> None:
             out.write(chunk)
 
 
-@action(("upload",), "record consent", max_mb=25)
+@action(("upload",), "record consent", max_mb="max_document_mb")
 async def record_consent(request, studio, user, form):
     ws = studio.workspace(request)
     previous = overview.consent_state(studio.root, ws.clone)["record"]
     path = ws.raw_dir / consent.FILENAME
     fields = {k: str(form.get(k, "")).strip() for k in ("person", "recorded_by", "date", "expires")}
+    if any(ch < " " for v in fields.values() for ch in v):
+        raise Refusal(400, "a consent field holds a line break or a control character", "type each field on one line")
     record = {**fields, "permitted_uses": [str(u) for u in form.getlist("permitted_uses")]}
     doc = form.get("document")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -338,7 +342,7 @@ async def record_consent(request, studio, user, form):
         record["document"] = old  # a renewal keeps the signed document already on file
     else:
         raise Refusal(400, "the signed consent document is missing", "attach the signed release (PDF or a photo)")
-    text = (f"# consent of {record['person']}, recorded in the studio by {user.name} on "
+    text = (f"# recorded in the clonetrain studio by {user.name} on "
             f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n" + yaml.safe_dump(record, sort_keys=False))
     # Validate exactly as every run will (form, dates, uses; in force today) before anything is written.
     check = studio.tmp / f"consent-{stamp}-{ws.clone}.yaml"
@@ -401,7 +405,7 @@ async def train(request, studio, user, form):
     return _start(studio, request, "train", user)
 
 
-@action(("render",), "render videos", max_mb=200)
+@action(("render",), "render videos", max_mb="max_upload_mb")
 async def render(request, studio, user, form):
     ws = studio.workspace(request)
     consent.require_live(studio.root, ws.clone, use="render")
