@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 APT=()
 command -v ffmpeg >/dev/null 2>&1 || APT+=(ffmpeg)
 command -v g++ >/dev/null 2>&1 || APT+=(g++)
+# The studio's browser test drives the system's headless Chromium through its driver (tests/test_studio.py).
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || APT+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || APT+=(chromium-driver)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
   || APT+=(python3-dev)
 if [ ${#APT[@]} -gt 0 ]; then
