@@ -80,14 +80,23 @@ def add_clone(data: Path, clone: str, files: dict[str, str]) -> None:
         if not (raw / name).exists():
             os.symlink(FOOTAGE / src, raw / name)
     today = dt.date.today()
-    (raw / "consent.yaml").write_text(CONSENT.format(name=files["take.mp4"], today=today,
-                                                     expires=today + dt.timedelta(days=1)))
+    record = raw / "consent.yaml"
+    from clonetrain.consent import require_live
+    from clonetrain.errors import ClonetrainError
+
+    try:  # a record still in force is kept: rewriting it would make ingest, and all after it, run again
+        require_live(data, clone, use="train")
+        return
+    except ClonetrainError:
+        pass
+    record.write_text(CONSENT.format(name=files["take.mp4"], today=today, expires=today + dt.timedelta(days=7)))
 
 
-def pair_names(budget: str, i: int) -> tuple[str, str]:
-    """Clone ids of the fine-tuned and the scratch arm; the first seed keeps the names of earlier runs."""
-    tuned = "man" + ("_short" if budget == "short" else "") + (f"_seed{i}" if i else "")
-    return tuned, f"{tuned}_scratch"
+def pair_names(budget: str, i: int, suffix: str = "") -> tuple[str, str]:
+    """Clone ids of the fine-tuned and the scratch arm; the first seed keeps the names of earlier runs. `suffix`
+    names the fine-tuned clones of another base (scratch arms do not depend on the base: they are shared)."""
+    name = "man" + ("_short" if budget == "short" else "") + (f"_seed{i}" if i else "")
+    return name + suffix, f"{name}_scratch"
 
 
 def build_base(data: Path, encoder: str, minutes: float, times: dict) -> Path:
@@ -121,7 +130,10 @@ def main() -> int:
     ap.add_argument("--train-seeds", type=int, help="seeds at the main budget (default: --seeds)")
     ap.add_argument("--encoder", default="whisper", choices=("whisper", "mel"), help="audio_features.encoder")
     ap.add_argument("--base", type=Path, help="a base checkpoint to fine-tune from instead of pretraining one")
-    ap.add_argument("--trained", type=Path, help="clones trained elsewhere: <clone>.safetensors and jobs.jsonl")
+    ap.add_argument("--trained", type=Path, action="append",
+                    help="clones trained elsewhere: <clone>.safetensors and jobs.jsonl (repeatable: the first folder "
+                         "holding a clone's file is used)")
+    ap.add_argument("--suffix", default="", help="suffix of the fine-tuned clones' names (another base's arms)")
     ap.add_argument("--data", type=Path, default=Path("/tmp/clonetrain_bench"))
     ap.add_argument("--baseline", action="store_true",
                     help="train only from scratch (no base, one seed, no short budget) and evaluate it")
@@ -136,20 +148,25 @@ def main() -> int:
     data, enc = args.data, f"audio_features.encoder={args.encoder}"
     budgets = {"train": args.train_minutes, **({"short": args.short_minutes} if args.short_minutes > 0 else {})}
     seeds = {"train": args.train_seeds or args.seeds, "short": args.seeds}
-    pairs = {b: [pair_names(b, i) for i in range(seeds[b])] for b in budgets}
+    pairs = {b: [pair_names(b, i, args.suffix) for i in range(seeds[b])] for b in budgets}
+    short_clone = SHORT_FOOTAGE + args.suffix
     clones = [c for b in pairs.values() for pair in b for c in pair]
-    jobs = trained_elsewhere(args.trained) if args.trained else {}
+    jobs = {k: v for d in reversed(args.trained or []) for k, v in trained_elsewhere(d).items()}
     times = {}
     for clone in clones:
         add_clone(data, clone, CLONE_FILES)
-    add_clone(data, SHORT_FOOTAGE, SHORT_FILES)
-    for clone in [*clones, SHORT_FOOTAGE]:
+    add_clone(data, short_clone, SHORT_FILES)
+    for clone in [*clones, short_clone]:
         times[f"preprocess_{clone}"] = clonetrain(data, clone, "stage=preprocess", enc)
     base = args.base.resolve() if args.base else build_base(data, args.encoder, args.pretrain_minutes, times)
 
     def train(clone: str, minutes: float, seed: int, from_base: bool) -> None:
         if args.trained:  # adopt the model trained elsewhere, then evaluate it here
-            run = [f"model.base={args.trained.resolve() / (clone + '.safetensors')}", "train.max_steps=0",
+            found = [d.resolve() / f"{clone}.safetensors" for d in args.trained
+                     if (d / f"{clone}.safetensors").is_file()]
+            if not found:
+                raise SystemExit(f"no {clone}.safetensors in {[str(d) for d in args.trained]}")
+            run = [f"model.base={found[0]}", "train.max_steps=0",
                    "train.preview_seconds=0"]
         else:
             run = [*([f"model.base={base}"] if from_base else []), f"train.max_minutes={minutes}",
@@ -165,7 +182,7 @@ def main() -> int:
             tuned, scratch = pairs[budget][i]
             train(tuned, minutes, FIRST_SEED + i, from_base=True)
             train(scratch, minutes, FIRST_SEED + i, from_base=False)
-    train(SHORT_FOOTAGE, args.train_minutes, FIRST_SEED, from_base=True)
+    train(short_clone, args.train_minutes, FIRST_SEED, from_base=True)
 
     from clonetrain.evaluation import versus
     from clonetrain.manifest import sha256_file
@@ -200,7 +217,7 @@ def main() -> int:
 
     tuned0 = read(pairs["train"][0][0], "evaluate", "metrics.json")
     main_budget = compare("train")
-    short_footage = read(SHORT_FOOTAGE, "evaluate", "metrics.json")
+    short_footage = read(short_clone, "evaluate", "metrics.json")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     corpus = data / "work" / "base" / "corpus" / "corpus.json"
     result = {
@@ -215,13 +232,13 @@ def main() -> int:
                            "short": args.short_minutes or None},
         "trained_elsewhere": bool(args.trained),
         "seeds": seeds,
-        "training": {c: training(c) for c in [*clones, SHORT_FOOTAGE]},
+        "training": {c: training(c) for c in [*clones, short_clone]},
         # The first seed's fine-tuned clone against the static frame.
         "fine_tuned": tuned0["metrics"], "uncertainty": tuned0["uncertainty"], "comparison": tuned0["comparison"],
         "heldout_targets": {**tuned0["targets"], "fine_tuned_beats_scratch": main_budget["fine_tuned_beats_scratch"]},
         "cross_speaker": cross_speaker(tuned0),
         "fine_tuned_vs_scratch": main_budget,
-        "short_footage": {"clone": SHORT_FOOTAGE, "footage": SHORT_FILES["take.mp4"],
+        "short_footage": {"clone": short_clone, "footage": SHORT_FILES["take.mp4"],
                           "metrics": short_footage["metrics"]["clone"], "cross_speaker": cross_speaker(short_footage)},
         "wall_seconds": {k: round(v, 1) for k, v in times.items()},
         "note": args.note or None,
