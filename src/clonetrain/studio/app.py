@@ -28,7 +28,7 @@ from clonetrain import consent, registry
 from clonetrain.errors import ClonetrainError, ConsentError, LockedError
 from clonetrain.nightly import compose
 from clonetrain.studio import audit, auth, overview, uploads
-from clonetrain.studio.jobs import JobError, Jobs
+from clonetrain.studio.jobs import JobError, Jobs, override
 from clonetrain.studio.settings import Settings, SettingsError
 from clonetrain.workspace import Workspace, atomic_path, validate_clone_id, write_text_atomic
 
@@ -338,8 +338,15 @@ async def record_consent(request, studio, user, form):
         ext = uploads.document_extension(await doc.read(16))
         await doc.seek(0)
         record["document"] = f"consent-document-{stamp}{ext}"
-    elif previous is not None and (old := _current_document(path)):
-        record["document"] = old  # a renewal keeps the signed document already on file
+    elif previous is not None and previous.revoked is None and previous.person == record["person"] \
+            and (old := _current_document(path)):
+        record["document"] = old  # a renewal by the same person keeps the signed document already on file
+    elif previous is not None and (previous.revoked is not None or previous.person != record["person"]):
+        # A revoked consent is never restored without a new signature, nor one person's release reused for another.
+        why = (f"the consent on file was revoked on {previous.revoked}" if previous.revoked is not None
+               else f"the document on file is {previous.person}'s release, not {record['person']}'s")
+        raise Refusal(400, f"{why}: a new signed consent document is needed",
+                      "attach the newly signed release (PDF or a photo)")
     else:
         raise Refusal(400, "the signed consent document is missing", "attach the signed release (PDF or a photo)")
     text = (f"# recorded in the clonetrain studio by {user.name} on "
@@ -378,9 +385,13 @@ def _current_document(path: Path) -> str | None:
 async def revoke_consent(request, studio, user, form):
     ws = studio.workspace(request)
     await run_in_threadpool(consent.revoke, studio.root, ws.clone)
-    taken = await run_in_threadpool(registry.take_down, studio.root, ws.clone,
-                                    f"consent revoked in the studio by {user.name}")
+    why = f"consent revoked in the studio by {user.name}"
+    # Revoked first (a job that starts now is refused by its own consent check), then what already runs is ended.
+    stopped = await run_in_threadpool(studio.jobs.stop_clone, ws.clone, why)
+    taken = await run_in_threadpool(registry.take_down, studio.root, ws.clone, why)
+    request.state.audit = {"stopped_jobs": stopped, **({"taken_down": taken} if taken else {})}
     return back(request, "consent revoked: nothing of this clone is trained or rendered from now on"
+                + (f"; {len(stopped)} running job(s) stopped" if stopped else "")
                 + (f"; live version {taken} taken down" if taken else ""), "#consent")
 
 
@@ -418,7 +429,7 @@ async def render(request, studio, user, form):
         async with uploads.receive(_chunks(speech), studio.dir, studio.settings.max_upload_bytes) as (part, _, _sha):
             ext = await run_in_threadpool(uploads.inspect_speech, part, name)
             stored = uploads.store_speech(studio.dir, ws.clone, part, ext)
-        extra = [f"audio={stored.relative_to(studio.root)}"]
+        extra = [override("audio", str(stored.relative_to(studio.root)))]
     elif text:
         if not overview.voice_available(studio.root, ws.clone)["available"]:
             raise Refusal(409, "this clone has no voice yet, so it cannot speak typed text",
@@ -426,7 +437,7 @@ async def render(request, studio, user, form):
         folder.mkdir(parents=True, exist_ok=True)
         script = folder / f"script-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}.txt"
         write_text_atomic(script, text + "\n")
-        extra = [f"text_file={script.relative_to(studio.root)}"]
+        extra = [override("text_file", str(script.relative_to(studio.root)))]
     else:
         raise Refusal(400, "nothing to render: no speech file and no text", "choose a sound file, or type a script")
     return _start(studio, request, "render", user, extra, use="render")
