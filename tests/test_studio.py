@@ -31,8 +31,8 @@ from clonetrain.studio import auth
 from clonetrain.studio.app import ROUTES
 from conftest import PROJECT, TINY, assert_labelled, ffmpeg as run_ffmpeg
 
-PASSWORDS = {"boss": "boss-pw", "ulla": "ulla-pw", "rita": "rita-pw"}
-ROLES = {"boss": ["admin"], "ulla": ["upload"], "rita": ["render"]}
+PASSWORDS = {"boss": "boss-pw", "ulla": "ulla-pw", "rita": "rita-pw", "nora": "nora-pw"}
+ROLES = {"boss": ["admin"], "ulla": ["upload"], "rita": ["render"], "nora": []}  # nora may only look
 MAX_UPLOAD_MB = 3
 
 
@@ -44,7 +44,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def studio(footage, tmp_path_factory):
-    """A studio on a fresh data root, with three users and TINY pipeline settings. The server's own temporary
+    """A studio on a fresh data root, with four users and TINY pipeline settings. The server's own temporary
     folder ($TMPDIR) is outside the root: the studio must not write there."""
     base = tmp_path_factory.mktemp("studio")
     root, outside, inputs = base / "data", base / "outside_tmp", base / "inputs"
@@ -609,3 +609,26 @@ def test_a_jobs_clone_reaches_hydra_as_the_same_string(tmp_path, clone):
     assert parsed["clone"] == clone and parsed["audio"] == "studio/speech/x.wav" and "paths.root" not in parsed
     with pytest.raises(JobError):
         override("audio", "it's.wav")
+
+
+def test_small_bodies_plain_links_and_signing_out(studio, hostile):
+    # A body that is not multipart holds only fields: over 64 KB it is refused before it is read.
+    r = hostile.post("/clones", data={"clone": "x" * 70_000})
+    assert r.status_code == 413 and "64 KB" in r.text, r.text[:300]
+    # The refusal page's way back is a plain link: the page's CSP blocks a javascript: one.
+    r = hostile.post(f"/clones/{hostile.clone}/versions/v0001/promote")
+    assert r.status_code == 404 and f'href="/clones/{hostile.clone}"' in r.text and "javascript:" not in r.text
+    # Whoever is signed in may sign out, a user without any role too.
+    nora = Client(studio["url"], "nora")
+    r = nora.post("/logout")
+    assert r.status_code == 303 and r.headers["location"] == "/login", r.text[:300]
+    assert nora.s.get(studio["url"] + "/", allow_redirects=False).headers["location"] == "/login"
+
+
+def test_ffprobe_reads_an_upload_under_a_time_limit(footage, monkeypatch):
+    from clonetrain.studio import uploads
+
+    assert uploads.inspect_take(footage / "talk_man_60s.mp4", "t.mp4")[0] == ".mp4"
+    monkeypatch.setattr(uploads, "PROBE_TIMEOUT_S", 1e-6)  # as if ffprobe hung on a crafted file
+    with pytest.raises(uploads.UploadError, match="did not finish reading it"):
+        uploads.inspect_take(footage / "talk_man_60s.mp4", "t.mp4")

@@ -35,6 +35,8 @@ from clonetrain.workspace import Workspace, atomic_path, validate_clone_id, writ
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 CHUNK = 1 << 20
+# Room for a form's fields (a body that is not multipart is only fields).
+FIELDS_BYTES = 64 << 10
 # What each role lets a user do, as the page says it when refusing.
 ROLE_TEXT = {"upload": "upload footage, record consent and train", "approve": "promote, keep or roll back versions",
              "render": "render videos", "admin": "administer the studio"}
@@ -111,7 +113,8 @@ class Studio:
 
 def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float | str | None = None):
     """A POST endpoint: the user is signed in, the CSRF token matches (a form field, or the X-CSRF-Token header,
-    which a streamed upload must use), the user has one of `roles`; every outcome is audited.
+    which a streamed upload must use), the user has one of `roles` (none named: any signed-in user); every
+    outcome is audited.
     body: form (urlencoded or multipart, at most max_mb MB, or the setting max_mb names) or stream (the handler
     reads the body itself)."""
 
@@ -133,7 +136,7 @@ def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float 
                 if not auth.csrf_ok(request.session, token):
                     raise Refusal(403, "the request has no valid CSRF token: it did not come from the studio's page "
                                        "(or the page is older than your sign-in)", "reload the page and try again")
-                if not any(user.may(r) for r in roles):
+                if roles and not any(user.may(r) for r in roles):
                     raise Refusal(403, f"{user.name} may not {what}: that needs the "
                                        f"{' or '.join(repr(r) for r in roles)} role",
                                   "ask an admin to give you the role in the studio's settings file")
@@ -160,14 +163,21 @@ def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float 
 
 async def read_form(request: Request, max_mb: float):
     """The form of a POST, refused before it is read when it is larger than max_mb (plus room for the fields):
-    Starlette would otherwise hold a large urlencoded body in memory."""
-    limit = max_mb * 2**20 + 2**16
+    Starlette would otherwise hold a large urlencoded body in memory. Only a multipart form carries files, so any
+    other body gets the fields' room alone."""
+    multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
+    limit = (max_mb * 2**20 if multipart else 0) + FIELDS_BYTES
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise Refusal(411, "the request does not say its length", "send it from the studio's page")
     if int(length) > limit:
-        raise Refusal(413, f"the request is larger than the limit of {limit / 2**20:.0f} MB", "attach a smaller file")
+        raise Refusal(413, f"the request is larger than the limit of {_size(limit)}",
+                      "attach a smaller file" if multipart else "send the form from the studio's page")
     return await request.form(max_files=2, max_fields=40)
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
 
 
 def signed_in(fn):
@@ -219,7 +229,7 @@ async def login(request: Request) -> Response:
     return RedirectResponse("/", status_code=303)
 
 
-@action(("upload", "approve", "render"), "sign out")
+@action((), "sign out")  # no role needed: whoever is signed in may sign out
 async def logout(request, studio, user, form):
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
