@@ -584,7 +584,11 @@ def test_revoking_stops_the_clones_running_jobs(tmp_path):
     while "working" not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    half_done = tmp_path / "renders" / "anna" / f".speech.{job['pid']}.rendering.mp4"  # as render.py names it
+    half_done.parent.mkdir(parents=True)
+    half_done.write_bytes(b"half a video")
     assert jobs.stop_clone("anna", "consent revoked by boss") == [job["id"]]
+    assert not half_done.exists()
     deadline = time.monotonic() + 10
     while _group_alive(job["pid"]):  # the whole process group goes, the child included (once its zombie is reaped)
         assert time.monotonic() < deadline, "a process of the stopped job is still running"

@@ -169,10 +169,10 @@ class Jobs:
     def _wait(self, job_id: str, proc: subprocess.Popen, record: dict) -> None:
         rc = proc.wait()
         with self._lock:
-            stopped = self._stopped(job_id)
+            stopped = self._stopped(job_id)  # stop_clone ended it: that, not its return code, is what happened
+            state = "stopped" if stopped else "done" if rc == 0 else "failed"
             write_json_atomic(self._record_path(job_id), {**record, "finished": _now(), "returncode": rc,
-                                                          "state": "stopped" if stopped else "done" if rc == 0 else "failed",
-                                                          **({"stopped": stopped} if stopped else {})})
+                                                          "state": state, **({"stopped": stopped} if stopped else {})})
             self._procs.pop(job_id, None)
 
     def _stopped(self, job_id: str) -> str | None:
@@ -203,6 +203,10 @@ class Jobs:
                 time.sleep(0.1)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)  # whatever ignored the request (a worker, ffmpeg) ends now
+            # A killed render leaves its half-written video (render.py names it .<name>.<pid>...mp4): never delivered,
+            # never listed, but the person's face all the same.
+            for leftover in (self.root / "renders" / clone).glob(f".*.{pid}.*mp4"):
+                leftover.unlink(missing_ok=True)
             if proc is None:  # no waiting thread will write its end
                 write_json_atomic(self._record_path(rec["id"]), {**rec, "stopped": reason, "state": "stopped",
                                                                   "finished": _now()})
