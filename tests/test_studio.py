@@ -31,8 +31,8 @@ from clonetrain.studio import auth
 from clonetrain.studio.app import ROUTES
 from conftest import PROJECT, TINY, assert_labelled, ffmpeg as run_ffmpeg
 
-PASSWORDS = {"boss": "boss-pw", "ulla": "ulla-pw", "rita": "rita-pw"}
-ROLES = {"boss": ["admin"], "ulla": ["upload"], "rita": ["render"]}
+PASSWORDS = {"boss": "boss-pw", "ulla": "ulla-pw", "rita": "rita-pw", "nora": "nora-pw"}
+ROLES = {"boss": ["admin"], "ulla": ["upload"], "rita": ["render"], "nora": []}  # nora may only look
 MAX_UPLOAD_MB = 3
 
 
@@ -44,7 +44,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def studio(footage, tmp_path_factory):
-    """A studio on a fresh data root, with three users and TINY pipeline settings. The server's own temporary
+    """A studio on a fresh data root, with four users and TINY pipeline settings. The server's own temporary
     folder ($TMPDIR) is outside the root: the studio must not write there."""
     base = tmp_path_factory.mktemp("studio")
     root, outside, inputs = base / "data", base / "outside_tmp", base / "inputs"
@@ -111,11 +111,19 @@ class Client:
 
 
 @pytest.fixture(scope="session")
-def hostile(studio):
-    """A clone the hostile cases aim at, and the admin's client."""
-    boss = Client(studio["url"], "boss")
-    r = boss.post("/clones", data={"clone": "hostile"})
+def boss(studio):
+    """The admin's client."""
+    return Client(studio["url"], "boss")
+
+
+@pytest.fixture
+def hostile(studio, boss, request):
+    """The admin's client, and a clone of the test's own that the hostile case aims at (hostile.clone): no test
+    sees what another left behind, so they pass in any order."""
+    clone = "h-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:60].strip("-")
+    r = boss.post("/clones", data={"clone": clone})
     assert r.status_code == 303, r.text
+    boss.clone = clone
     return boss
 
 
@@ -237,11 +245,6 @@ def test_a_host_goes_from_upload_to_a_labelled_video_in_the_browser(studio, brow
 
     # Check the footage: each take gets ingest's verdict.
     p.click_job("#check")
-    # The takes' verdicts show as soon as ingest has read them, before the job ends.
-    p.wait(lambda: (p.job() or [None])[0] not in (None, p.before))
-    p.wait(lambda: [r.get_attribute("data-verdict") for r in p.all("tr.take")] == ["ok", "ok"]
-           or p.job()[2] != "running", 120)
-    assert p.job()[2] == "running"
     p.wait_job("check")
     verdicts = [r.get_attribute("data-verdict") for r in p.all("tr.take")]
     assert verdicts == ["ok", "ok"], p.find("#takes").text
@@ -330,37 +333,37 @@ def _cookies(driver) -> dict:
 
 def test_an_upload_over_the_limit_is_refused(studio, hostile):
     too_big = b"\0" * ((MAX_UPLOAD_MB + 1) << 20)
-    r = hostile.upload("hostile", "big.mp4", too_big)  # says its length: refused before it is read
+    r = hostile.upload(hostile.clone, "big.mp4", too_big)  # says its length: refused before it is read
     assert r.status_code == 413 and "over the upload limit" in r.json()["error"]
 
     def stream():  # says nothing of its length: cut off once past the limit
         for _ in range(MAX_UPLOAD_MB + 1):
             yield b"\0" * (1 << 20)
 
-    r = hostile.upload("hostile", "big.mp4", stream())
+    r = hostile.upload(hostile.clone, "big.mp4", stream())
     assert r.status_code == 413 and "larger than the upload limit" in r.json()["error"]
-    assert not list((studio["root"] / "raw" / "hostile").iterdir())
+    assert not list((studio["root"] / "raw" / hostile.clone).iterdir())
     assert not list((studio["root"] / "studio" / "incoming").iterdir())
 
 
 def test_a_non_video_is_refused_by_its_content_not_its_name(studio, hostile, footage):
-    r = hostile.upload("hostile", "take.mp4", (footage / "bad_not_a_video.mp4").read_bytes())
+    r = hostile.upload(hostile.clone, "take.mp4", (footage / "bad_not_a_video.mp4").read_bytes())
     assert r.status_code == 415 and "take.mp4" in r.json()["error"] and "not a video" in r.json()["error"]
     # A sound named like a video is stored as what ffprobe says it is (a take's sound), whatever its name says.
-    r = hostile.upload("hostile", "take.mp4", (studio["inputs"] / "speech.wav").read_bytes())
+    r = hostile.upload(hostile.clone, "take.mp4", (studio["inputs"] / "speech.wav").read_bytes())
     assert r.status_code == 200 and r.json()["kind"] == "sound" and r.json()["stored"].endswith(".wav")
-    (studio["root"] / "raw" / "hostile" / r.json()["stored"]).unlink()
-    assert not list((studio["root"] / "raw" / "hostile").iterdir())
+    (studio["root"] / "raw" / hostile.clone / r.json()["stored"]).unlink()
+    assert not list((studio["root"] / "raw" / hostile.clone).iterdir())
 
 
 def test_a_file_named_with_a_path_is_refused_and_nothing_lands_outside(studio, hostile):
     body = (studio["inputs"] / "host take 1.mp4").read_bytes()
     for name in ("../../x.mp4", "..\\..\\x.mp4", "/etc/x.mp4"):
-        r = hostile.upload("hostile", name, body)
+        r = hostile.upload(hostile.clone, name, body)
         assert r.status_code == 400 and "is not allowed" in r.json()["error"], (name, r.text)
-    # Up to two folders above raw/hostile/ (the data root, the test's folder) and beside it: no x.mp4 anywhere.
+    # Up to two folders above raw/<clone>/ (the data root, the test's folder) and beside it: no x.mp4 anywhere.
     assert not list(studio["base"].rglob("x.mp4")) and not (studio["base"].parent / "x.mp4").exists()
-    assert not list((studio["root"] / "raw" / "hostile").iterdir())
+    assert not list((studio["root"] / "raw" / hostile.clone).iterdir())
     # A clone id that is a path is refused too.
     r = hostile.upload("a..b", "x.mp4", body)
     assert r.status_code == 400 and "clone id 'a..b' is not allowed" in r.json()["error"]
@@ -368,10 +371,10 @@ def test_a_file_named_with_a_path_is_refused_and_nothing_lands_outside(studio, h
 
 def test_a_user_without_the_role_cannot_promote(studio, hostile):
     ulla = Client(studio["url"], "ulla")  # upload only
-    r = ulla.post("/clones/hostile/versions/v0001/promote")
+    r = ulla.post(f"/clones/{hostile.clone}/versions/v0001/promote")
     assert r.status_code == 403 and "ulla may not promote versions" in r.text and "'approve' role" in html.unescape(r.text)
     rita = Client(studio["url"], "rita")  # render only: may not upload either
-    r = rita.upload("hostile", "take.mp4", b"x")
+    r = rita.upload(hostile.clone, "take.mp4", b"x")
     assert r.status_code == 403 and "may not upload footage" in r.json()["error"]
     rows = [json.loads(line) for line in (studio["root"] / "studio" / "audit.jsonl").read_text().splitlines()]
     assert any(r["user"] == "ulla" and r["action"] == "promote" and r["outcome"] == "refused" for r in rows)
@@ -382,7 +385,7 @@ def test_every_post_without_its_csrf_token_is_refused(studio, hostile):
     assert len(posts) >= 10
     before = _files(studio["root"] / "raw")
     for path in posts:
-        url = path.format(clone="hostile", version="v0001", file="take-001.mp4")
+        url = path.format(clone=hostile.clone, version="v0001", file="take-001.mp4")
         for headers in ({}, {"X-CSRF-Token": "forged"}):
             r = hostile.s.post(studio["url"] + url, data={"clone": "x", "user": "boss", "csrf": "forged"}
                                if headers else {"clone": "x", "user": "boss"}, headers=headers, allow_redirects=False)
@@ -402,35 +405,40 @@ def test_two_uploads_to_one_clone_at_once(studio, hostile):
         yield body[half:]
 
     first: dict = {}
-    t = threading.Thread(target=lambda: first.setdefault("r", hostile.upload("hostile", "slow.mp4", slow())))
+    t = threading.Thread(target=lambda: first.setdefault("r", hostile.upload(hostile.clone, "slow.mp4", slow())))
     t.start()
     assert started.wait(30)
-    time.sleep(0.5)  # the first upload's chunk has reached the server, which holds the clone's upload lock
-    r = hostile.upload("hostile", "second.mp4", (studio["inputs"] / "host take 1.mp4").read_bytes())
+    # The server holds the clone's upload lock once the first upload's file is open in incoming/ (tests run one at
+    # a time, so it is the only one there).
+    incoming, deadline = studio["root"] / "studio" / "incoming", time.monotonic() + 30
+    while not (incoming.is_dir() and list(incoming.glob("*.part"))):
+        assert time.monotonic() < deadline, "the first upload never reached the server"
+        time.sleep(0.05)
+    r = hostile.upload(hostile.clone, "second.mp4", (studio["inputs"] / "host take 1.mp4").read_bytes())
     go_on.set()
     t.join(30)
-    assert r.status_code == 409 and "another upload to clone 'hostile' is in progress" in r.json()["error"]
+    assert r.status_code == 409 and f"another upload to clone '{hostile.clone}' is in progress" in r.json()["error"]
     assert first["r"].status_code == 200, first["r"].text
-    assert [p.name for p in (studio["root"] / "raw" / "hostile").iterdir()] == [first["r"].json()["stored"]]
+    assert [p.name for p in (studio["root"] / "raw" / hostile.clone).iterdir()] == [first["r"].json()["stored"]]
 
 
 def test_nothing_was_written_outside_the_data_root(studio, hostile):
     # The server's $TMPDIR is outside the root; form uploads and jobs' temporary files go inside it instead.
-    r = hostile.post("/clones/hostile/consent", data={"person": "P", "recorded_by": "R", "date": "2026-01-01",
+    r = hostile.post(f"/clones/{hostile.clone}/consent", data={"person": "P", "recorded_by": "R", "date": "2026-01-01",
                                                       "expires": "2099-01-01", "permitted_uses": "research"},
                      files={"document": ("release.pdf", b"%PDF-1.4 " + b"x" * 2_000_000)})
     assert r.status_code == 303, r.text
-    r = hostile.post("/clones/hostile/consent", data={"person": "P", "recorded_by": "R", "date": "2026-01-01",
+    r = hostile.post(f"/clones/{hostile.clone}/consent", data={"person": "P", "recorded_by": "R", "date": "2026-01-01",
                                                       "expires": "2099-01-01", "permitted_uses": "research"},
                      files={"document": ("release.exe", b"MZ\x90\x00" + b"x" * 100)})
     assert r.status_code == 415 and "not a PDF" in r.text
     # A field that would smuggle a line into the YAML record is refused.
-    r = hostile.post("/clones/hostile/consent", data={"person": "P\nrevoked: 2020-01-01", "recorded_by": "R",
+    r = hostile.post(f"/clones/{hostile.clone}/consent", data={"person": "P\nrevoked: 2020-01-01", "recorded_by": "R",
                                                       "date": "2026-01-01", "expires": "2099-01-01",
                                                       "permitted_uses": "research"},
                      files={"document": ("release.pdf", b"%PDF-1.4 signed")})
     assert r.status_code == 400 and "line break" in r.text
-    assert consent.require_live(studio["root"], "hostile", use="train").revoked is None
+    assert consent.require_live(studio["root"], hostile.clone, use="train").revoked is None
     assert not list(studio["outside"].iterdir())
 
 
@@ -492,11 +500,139 @@ def test_a_video_and_its_separate_sound_are_paired_by_name(studio, hostile, foot
 
 
 def test_a_consent_for_research_only_renders_nothing(studio, hostile):
-    r = hostile.post("/clones/hostile/consent", data={"person": "P", "recorded_by": "R", "date": "2026-01-01",
+    r = hostile.post(f"/clones/{hostile.clone}/consent", data={"person": "P", "recorded_by": "R", "date": "2026-01-01",
                                                       "expires": "2099-01-01", "permitted_uses": "research"},
                      files={"document": ("release.png", b"\x89PNG\r\n\x1a\n" + b"x" * 100)})
     assert r.status_code == 303, r.text
-    r = hostile.post("/clones/hostile/render", files={"speech": ("s.wav", (studio["inputs"] / "speech.wav").read_bytes())})
+    r = hostile.post(f"/clones/{hostile.clone}/render", files={"speech": ("s.wav", (studio["inputs"] / "speech.wav").read_bytes())})
     assert r.status_code == 403 and "does not permit 'render'" in html.unescape(r.text)
-    assert not (studio["root"] / "renders" / "hostile").exists()
-    assert not (studio["root"] / "studio" / "speech" / "hostile").exists()
+    assert not (studio["root"] / "renders" / hostile.clone).exists()
+    assert not (studio["root"] / "studio" / "speech" / hostile.clone).exists()
+
+
+CONSENT_FORM = {"recorded_by": "R", "date": "2026-01-01", "expires": "2099-01-01", "permitted_uses": "research"}
+
+
+def test_a_revoked_consent_comes_back_only_with_a_new_signed_document(studio, hostile):
+    clone, raw = hostile.clone, studio["root"] / "raw" / hostile.clone
+    form = f"/clones/{clone}/consent"
+    r = hostile.post(form, data={"person": "P", **CONSENT_FORM}, files={"document": ("release.pdf", b"%PDF-1.4 P")})
+    assert r.status_code == 303, r.text
+    # A renewal by the same person keeps the document on file; another person's consent needs their own.
+    r = hostile.post(form, data={"person": "P", **CONSENT_FORM, "expires": "2098-01-01"})
+    assert r.status_code == 303, r.text
+    r = hostile.post(form, data={"person": "Q", **CONSENT_FORM})
+    assert r.status_code == 400 and "not Q's" in html.unescape(r.text)
+    assert consent.require_live(studio["root"], clone, use="train").person == "P"
+    assert hostile.post(f"/clones/{clone}/consent/revoke").status_code == 303
+    before = {p.name: p.read_bytes() for p in raw.iterdir()}
+    # After a revocation, the same form without a new signed document is refused, and nothing is written.
+    for person in ("P", "Q"):
+        r = hostile.post(form, data={"person": person, **CONSENT_FORM})
+        assert r.status_code == 400 and "a new signed consent document is needed" in r.text, r.text
+    assert {p.name: p.read_bytes() for p in raw.iterdir()} == before
+    with pytest.raises(consent.ConsentError, match="revoked"):
+        consent.require_live(studio["root"], clone, use="train")
+    r = hostile.post(form, data={"person": "P", **CONSENT_FORM}, files={"document": ("release.pdf", b"%PDF-1.4 new")})
+    assert r.status_code == 303, r.text
+    assert consent.require_live(studio["root"], clone, use="train").revoked is None
+
+
+def _consent_root(tmp_path: Path, clone: str) -> Path:
+    raw = tmp_path / "raw" / clone
+    raw.mkdir(parents=True)
+    (raw / "consent.yaml").write_text("person: P\nrecorded_by: R\ndate: 2026-01-01\nexpires: 2099-01-01\n"
+                                      "permitted_uses: [livestream_commerce]\n")
+    return tmp_path
+
+
+def test_a_render_finished_after_a_revocation_is_not_delivered(tmp_path):
+    from clonetrain.stages.render import finish
+
+    root = _consent_root(tmp_path, "anna")
+    out = root / "renders" / "anna" / "speech.mp4"
+    out.parent.mkdir(parents=True)
+    check = lambda: consent.require_live(root, "anna", use="render")  # noqa: E731 - what render.run passes
+    tmp = out.with_name(".speech.1.rendering.mp4")
+    tmp.write_bytes(b"video")
+    assert finish(tmp, out, False, False, check) == out and out.read_bytes() == b"video" and not tmp.exists()
+    consent.revoke(root, "anna")  # while the second render was being made
+    tmp.write_bytes(b"video 2")
+    with pytest.raises(consent.ConsentError, match="revoked"):
+        finish(tmp, out, False, False, check)
+    assert not tmp.exists() and sorted(p.name for p in out.parent.iterdir()) == ["speech.mp4"]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_revoking_stops_the_clones_running_jobs(tmp_path):
+    from clonetrain.studio.jobs import Jobs
+
+    jobs = Jobs(tmp_path, tmp_path / "studio", ())
+    # A job that would run for minutes, with a child of its own (as ffmpeg or a data-loader worker would be).
+    script = "import subprocess, time; subprocess.Popen(['sleep', '120']); print('working', flush=True); time.sleep(120)"
+    jobs.command = lambda kind, clone, extra: [sys.executable, "-c", script]
+    job, other = jobs.start("render", "anna", "ulla"), jobs.start("render", "bert", "ulla")
+    log = tmp_path / "studio" / "jobs" / f"{job['id']}.log"
+    deadline = time.monotonic() + 30
+    while "working" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    half_done = tmp_path / "renders" / "anna" / f".speech.{job['pid']}.rendering.mp4"  # as render.py names it
+    half_done.parent.mkdir(parents=True)
+    half_done.write_bytes(b"half a video")
+    assert jobs.stop_clone("anna", "consent revoked by boss") == [job["id"]]
+    assert not half_done.exists()
+    deadline = time.monotonic() + 10
+    while _group_alive(job["pid"]):  # the whole process group goes, the child included (once its zombie is reaped)
+        assert time.monotonic() < deadline, "a process of the stopped job is still running"
+        time.sleep(0.05)
+    while (status := jobs.status(job["id"]))["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert status["state"] == "stopped" and status["error"] == "stopped: consent revoked by boss", status
+    assert jobs.running("anna") is None and jobs.running("bert")["id"] == other["id"]  # another clone's job runs on
+    jobs.stop_all()
+
+
+@pytest.mark.parametrize("clone", ["0.10", "1e5", "true", "null", "anna_01", "x-1.0"])
+def test_a_jobs_clone_reaches_hydra_as_the_same_string(tmp_path, clone):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from clonetrain.studio.jobs import JobError, Jobs, override
+
+    root = tmp_path / "a,b"  # a comma in a root path would make a Hydra sweep: it goes as $CLONETRAIN_DATA instead
+    cmd = Jobs(root, root / "studio", ()).command("render", clone, [override("audio", "studio/speech/x.wav")])
+    parsed = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(cmd[3:])}
+    assert parsed["clone"] == clone and parsed["audio"] == "studio/speech/x.wav" and "paths.root" not in parsed
+    with pytest.raises(JobError):
+        override("audio", "it's.wav")
+
+
+def test_small_bodies_plain_links_and_signing_out(studio, hostile):
+    # A body that is not multipart holds only fields: over 64 KB it is refused before it is read.
+    r = hostile.post("/clones", data={"clone": "x" * 70_000})
+    assert r.status_code == 413 and "64 KB" in r.text, r.text[:300]
+    # The refusal page's way back is a plain link: the page's CSP blocks a javascript: one.
+    r = hostile.post(f"/clones/{hostile.clone}/versions/v0001/promote")
+    assert r.status_code == 404 and f'href="/clones/{hostile.clone}"' in r.text and "javascript:" not in r.text
+    # Whoever is signed in may sign out, a user without any role too.
+    nora = Client(studio["url"], "nora")
+    r = nora.post("/logout")
+    assert r.status_code == 303 and r.headers["location"] == "/login", r.text[:300]
+    assert nora.s.get(studio["url"] + "/", allow_redirects=False).headers["location"] == "/login"
+
+
+def test_ffprobe_reads_an_upload_under_a_time_limit(footage, monkeypatch):
+    from clonetrain.studio import uploads
+
+    assert uploads.inspect_take(footage / "talk_man_60s.mp4", "t.mp4")[0] == ".mp4"
+    monkeypatch.setattr(uploads, "PROBE_TIMEOUT_S", 1e-6)  # as if ffprobe hung on a crafted file
+    with pytest.raises(uploads.UploadError, match="did not finish reading it"):
+        uploads.inspect_take(footage / "talk_man_60s.mp4", "t.mp4")

@@ -25,7 +25,7 @@ import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from omegaconf import DictConfig
@@ -165,6 +165,21 @@ def deliver(tmp: Path, out: Path, overwrite: bool, named: bool) -> Path:
     raise RenderError(f"no free name for {out}")
 
 
+def finish(tmp: Path, out: Path, overwrite: bool, named: bool,
+           still_permitted: Callable[[], object] | None = None) -> Path:
+    """Put the finished video (tmp) in place (see deliver). Consent is checked again first: it may have been revoked
+    while the video was being made, and then nothing is delivered. tmp is gone afterwards, whatever happens."""
+    try:
+        if still_permitted is not None:
+            still_permitted()
+        os.chmod(tmp, 0o644)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        return deliver(tmp, out, overwrite, named)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def provenance(av: avatar_mod.Avatar, current: consent_mod.Consent | None, audio_path: Path | None,
                voice: dict | None, live: bool = False) -> dict:
     """What everything the clone renders or streams says about itself (in its metadata and beside it)."""
@@ -192,9 +207,11 @@ def speech_frames(wav: np.ndarray, sr: int, fps: int, n: int) -> np.ndarray:
 
 def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int,
            overwrite: bool = False, named: bool = True, current: consent_mod.Consent | None = None,
-           progress_every_s: float = 30.0, motion: PlanCfg | None = None, voice: dict | None = None) -> dict:
+           progress_every_s: float = 30.0, motion: PlanCfg | None = None, voice: dict | None = None,
+           still_permitted: Callable[[], object] | None = None) -> dict:
     """Render `wav` with the avatar into `out` (see deliver for the name it gets); returns the provenance record.
-    `voice`: set when the sound is a generated voice (clonetrain.voice.render); recorded in the provenance."""
+    `voice`: set when the sound is a generated voice (clonetrain.voice.render); recorded in the provenance.
+    `still_permitted`: the consent check made again before the video is delivered (raises when revoked since)."""
     warn_if_weak(av)
     n_out = math.ceil(len(wav) / (sr / av.fps))
     windows = speech_windows(av.mel, wav, sr, av.fps, n_out)
@@ -229,10 +246,7 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
                     metadata={"comment": json.dumps(record),
                               "description": f"{LABEL} video of clone {av.clone}" + (" with a generated voice" if voice else ""),
                               "title": f"{LABEL}: {av.clone}"})
-        os.chmod(tmp, 0o644)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        out = deliver(tmp, out, overwrite, named)
+        out = finish(tmp, out, overwrite, named, still_permitted)
     finally:
         tmp.unlink(missing_ok=True)
     record = {**record, "path": str(out), "video_sha256": sha256_file(out), "frames": n_out, "fps": av.fps,
@@ -269,7 +283,8 @@ def run(cfg: DictConfig, ws: Workspace) -> Path:
             if script is not None:
                 _, wav = read_speech(str(audio_path), sr)
             record = render(av, wav, sr, audio_path, out, cfg.render.batch_size, bool(cfg.render.overwrite), named,
-                            current, cfg.progress_every_s, PlanCfg(**cfg.render.motion), voice)
+                            current, cfg.progress_every_s, PlanCfg(**cfg.render.motion), voice,
+                            still_permitted=lambda: live_consent(cfg, ws))
         finally:
             if script is not None:
                 audio_path.unlink(missing_ok=True)

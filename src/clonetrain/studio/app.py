@@ -28,13 +28,15 @@ from clonetrain import consent, registry
 from clonetrain.errors import ClonetrainError, ConsentError, LockedError
 from clonetrain.nightly import compose
 from clonetrain.studio import audit, auth, overview, uploads
-from clonetrain.studio.jobs import JobError, Jobs
+from clonetrain.studio.jobs import JobError, Jobs, override
 from clonetrain.studio.settings import Settings, SettingsError
 from clonetrain.workspace import Workspace, atomic_path, validate_clone_id, write_text_atomic
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 CHUNK = 1 << 20
+# Room for a form's fields (a body that is not multipart is only fields).
+FIELDS_BYTES = 64 << 10
 # What each role lets a user do, as the page says it when refusing.
 ROLE_TEXT = {"upload": "upload footage, record consent and train", "approve": "promote, keep or roll back versions",
              "render": "render videos", "admin": "administer the studio"}
@@ -111,7 +113,8 @@ class Studio:
 
 def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float | str | None = None):
     """A POST endpoint: the user is signed in, the CSRF token matches (a form field, or the X-CSRF-Token header,
-    which a streamed upload must use), the user has one of `roles`; every outcome is audited.
+    which a streamed upload must use), the user has one of `roles` (none named: any signed-in user); every
+    outcome is audited.
     body: form (urlencoded or multipart, at most max_mb MB, or the setting max_mb names) or stream (the handler
     reads the body itself)."""
 
@@ -133,7 +136,7 @@ def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float 
                 if not auth.csrf_ok(request.session, token):
                     raise Refusal(403, "the request has no valid CSRF token: it did not come from the studio's page "
                                        "(or the page is older than your sign-in)", "reload the page and try again")
-                if not any(user.may(r) for r in roles):
+                if roles and not any(user.may(r) for r in roles):
                     raise Refusal(403, f"{user.name} may not {what}: that needs the "
                                        f"{' or '.join(repr(r) for r in roles)} role",
                                   "ask an admin to give you the role in the studio's settings file")
@@ -160,14 +163,21 @@ def action(roles: tuple[str, ...], what: str, body: str = "form", max_mb: float 
 
 async def read_form(request: Request, max_mb: float):
     """The form of a POST, refused before it is read when it is larger than max_mb (plus room for the fields):
-    Starlette would otherwise hold a large urlencoded body in memory."""
-    limit = max_mb * 2**20 + 2**16
+    Starlette would otherwise hold a large urlencoded body in memory. Only a multipart form carries files, so any
+    other body gets the fields' room alone."""
+    multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
+    limit = (max_mb * 2**20 if multipart else 0) + FIELDS_BYTES
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise Refusal(411, "the request does not say its length", "send it from the studio's page")
     if int(length) > limit:
-        raise Refusal(413, f"the request is larger than the limit of {limit / 2**20:.0f} MB", "attach a smaller file")
+        raise Refusal(413, f"the request is larger than the limit of {_size(limit)}",
+                      "attach a smaller file" if multipart else "send the form from the studio's page")
     return await request.form(max_files=2, max_fields=40)
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
 
 
 def signed_in(fn):
@@ -219,7 +229,7 @@ async def login(request: Request) -> Response:
     return RedirectResponse("/", status_code=303)
 
 
-@action(("upload", "approve", "render"), "sign out")
+@action((), "sign out")  # no role needed: whoever is signed in may sign out
 async def logout(request, studio, user, form):
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
@@ -338,8 +348,15 @@ async def record_consent(request, studio, user, form):
         ext = uploads.document_extension(await doc.read(16))
         await doc.seek(0)
         record["document"] = f"consent-document-{stamp}{ext}"
-    elif previous is not None and (old := _current_document(path)):
-        record["document"] = old  # a renewal keeps the signed document already on file
+    elif previous is not None and previous.revoked is None and previous.person == record["person"] \
+            and (old := _current_document(path)):
+        record["document"] = old  # a renewal by the same person keeps the signed document already on file
+    elif previous is not None and (previous.revoked is not None or previous.person != record["person"]):
+        # A revoked consent is never restored without a new signature, nor one person's release reused for another.
+        why = (f"the consent on file was revoked on {previous.revoked}" if previous.revoked is not None
+               else f"the document on file is {previous.person}'s release, not {record['person']}'s")
+        raise Refusal(400, f"{why}: a new signed consent document is needed",
+                      "attach the newly signed release (PDF or a photo)")
     else:
         raise Refusal(400, "the signed consent document is missing", "attach the signed release (PDF or a photo)")
     text = (f"# recorded in the clonetrain studio by {user.name} on "
@@ -378,9 +395,13 @@ def _current_document(path: Path) -> str | None:
 async def revoke_consent(request, studio, user, form):
     ws = studio.workspace(request)
     await run_in_threadpool(consent.revoke, studio.root, ws.clone)
-    taken = await run_in_threadpool(registry.take_down, studio.root, ws.clone,
-                                    f"consent revoked in the studio by {user.name}")
+    why = f"consent revoked in the studio by {user.name}"
+    # Revoked first (a job that starts now is refused by its own consent check), then what already runs is ended.
+    stopped = await run_in_threadpool(studio.jobs.stop_clone, ws.clone, why)
+    taken = await run_in_threadpool(registry.take_down, studio.root, ws.clone, why)
+    request.state.audit = {"stopped_jobs": stopped, **({"taken_down": taken} if taken else {})}
     return back(request, "consent revoked: nothing of this clone is trained or rendered from now on"
+                + (f"; {len(stopped)} running job(s) stopped" if stopped else "")
                 + (f"; live version {taken} taken down" if taken else ""), "#consent")
 
 
@@ -418,7 +439,7 @@ async def render(request, studio, user, form):
         async with uploads.receive(_chunks(speech), studio.dir, studio.settings.max_upload_bytes) as (part, _, _sha):
             ext = await run_in_threadpool(uploads.inspect_speech, part, name)
             stored = uploads.store_speech(studio.dir, ws.clone, part, ext)
-        extra = [f"audio={stored.relative_to(studio.root)}"]
+        extra = [override("audio", str(stored.relative_to(studio.root)))]
     elif text:
         if not overview.voice_available(studio.root, ws.clone)["available"]:
             raise Refusal(409, "this clone has no voice yet, so it cannot speak typed text",
@@ -426,7 +447,7 @@ async def render(request, studio, user, form):
         folder.mkdir(parents=True, exist_ok=True)
         script = folder / f"script-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}.txt"
         write_text_atomic(script, text + "\n")
-        extra = [f"text_file={script.relative_to(studio.root)}"]
+        extra = [override("text_file", str(script.relative_to(studio.root)))]
     else:
         raise Refusal(400, "nothing to render: no speech file and no text", "choose a sound file, or type a script")
     return _start(studio, request, "render", user, extra, use="render")

@@ -9,12 +9,15 @@ failure, the error with its fix (clonetrain.errors). One job per clone at a time
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,6 +62,24 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def override(key: str, value: str) -> str:
+    """key='value' for Hydra: quoted, so the value stays the string it is (unquoted, clone=0.10 would be the
+    float 0.1, clone=1e5 100000.0 and clone=null None; a job would run on another clone)."""
+    if any(ch in value for ch in "'\\$"):  # never in a clone id or a name the studio chooses
+        raise JobError(f"{key}={value!r} cannot be passed to a job", "use letters, digits, '_', '-', '.' and '/'")
+    return f"{key}='{value}'"
+
+
+def _runs(pid: int | None, command: list[str]) -> bool:
+    """Whether process `pid` is alive and still runs `command` (Linux: /proc/<pid>/cmdline)."""
+    if not _alive(pid) or not command:
+        return False
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1] == [c.encode() for c in command]
+    except OSError:
+        return False
 
 
 def parse_log(text: str, kind: str, returncode: int | None) -> dict:
@@ -120,8 +141,10 @@ class Jobs:
         overrides = list(self.overrides)
         if not any(o.startswith("progress_every_s=") for o in overrides):
             overrides.append(f"progress_every_s={PROGRESS_EVERY_S}")
-        return [sys.executable, "-m", "clonetrain", f"stage={KINDS[kind]}", f"clone={clone}",
-                f"paths.root={self.root}", *overrides, *extra]
+        # The data root reaches the job as $CLONETRAIN_DATA (see start), not as an override: a path may hold what
+        # Hydra's override grammar reads otherwise (a comma makes a sweep).
+        return [sys.executable, "-m", "clonetrain", f"stage={KINDS[kind]}", override("clone", clone),
+                *overrides, *extra]
 
     def start(self, kind: str, clone: str, user: str, extra: list[str] | None = None) -> dict:
         with self._lock:
@@ -146,9 +169,48 @@ class Jobs:
     def _wait(self, job_id: str, proc: subprocess.Popen, record: dict) -> None:
         rc = proc.wait()
         with self._lock:
+            stopped = self._stopped(job_id)  # stop_clone ended it: that, not its return code, is what happened
+            state = "stopped" if stopped else "done" if rc == 0 else "failed"
             write_json_atomic(self._record_path(job_id), {**record, "finished": _now(), "returncode": rc,
-                                                          "state": "done" if rc == 0 else "failed"})
+                                                          "state": state, **({"stopped": stopped} if stopped else {})})
             self._procs.pop(job_id, None)
+
+    def _stopped(self, job_id: str) -> str | None:
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            return json.loads(self._record_path(job_id).read_text()).get("stopped")
+        return None
+
+    def stop_clone(self, clone: str, reason: str, grace_s: float = 5.0) -> list[str]:
+        """End every running job of `clone` (its whole process group: ffmpeg and workers too), marking each as
+        stopped for `reason`; returns their ids. A job left by an earlier studio is ended only if its process is
+        still the command it recorded (a pid may have been reused since)."""
+        with self._lock:
+            victims = []
+            for rec in self.for_clone(clone, last=1000):
+                if rec["state"] != "running":
+                    continue
+                proc = self._procs.get(rec["id"])
+                if proc is None and not _runs(rec.get("pid"), rec.get("command") or []):
+                    continue
+                write_json_atomic(self._record_path(rec["id"]), {**rec, "stopped": reason})
+                pid = proc.pid if proc is not None else rec["pid"]
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGTERM)
+                victims.append((rec, proc, pid))
+        for rec, proc, pid in victims:
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and (proc.poll() is None if proc is not None else _alive(pid)):
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)  # whatever ignored the request (a worker, ffmpeg) ends now
+            # A killed render leaves its half-written video (render.py names it .<name>.<pid>...mp4): never delivered,
+            # never listed, but the person's face all the same.
+            for leftover in (self.root / "renders" / clone).glob(f".*.{pid}.*mp4"):
+                leftover.unlink(missing_ok=True)
+            if proc is None:  # no waiting thread will write its end
+                write_json_atomic(self._record_path(rec["id"]), {**rec, "stopped": reason, "state": "stopped",
+                                                                  "finished": _now()})
+        return [rec["id"] for rec, _, _ in victims]
 
     def record(self, job_id: str) -> dict:
         path = self._record_path(job_id)
@@ -171,6 +233,8 @@ class Jobs:
         parsed = parse_log(text, rec["kind"], rec["returncode"] if rec["state"] != "running" else None)
         if rec["state"] == "interrupted" and not parsed["error"]:
             parsed["error"], parsed["fix"] = "the studio stopped while this job ran", "start it again"
+        if rec.get("stopped"):
+            parsed["error"], parsed["fix"] = f"stopped: {rec['stopped']}", None
         return {**{k: rec[k] for k in ("id", "kind", "clone", "user", "started", "finished", "state", "returncode")},
                 **parsed, "log_tail": "\n".join(text.splitlines()[-40:])}
 

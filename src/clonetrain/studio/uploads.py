@@ -16,12 +16,11 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator, Iterator
-
-import ffmpeg
 
 from clonetrain.errors import ClonetrainError, FootageError
 from clonetrain.media import probe
@@ -33,6 +32,8 @@ SOUND_CONTAINERS = {"wav": ".wav"}
 # Speech to render may be any common sound file (render reads anything ffmpeg reads).
 SPEECH_CONTAINERS = {"wav": ".wav", "mp3": ".mp3", "flac": ".flac", "ogg": ".ogg", "mov,mp4,m4a,3gp,3g2,mj2": ".m4a"}
 NAME_MAX = 200
+# Seconds ffprobe may take to name an upload's container (it reads only the header: a second is plenty).
+PROBE_TIMEOUT_S = 30
 _BAD_NAME = re.compile(r"[/\\\x00-\x1f]")
 
 
@@ -96,12 +97,17 @@ async def receive(chunks: AsyncIterator[bytes], studio_dir: Path, limit: int):
 
 def container(path: Path, shown: str, allowed: dict[str, str], what: str) -> str:
     """The extension to store a file under, from its container as ffprobe reads it; refuses anything else."""
+    fix = "upload the original camera or phone file" if "video" in what else "upload a WAV file"
     try:
-        fmt = ffmpeg.probe(str(path))["format"]["format_name"]
-    except ffmpeg.Error:
-        raise UploadError(f"{shown} is not {what} (ffprobe cannot read it)",
-                          "upload the original camera or phone file" if "video" in what else "upload a WAV file",
+        # Under a time limit: a crafted file must not hold a request (and the clone's upload lock) for ever.
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-of", "json", str(path)],
+                             capture_output=True, check=True, timeout=PROBE_TIMEOUT_S)
+        fmt = json.loads(out.stdout)["format"]["format_name"]
+    except subprocess.TimeoutExpired:
+        raise UploadError(f"{shown}: ffprobe did not finish reading it within {PROBE_TIMEOUT_S} s", fix,
                           status=415) from None
+    except (subprocess.CalledProcessError, json.JSONDecodeError, KeyError):
+        raise UploadError(f"{shown} is not {what} (ffprobe cannot read it)", fix, status=415) from None
     if fmt not in allowed:
         raise UploadError(f"{shown} is a {fmt} file, not {what}",
                           f"upload {what} ({', '.join(sorted(set(allowed.values())))})", status=415)
