@@ -30,6 +30,7 @@ import soundfile as sf
 from omegaconf import DictConfig
 
 from clonetrain import avatar, tracking, verdict
+from clonetrain.contract.sound import frames_sound
 from clonetrain.errors import ClonetrainError
 from clonetrain.evaluation import contact_sheet, cross_speaker, drivers, metrics, mouth, paired
 from clonetrain.manifest import StageResult, sha256_file
@@ -103,8 +104,6 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     usable = clip.usable[lo:]
     idx = held[usable]
     if idx.size < 25:
-        from clonetrain.errors import ClonetrainError
-
         raise ClonetrainError(f"clone {ws.clone!r} has only {idx.size} usable held-out frames", "add footage")
     reference = np.asarray(clip.faces[split["reference_frame"]])
     real = np.asarray(clip.faces[idx])
@@ -177,10 +176,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     contact_sheet.write(out_dir / "mouths.png", rows + xspk_rows)
 
     # A side-by-side clip over the held-out sound: real | static | clone.
-    sr = 16000
-    wav, _ = sf.read(ws.stage_dir("audio") / "audio.wav", dtype="float32")
-    spf = sr // clip.fps
-    sf.write(out_dir / "heldout.wav", wav[lo * spf : clip.n * spf], sr, subtype="PCM_16")
+    wav, sr = frames_sound(ws.stage_dir("audio") / "audio.wav", lo, clip.n, clip.fps)
+    sf.write(out_dir / "heldout.wav", wav, sr, subtype="PCM_16")
     # Frames without a usable face are shown as they are in all three columns.
     whole = np.asarray(clip.faces[held])
     columns = [whole.copy(), whole.copy(), whole.copy()]
