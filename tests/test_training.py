@@ -342,7 +342,7 @@ def test_no_usable_training_frame_says_why():
     import numpy as np
     import pytest
 
-    from clonetrain.errors import ClonetrainError, UpstreamMissingError
+    from clonetrain.errors import UpstreamMissingError
     from clonetrain.audio.model_input import FeatureSpec
     from clonetrain.training.data import Clip, WindowDataset
 

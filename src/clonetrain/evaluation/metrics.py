@@ -6,13 +6,12 @@ generated frames (both upscaled from the training size to 256 px), so neither si
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from clonetrain.audio import sync
+from clonetrain.contract.series import FrameSeries
 from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import Landmarker
 
@@ -56,17 +55,6 @@ def lower_face_quality(gen: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, n
             psnr.append(peak_signal_noise_ratio(r, g, data_range=255))
         ssim.append(structural_similarity(r, g, channel_axis=-1, data_range=255))
     return np.asarray(psnr, np.float64), np.asarray(ssim, np.float64)
-
-
-@dataclass
-class FrameSeries:
-    """What the judge measured on each held-out frame; the metrics are summaries of it, and two methods judged on
-    the same frames can be compared frame by frame (evaluation.paired)."""
-
-    mouth_open: np.ndarray   # generated mouth opening (NaN: no landmarks)
-    lmd: np.ndarray          # mouth landmark distance to the real frame
-    psnr: np.ndarray
-    ssim: np.ndarray
 
 
 def judge(landmarker: Landmarker, gen: np.ndarray, real: np.ndarray, real_pts: np.ndarray,

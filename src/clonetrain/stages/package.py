@@ -26,7 +26,8 @@ from clonetrain.media.paste import lower_face_mask
 from clonetrain.media.write import write_video
 from clonetrain.models import checkpoint
 from clonetrain.motion import library
-from clonetrain.training.data import load_clip
+from clonetrain.contract import files
+from clonetrain.contract.clip import load_clip
 from clonetrain.voice import package as voice_package
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
@@ -108,17 +109,17 @@ def registry_entry(root: Path, folder: Path, archive: Path, metrics: dict, inges
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     pkg = out_dir / "pkg"
     (pkg / "avatar").mkdir(parents=True)
-    train_dir, eval_dir = ws.stage_dir("train"), ws.stage_dir("evaluate")
     version = registry.next_version(ws.root, ws.clone)
-    generator, _, train_meta = checkpoint.load(train_dir / "model.safetensors")
-    shutil.copy2(train_dir / "model.safetensors", pkg / "model.safetensors")
+    model = files.path(ws, "train", "model")
+    generator, _, train_meta = checkpoint.load(model)
+    shutil.copy2(model, pkg / "model.safetensors")
     _export_torchscript(generator, pkg / "generator.torchscript")
 
     clip = load_clip(ws, generator.spec.image_size, generator.spec)
-    split = json.loads((train_dir / "split.json").read_text())
+    split = files.read_json(ws, "train", "split")
     fps = clip.fps
-    sizes = {t["take"]: (t["width"], t["height"]) for t in json.loads((ws.stage_dir("ingest") / "takes.json").read_text())
-             if t.get("video")}
+    ingest_takes = files.read_json(ws, "ingest", "takes")
+    sizes = {t["take"]: (t["width"], t["height"]) for t in ingest_takes if t.get("video")}
     ids = avatar.footage_frames(clip.usable, clip.take, sizes, split["holdout_from_frame"],
                                 int(cfg.render.footage_seconds * fps))
     a = pkg / "avatar"
@@ -127,8 +128,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         w, h = store.size
         write_video((store.frame(i) for i in range(len(ids))), (w, h), fps, a / "footage.mp4", crf=12)
     pool = avatar.footage_pool(ws, ids, fps)
-    faces = np.load(ws.stage_dir("faces") / "faces.npz")
-    lm = np.load(ws.stage_dir("landmarks") / "landmarks.npz")
+    faces = files.load(ws, "faces", "faces")
+    lm = files.load(ws, "landmarks", "landmarks")
     np.savez(a / "footage.npz", **pool.arrays(), square=faces["square"][ids], landmarks=lm["points_frame"][ids],
              source_frame=ids)
     cv2.imwrite(str(a / "reference.png"), cv2.cvtColor(np.asarray(clip.faces[split["reference_frame"]]), cv2.COLOR_RGB2BGR))
@@ -138,16 +139,16 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                                           "box, talking, nodding, run, crop square, source frame)",
                                           "jump_scale": library.JumpScale.of(pool).__dict__, "segments": motion})
 
-    shutil.copy2(ws.stage_dir("audio") / "profile.json", pkg / "voice_profile.json")
-    shutil.copy2(eval_dir / "metrics.json", pkg / "metrics.json")
-    shutil.copy2(ws.stage_dir("ingest") / "consent.json", pkg / "consent.json")
+    shutil.copy2(files.path(ws, "audio", "profile"), pkg / "voice_profile.json")
+    shutil.copy2(files.path(ws, "evaluate", "metrics"), pkg / "metrics.json")
+    shutil.copy2(files.path(ws, "ingest", "consent"), pkg / "consent.json")
     write_text_atomic(pkg / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     consent = json.loads((pkg / "consent.json").read_text())
     metrics = json.loads((pkg / "metrics.json").read_text())
     takes = [{"file": t["file"], "sha256": t["sha256"], "status": t["status"]}
-             for t in json.loads((ws.stage_dir("ingest") / "takes.json").read_text())]
+             for t in ingest_takes]
     write_text_atomic(pkg / "model_card.md", _model_card(ws.clone, version, consent, metrics,
-                                                          ws.read_manifest("train")["counts"], split,
+                                                          files.manifest(ws, "train")["counts"], split,
                                                           [t for t in takes if t["status"] == "ok"])
                       + voice_package.card_section(ws))
     voice = voice_package.add(ws, pkg)
@@ -176,13 +177,13 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     tmp.rename(dest)
     archive = dest.with_name(f"{ws.clone}-{version}.tar.gz")
     package.make_archive(dest, archive)
-    entry = registry_entry(ws.root, dest, archive, metrics, ws.read_manifest("ingest")["counts"],
+    entry = registry_entry(ws.root, dest, archive, metrics, files.manifest(ws, "ingest")["counts"],
                            ws.fingerprints.get("package"))
     judged = verdict.of_metrics(metrics)
     registry.add_version(ws.root, ws.clone, version, entry)
     # The clone in the tracker too, from the training run that made it (wandb, offline unless told otherwise).
     tracking.log_clone(cfg, dest, ws.clone, version, manifest["metrics"], judged,
-                       ws.read_manifest("train")["details"].get("tracker_run_id"))
+                       files.manifest(ws, "train")["details"].get("tracker_run_id"))
     result = StageResult(counts={"version": version, "files": len(manifest["files"]),
                                  "motion_segments": len(motion)})
     result.details = {"version": version, "path": str(dest), "archive": str(archive)}

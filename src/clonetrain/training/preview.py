@@ -13,7 +13,7 @@ from torch import nn
 from clonetrain.contract.sound import frames_sound
 from clonetrain.media.compare import write_comparison
 from clonetrain.models.inference import generate
-from clonetrain.training.data import Clip
+from clonetrain.contract.clip import Clip
 
 
 def heldout_preview(clip: Clip, first: int, reference: int, audio_wav: Path, out: Path,
