@@ -56,9 +56,8 @@ def load_clip(ws: Workspace, size: int, hears=None) -> Clip:
     """The clone's preprocessed arrays at `size` px. `hears`: the ModelSpec of a trained model, whose audio
     input is checked against the features the audio stage computed (a clear error says which rerun fixes it)."""
     for stage in ("ingest", "faces", "landmarks", "audio"):
-        if ws.read_manifest(stage) is None:
-            raise UpstreamMissingError(f"clone {ws.clone!r} has not been preprocessed (no {stage} output)",
-                                       f"run: python -m clonetrain stage=preprocess clone={ws.clone}")
+        if files.manifest(ws, stage) is None:
+            raise files.missing(ws, stage, "not preprocessed")
     if not files.exists(ws, "faces", "crops", size):
         raise UpstreamMissingError(f"clone {ws.clone!r} has no {size} px crops (faces.train_size differs)",
                                    f"rerun: python -m clonetrain stage=preprocess clone={ws.clone} faces.train_size={size}")

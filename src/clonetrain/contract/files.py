@@ -2,7 +2,7 @@
 
 A stage reads an upstream file only through `path` (or the readers built on it: `read_json`, `load`), never by
 joining a stage folder and a file name itself. Each read is noted in the recorder the pipeline opens around a
-stage run (`recording`), so the manifest says which upstream files a stage actually used, instead of a list
+stage run (contract.reads), so the manifest says which upstream files a stage actually used, instead of a list
 kept by hand that drifts from the code.
 
     frames = files.load(ws, "ingest", "frames")        # np.load of work/<clone>/ingest/frames.npz
@@ -10,14 +10,13 @@ kept by hand that drifts from the code.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
+from clonetrain.contract import reads
 from clonetrain.errors import UpstreamMissingError
 
 # stage -> {name: file inside its folder}. A name with {} is a pattern (crops_{}.npy at a size).
@@ -35,38 +34,6 @@ FILES: dict[str, dict[str, str]] = {
     "evaluate": {"metrics": "metrics.json", "frames": "frames.npz", "heldout": "heldout.mp4", "mouths": "mouths.png"},
     "report": {"report": "report.json", "page": "report.html"},
 }
-
-
-class Reads:
-    """What one stage run of `clone` read of its other stages: {stage: [file, ...]} in the order first read.
-    (Other clones' files, which pretrain reads, are its inputs, hashed on their own.)"""
-
-    def __init__(self, clone: str) -> None:
-        self.clone = clone
-        self.files: dict[str, list[str]] = {}
-
-    def note(self, stage: str, rel: str) -> None:
-        seen = self.files.setdefault(stage, [])
-        if rel not in seen:
-            seen.append(rel)
-
-    @property
-    def stages(self) -> list[str]:
-        return list(self.files)
-
-
-_current: contextvars.ContextVar[Reads | None] = contextvars.ContextVar("clonetrain_reads", default=None)
-
-
-@contextlib.contextmanager
-def recording(clone: str) -> Iterator[Reads]:
-    """Note every file of `clone`'s stages read inside the block (the pipeline wraps each stage run in one)."""
-    reads = Reads(clone)
-    token = _current.set(reads)
-    try:
-        yield reads
-    finally:
-        _current.reset(token)
 
 
 def name_of(stage: str, name: str, *args: Any) -> str:
@@ -91,9 +58,20 @@ def path(ws, stage: str, name: str, *args: Any, required: bool = True) -> Path:
     p = ws.stage_dir(stage) / rel
     _note(ws, stage, rel)
     if required and not p.exists():
-        raise UpstreamMissingError(f"clone {ws.clone!r} has no {stage}/{rel}",
-                                   f"run: python -m clonetrain stage={stage} clone={ws.clone}")
+        raise missing(ws, stage, rel)
     return p
+
+
+def missing(ws, stage: str, what: str) -> UpstreamMissingError:
+    """The error for a stage output that is not there, naming the first stage to run: the earliest one, in the
+    order stages run (FILES), that has no output either."""
+    order = list(FILES)
+    before = order[: order.index(stage)] if stage in order else []
+    first = next((s for s in before if ws.read_manifest(s) is None), stage)
+    chain = "" if first == stage else f"; nothing from {first!r} on is there either"
+    return UpstreamMissingError(f"clone {ws.clone!r} has no {stage} output ({what}){chain}",
+                                f"run: python -m clonetrain stage={first} clone={ws.clone}, then the stages after it "
+                                "(stage=preprocess runs them all)")
 
 
 def exists(ws, stage: str, name: str, *args: Any) -> bool:
@@ -111,9 +89,7 @@ def load(ws, stage: str, name: str, *args: Any, mmap_mode: str | None = None):
 
 
 def _note(ws, stage: str, rel: str) -> None:
-    reads = _current.get()
-    if reads is not None and reads.clone == ws.clone:
-        reads.note(stage, rel)
+    reads.note_file(ws.clone, stage, rel)
 
 
 def manifest(ws, stage: str) -> dict | None:

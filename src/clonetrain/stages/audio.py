@@ -35,9 +35,6 @@ from clonetrain.contract.faces import UNUSABLE
 from clonetrain.manifest import StageResult
 from clonetrain.workspace import Workspace, write_json_atomic
 
-CODE = ("clonetrain.audio.features", "clonetrain.audio.sync", "clonetrain.audio.vad", "clonetrain.audio.model_input",
-        "clonetrain.audio.whisper")
-
 
 def _speech_mask(segments: list, n: int, fps: int) -> np.ndarray:
     """Frames whose centre lies in a speech segment."""

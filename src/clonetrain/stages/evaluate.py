@@ -44,13 +44,6 @@ from clonetrain.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-# Everything the judgement is made of: the offset estimate (audio.sync) and the judge's landmarks and geometry too.
-CODE = ("clonetrain.evaluation.metrics", "clonetrain.evaluation.paired", "clonetrain.audio.sync",
-        "clonetrain.vision.landmarks", "clonetrain.vision.geometry", "clonetrain.models.inference",
-        "clonetrain.training.data", "clonetrain.media.label", "clonetrain.evaluation.cross_speaker",
-        "clonetrain.evaluation.drivers", "clonetrain.evaluation.mouth", "clonetrain.evaluation.contact_sheet",
-        "clonetrain.avatar", "clonetrain.audio.model_input", "clonetrain.verdict", "clonetrain.media.compare",
-        "clonetrain.models.checkpoint", *drivers.CODE)
 
 # Issue 13's acceptance targets: name -> (its key in `targets`, the goal in words, met?). The offset's key
 # is the older target's, which says the same.

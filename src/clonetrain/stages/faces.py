@@ -30,8 +30,6 @@ from clonetrain.vision import crops, tracking
 from clonetrain.vision.detector import MediaPipeFaceDetector
 from clonetrain.workspace import Workspace, write_json_atomic
 
-CODE = ("clonetrain.vision.detector", "clonetrain.vision.tracking", "clonetrain.vision.crops", "clonetrain.media.convert")
-
 
 def _detect_take(detector: MediaPipeFaceDetector, video: Path, width: int, height: int, batch: int, desc: str,
                  total: int, every_s: float):

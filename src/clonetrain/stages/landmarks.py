@@ -22,8 +22,6 @@ from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import make_landmarker
 from clonetrain.workspace import Workspace
 
-CODE = ("clonetrain.vision.landmarks", "clonetrain.vision.geometry")
-
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.landmarks

@@ -28,13 +28,9 @@ from clonetrain.models import checkpoint
 from clonetrain.motion import library
 from clonetrain.contract import files
 from clonetrain.contract.clip import load_clip
+from clonetrain.contract.reads import unrecorded
 from clonetrain.voice import package as voice_package
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
-
-CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.motion.library", "clonetrain.media.frames",
-        "clonetrain.registry", "clonetrain.verdict", "clonetrain.voice.package", "clonetrain.training.data",
-        "clonetrain.audio.model_input", "clonetrain.media.write", "clonetrain.media.paste",
-        "clonetrain.models.checkpoint")
 
 
 def _export_torchscript(generator, path: Path) -> None:
@@ -142,7 +138,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     shutil.copy2(files.path(ws, "audio", "profile"), pkg / "voice_profile.json")
     shutil.copy2(files.path(ws, "evaluate", "metrics"), pkg / "metrics.json")
     shutil.copy2(files.path(ws, "ingest", "consent"), pkg / "consent.json")
-    write_text_atomic(pkg / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(pkg / "config.yaml", OmegaConf.to_yaml(unrecorded(cfg), resolve=True))
     consent = json.loads((pkg / "consent.json").read_text())
     metrics = json.loads((pkg / "metrics.json").read_text())
     takes = [{"file": t["file"], "sha256": t["sha256"], "status": t["status"]}

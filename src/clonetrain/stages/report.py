@@ -30,8 +30,6 @@ from clonetrain.report import html, mouths, svg
 from clonetrain.report import voice as voice_report
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
-CODE = ("clonetrain.report.html", "clonetrain.report.svg", "clonetrain.report.mouths", "clonetrain.media.write",
-        "clonetrain.verdict", "clonetrain.report.voice", "clonetrain.evaluation.paired")
 # The stages whose warnings are the footage's findings.
 PREPROCESSING = ("ingest", "faces", "landmarks", "audio")
 # The real footage with its landmarks over the corrected sound (not the clone: that is evaluate/heldout.mp4).

@@ -30,10 +30,6 @@ from clonetrain.training.fit import fit
 from clonetrain.training.preview import heldout_preview
 from clonetrain.workspace import Workspace, write_json_atomic
 
-CODE = ("clonetrain.training.data", "clonetrain.training.fit", "clonetrain.training.module",
-        "clonetrain.training.preview", "clonetrain.models.lipsync", "clonetrain.models.checkpoint",
-        "clonetrain.audio.model_input")
-
 
 def base_path(cfg: DictConfig) -> Path | None:
     return Path(cfg.model.base).expanduser().resolve() if cfg.model.base else None

@@ -24,8 +24,6 @@ from clonetrain.manifest import StageResult
 from clonetrain.voice import asr
 from clonetrain.workspace import Workspace, write_json_atomic
 
-CODE = ("clonetrain.voice.asr", "clonetrain.audio.whisper")
-
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.transcribe

@@ -21,18 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from clonetrain.audio import whisper
 from clonetrain.contract import files
+from clonetrain.contract.reads import whole
 from clonetrain.errors import ClonetrainError
 from clonetrain.manifest import StageResult
 from clonetrain.voice import judge, tts as tts_mod, world
 from clonetrain.voice.model import FEATURES_PER_SECOND, SUB, VoiceModel, VoiceSettings, move_f0
 from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
 
-CODE = ("clonetrain.voice.model", "clonetrain.voice.world", "clonetrain.voice.judge", "clonetrain.voice.tts",
-        "clonetrain.voice.asr", "clonetrain.audio.whisper")
 SR = 16000
 
 
@@ -165,7 +164,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     speech_s = sum(e - s for s, e in segments)
     result = StageResult()
     record = {"available": False, "speech_s": round(speech_s, 2), "min_speech_s": c.min_speech_s,
-              "settings": OmegaConf.to_container(c, resolve=True)}
+              "settings": whole(c)}
     if speech_s < c.min_speech_s:
         record["reason"] = (f"only {speech_s:.1f} s of clean speech in the footage; a voice needs at least "
                             f"{c.min_speech_s:g} s (voice_model.min_speech_s)")
