@@ -26,7 +26,6 @@ used today.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -87,11 +86,6 @@ class Package:
     @property
     def consent(self) -> dict:
         return json.loads((self.path / "consent.json").read_text())
-
-    def consent_valid(self, today: dt.date | None = None) -> bool:
-        """Whether the FROZEN copy had expired by `today`; whether the clone may be used is the live record's
-        decision (clonetrain.consent.require_live)."""
-        return (today or dt.date.today()) <= dt.date.fromisoformat(self.consent["expires"])
 
     def generator(self, device: str = "cpu"):
         """The TorchScript generator; needs torch only."""

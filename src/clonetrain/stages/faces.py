@@ -27,11 +27,11 @@ from clonetrain.manifest import StageResult
 from clonetrain.progress import Progress
 from clonetrain.media import convert
 from clonetrain.vision import crops, tracking
-from clonetrain.vision.detector import MediaPipeFaceDetector
+from clonetrain.vision.detector import FaceDetector, MediaPipeFaceDetector
 from clonetrain.workspace import Workspace, write_json_atomic
 
 
-def _detect_take(detector: MediaPipeFaceDetector, video: Path, width: int, height: int, batch: int, desc: str,
+def _detect_take(detector: FaceDetector, video: Path, width: int, height: int, batch: int, desc: str,
                  total: int, every_s: float):
     per_frame = []
     with Progress(desc, total, "frames", every_s) as progress:
