@@ -11,6 +11,7 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from clonetrain.audio import sync
+from clonetrain.contract import metrics as declared
 from clonetrain.contract.series import FrameSeries
 from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import Landmarker
@@ -84,12 +85,10 @@ def summarise(series: FrameSeries, mouth_real: np.ndarray, energy: np.ndarray, m
     }
 
 
-# Direction of "better" for each metric; offset is better when closer to 0.
-HIGHER_IS_BETTER = {"mouth_open_corr": True, "psnr_lower": True, "ssim_lower": True, "lmd_mouth": False}
-# What the nightly gate compares: those, and the clone's cross-speaker and mouth-realism summaries (stage evaluate;
-# a live version evaluated before they existed lacks them, and a metric the live one lacks is not compared).
-GATED = {**HIGHER_IS_BETTER, "cross_speaker_mouth_r": True, "silence_closed_fraction": True,
-         "mouth_sharpness_ratio": True}
+# Direction of "better" for each per-frame metric, and what the nightly gate compares (contract.metrics declares
+# them; a live version evaluated before a metric existed lacks it, and a metric the live one lacks is not compared).
+HIGHER_IS_BETTER = declared.PER_FRAME
+GATED = declared.GATED
 
 
 def beats(a: dict, b: dict) -> dict[str, bool]:

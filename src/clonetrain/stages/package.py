@@ -27,6 +27,7 @@ from clonetrain.media.write import write_video
 from clonetrain.models import checkpoint
 from clonetrain.motion import library
 from clonetrain.contract import files
+from clonetrain.contract import metrics as declared
 from clonetrain.contract.clip import load_clip
 from clonetrain.contract.reads import unrecorded
 from clonetrain.voice import package as voice_package
@@ -51,8 +52,8 @@ def _model_card(clone: str, version: str, consent: dict, metrics: dict, train: d
     targets = (judged["targets"] if judged else
                {k: verdict.MET if v else verdict.MISSED for k, v in metrics["targets"].items()})
     helps = "".join(f"\n- would help: {a}" for a in (judged or {}).get("advice", []))
-    rows = "\n".join(f"| {name} | {m['lmd_mouth']} | {m['mouth_open_corr']} | {m['offset_frames']} | "
-                     f"{m['psnr_lower']} | {m['ssim_lower']} |" for name, m in metrics["metrics"].items())
+    rows = "\n".join(f"| {name} | " + " | ".join(str(m[c.name]) for c in declared.CARD) + " |"
+                     for name, m in metrics["metrics"].items())
     return f"""# Streamer clone `{clone}` {version}
 
 **Everything this clone renders is AI-generated and carries a visible "AI-generated" label.**
@@ -69,8 +70,8 @@ def _model_card(clone: str, version: str, consent: dict, metrics: dict, train: d
 
 ## Held-out evaluation ({metrics['heldout_frames']} frames, judged by {metrics['judge']} landmarks)
 
-| output | mouth LMD (lower is better) | mouth-opening r | offset (frames) | PSNR lower face | SSIM lower face |
-| --- | --- | --- | --- | --- | --- |
+| output | {' | '.join(c.label for c in declared.CARD)} |
+| --- |{' --- |' * len(declared.CARD)}
 {rows}
 
 Targets: {', '.join(f"{k}: {v}" for k, v in targets.items())}

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from clonetrain import verdict as verdict_mod
 from clonetrain.contract import files
+from clonetrain.contract import metrics as declared
 from clonetrain.contract.faces import usable as usable_face
 from clonetrain.evaluation import paired
 from clonetrain.evaluation.metrics import HIGHER_IS_BETTER
@@ -61,7 +62,7 @@ def _evaluation(ws: Workspace, min_margin: float) -> list[tuple[str, list[str], 
     if files.manifest(ws, "evaluate") is None or not files.exists(ws, "evaluate", "metrics"):
         return []
     ev = files.read_json(ws, "evaluate", "metrics")
-    keys = ["lmd_mouth", "mouth_open_corr", "offset_frames", "sync_peak_margin", "psnr_lower", "ssim_lower"]
+    keys = [m.name for m in declared.TABLE]
 
     def cell(m: dict, k: str) -> str:
         if k == "offset_frames":
