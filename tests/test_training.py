@@ -102,17 +102,23 @@ def test_training_is_deterministic_with_a_seed(trained, tmp_path):
     assert not all(torch.equal(a[k], other.state_dict()[k]) for k in a)  # the seed matters
 
 
-def test_a_killed_training_resumes_from_its_checkpoint(preprocessed, tmp_path, monkeypatch):
-    root = tmp_path / "data"
-    shutil.copytree(preprocessed.root, root, symlinks=True)
+def _dies_at_step(monkeypatch, step: int):
+    """Training raises at `step`, as if the run were killed there; returns the real training_step."""
     real_step = LipSyncModule.training_step
 
-    def dies_at_step_3(self, batch, idx):
-        if self.global_step == 3:
+    def dies(self, batch, idx):
+        if self.global_step == step:
             raise RuntimeError("killed")
         return real_step(self, batch, idx)
 
-    monkeypatch.setattr(LipSyncModule, "training_step", dies_at_step_3)
+    monkeypatch.setattr(LipSyncModule, "training_step", dies)
+    return real_step
+
+
+def test_a_killed_training_resumes_from_its_checkpoint(preprocessed, tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    _dies_at_step(monkeypatch, 3)
     with pytest.raises(RuntimeError, match="killed"):
         run(root, "man", "stage=train", *TINY)
     assert not (root / "work" / "man" / "train").exists()
@@ -158,14 +164,7 @@ def test_a_resumed_training_keeps_the_best_weights_from_before_the_kill(preproce
     shutil.copytree(preprocessed.root, root, symlinks=True)
     snapshots: dict = {}
     _scripted_validation(monkeypatch, "val/l1_lower", {2: 0.1, 4: 0.3, 6: 0.5, 8: 0.4}, snapshots)
-    real_step = LipSyncModule.training_step
-
-    def dies_at_step_5(self, batch, idx):
-        if self.global_step == 5:
-            raise RuntimeError("killed")
-        return real_step(self, batch, idx)
-
-    monkeypatch.setattr(LipSyncModule, "training_step", dies_at_step_5)
+    real_step = _dies_at_step(monkeypatch, 5)
     longer = [*_without("train.max_steps="), "train.max_steps=8"]
     with pytest.raises(RuntimeError, match="killed"):
         run(root, "man", "stage=train", *longer)
