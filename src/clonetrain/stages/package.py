@@ -84,25 +84,6 @@ Mouth shapes of sounds absent from the training footage may be wrong. Clone LMD 
 """
 
 
-def registry_entry(root: Path, folder: Path, archive: Path, metrics: dict, ingest_counts: dict | None,
-                   config_digest: str | None) -> dict:
-    """What the registry keeps of a published package: where it is, its manifest hash (the package's identity,
-    checked at every render), the held-out metrics and targets the promotion floor reads."""
-    manifest = json.loads((folder / package.MANIFEST).read_text())
-    # What `registry list` shows as the verdict: evaluate's, as the package's metrics.json holds it (here, so a
-    # version adopted after a killed publish has it too).
-    judged = verdict.of_metrics(metrics)
-    return {
-        "path": str(folder.relative_to(root)), "archive": str(archive.relative_to(root)),
-        "package_sha256": package.sha256(folder / package.MANIFEST), "metrics": manifest["metrics"],
-        "targets": metrics.get("targets", {}),
-        "lipsync_ready": (ingest_counts or {}).get("lipsync_ready"),
-        "takes": [t["sha256"] for t in manifest.get("source_takes", []) if t["status"] == "ok"],
-        "config_digest": config_digest,
-        "verdict": {k: judged[k] for k in ("level", "missed", "targets")} if judged else None,
-    }
-
-
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     pkg = out_dir / "pkg"
     (pkg / "avatar").mkdir(parents=True)
@@ -174,7 +155,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     tmp.rename(dest)
     archive = dest.with_name(f"{ws.clone}-{version}.tar.gz")
     package.make_archive(dest, archive)
-    entry = registry_entry(ws.root, dest, archive, metrics, files.manifest(ws, "ingest")["counts"],
+    entry = package.registry_entry(ws.root, dest, archive, metrics, files.manifest(ws, "ingest")["counts"],
                            ws.fingerprints.get("package"))
     judged = verdict.of_metrics(metrics)
     registry.add_version(ws.root, ws.clone, version, entry)
