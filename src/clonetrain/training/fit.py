@@ -97,7 +97,9 @@ def stopped_by(trainer, max_steps: int) -> str:
     """Why the run ended. Early stopping's counter is in last.ckpt, so this holds after a resume, and it does not
     depend on the epoch the stop came in (stopped_epoch is 0 for a stop in the first epoch)."""
     early = trainer.early_stopping_callback
-    if early is not None and early.wait_count >= early.patience:
+    # Lightning >= 2.5 says why it stopped (patience, or a monitor that is no longer finite); before, the counter.
+    reason = getattr(early, "stopping_reason", None)
+    if early is not None and (reason.value != 0 if reason is not None else early.wait_count >= early.patience):
         return "early stopping"
     # By steps, not by this process's seconds: a resumed run's time budget counts the time before the kill.
     return "max steps" if trainer.global_step >= max_steps else "time budget"
