@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from clonetrain.audio import features, sync, vad
 from clonetrain.audio.model_input import FeatureSpec
 from clonetrain.contract import files
-from clonetrain.contract.faces import UNUSABLE
+from clonetrain.contract.faces import usable as usable_face
 from clonetrain.manifest import StageResult
 from clonetrain.workspace import Workspace, write_json_atomic
 
@@ -54,7 +54,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     takes = [t for t in files.read_json(ws, "ingest", "takes") if t["status"] == "ok"]
     lm = files.load(ws, "landmarks", "landmarks")
     flags = files.load(ws, "faces", "faces")["flags"]
-    mouth, valid = lm["mouth_open"], lm["valid"] & ((flags & UNUSABLE) == 0)
+    mouth, valid = lm["mouth_open"], lm["valid"] & usable_face(flags)
     n = len(mouth)
     segments_in = [tuple(s) for s in files.read_json(ws, "ingest", "vad")["segments"]]
 

@@ -15,7 +15,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from clonetrain.contract import files
-from clonetrain.contract.faces import UNUSABLE
+from clonetrain.contract.faces import usable as usable_face
 from clonetrain.manifest import StageResult
 from clonetrain.progress import Progress
 from clonetrain.vision import geometry
@@ -29,7 +29,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     crop_size = int(faces["crop_size"])
     crops = files.load(ws, "faces", "crops", crop_size, mmap_mode="r")
     take = files.load(ws, "ingest", "frames")["take"]
-    usable = (faces["flags"] & UNUSABLE) == 0
+    usable = usable_face(faces["flags"])
     n = len(crops)
 
     points = np.full((n, 68, 2), np.nan, np.float32)
