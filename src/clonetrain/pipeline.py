@@ -204,7 +204,7 @@ def run_stage(stage: Stage, cfg: DictConfig, ws: Workspace, force: bool = False)
         return "skipped"
 
     ws.fingerprints[stage.name] = resume_key(stage, cfg, ws)
-    log.info("── %s: started (%s) ──", stage.name, why)
+    log.info("── %s: started ── (%s)", stage.name, why)
     out_dir = ws.begin_stage(stage.name)
     started = time.perf_counter()
     try:
