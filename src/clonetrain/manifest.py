@@ -50,6 +50,7 @@ def module_source(name: str) -> str:
     return Path(spec.origin).read_text()
 
 
+@lru_cache(maxsize=None)
 def _is_module(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
@@ -67,15 +68,23 @@ def import_closure(module: str, package: str = "clonetrain") -> list[str]:
         if name in seen:
             continue
         seen.add(name)
-        for node in ast.walk(ast.parse(module_source(name))):
-            if isinstance(node, ast.Import):
-                named = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                named = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-            else:
-                continue
-            todo += [m for m in named if m.split(".")[0] == package and m not in seen and _is_module(m)]
+        todo += [m for m in _imported(module_source(name), package) if m not in seen]
     return sorted(seen)
+
+
+@lru_cache(maxsize=1024)
+def _imported(source: str, package: str) -> tuple[str, ...]:
+    """The modules of `package` that a module's source imports (keyed by the text: an edited module is parsed again)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            named = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            named = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            continue
+        found += [m for m in named if m.split(".")[0] == package and _is_module(m)]
+    return tuple(dict.fromkeys(found))
 
 
 def code_hash(modules: Iterable[str]) -> str:
