@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clonetrain.errors import FootageError
-from clonetrain.stages.faces import BLURRED, NO_FACE, SEVERAL_FACES
+from clonetrain.contract.faces import BLURRED, NO_FACE, SEVERAL_FACES
 from clonetrain.vision.tracking import iou
 from conftest import ffmpeg, make_clone, run_until
 

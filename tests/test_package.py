@@ -11,6 +11,9 @@ import pytest
 import torch
 
 from clonetrain import package, registry
+from clonetrain.audio.model_input import FeatureSpec
+from clonetrain.contract.clip import load_clip
+from clonetrain.workspace import Workspace
 from conftest import TINY, ffmpeg as run_ffmpeg, run
 
 
@@ -39,6 +42,13 @@ def test_package_is_complete_and_registered(packaged):
     assert segments[0]["start"] == 0 and segments[-1]["end"] == m["avatar"]["footage_frames"] == 100
     assert all(len(s["entry"]["pose"]) == 3 and len(s["exit"]["box"]) == 3 for s in segments)
     assert "AI-generated" in (folder / "model_card.md").read_text()
+    # What a runtime outside clonetrain needs to reproduce the model's input: the FeatureSpec training used, with
+    # its normalisation and window (here the default log-mel: (x + 40) / 40, 16 frames = 0.2 s).
+    spec = FeatureSpec.from_dict(m["audio"])
+    assert spec == load_clip(Workspace(packaged, "man"), 96).features
+    assert (spec.center, spec.scale, spec.window, spec.per_second) == (-40.0, 40.0, 16, 80.0)
+    assert "| output | mouth LMD (lower is better) | mouth-opening r | offset (frames) |" in (
+        folder / "model_card.md").read_text()
     entry = registry.read(packaged)["clones"]["man"]["versions"]["v0001"]
     assert entry["status"] == "candidate" and entry["path"] == "clones/man/v0001"
     assert (packaged / "clones" / "man" / "man-v0001.tar.gz").is_file()

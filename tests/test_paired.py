@@ -9,7 +9,7 @@ import pytest
 
 from clonetrain.evaluation import paired, versus
 from clonetrain.evaluation.metrics import pearson
-from clonetrain.stages.evaluate import read_frame_series
+from clonetrain.contract.series import read_frame_series
 from conftest import TINY, run
 
 

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from clonetrain import pipeline
+from clonetrain import manifest, pipeline
 from clonetrain.errors import LockedError, UpstreamMissingError
 from clonetrain.manifest import sha256_file
 from conftest import make_cfg, make_clone, run
@@ -38,6 +38,29 @@ def test_a_setting_reruns_only_the_stages_it_affects(cloned):
     statuses = run(cloned, "man", "stage=preprocess", "faces.crop_scale=1.8", "report.thumbnails=4")
     assert statuses == {"ingest": "skipped", "transcribe": "skipped", "faces": "skipped", "landmarks": "skipped",
                         "audio": "skipped", "report": "ran"}
+
+
+def test_a_stage_reruns_when_what_it_read_changes_and_only_then(cloned, monkeypatch):
+    """Dependencies are recorded while a stage runs: its code (every clonetrain module it imports), the settings
+    and the upstream files it read."""
+    real = manifest.module_source
+
+    def edited(*names):
+        monkeypatch.setattr(manifest, "module_source", lambda name: real(name) + ("\n# edited\n" if name in names else ""))
+
+    edited("clonetrain.report.svg")  # the report's plots: only the report imports it
+    assert run(cloned, "man", "stage=preprocess") == {**{s: "skipped" for s in PRE}, "report": "ran"}
+    edited("clonetrain.report.svg", "clonetrain.voice.tts")  # text-to-speech: nothing in preprocessing uses it
+    assert run(cloned, "man", "stage=preprocess") == {s: "skipped" for s in PRE}
+    edited("clonetrain.report.svg", "clonetrain.contract.faces")  # the face flags: every reader of faces.npz
+    assert run(cloned, "man", "stage=preprocess") == {"ingest": "skipped", "transcribe": "skipped", "faces": "ran",
+                                                      "landmarks": "ran", "audio": "ran", "report": "ran"}
+    # A setting of ingest's section that the report reads (the footage verdict's speech floor), and faces does not.
+    assert run(cloned, "man", "stage=faces", "ingest.min_speech_s=12") == {"faces": "skipped"}
+    assert run(cloned, "man", "stage=report", "ingest.min_speech_s=12") == {"report": "ran"}
+    m = json.loads((cloned / "work" / "man" / "report" / "manifest.json").read_text())
+    assert m["config"]["ingest.min_speech_s"] == 12 and "faces.crop_scale" not in m["config"]
+    assert "profile.json" in m["read"]["audio"] and m["upstream"]["evaluate"] is None  # read, and not there yet
 
 
 def test_changed_footage_reruns_from_ingest(cloned, clips):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from clonetrain.errors import UpstreamMissingError
+from clonetrain.errors import ClonetrainError, UpstreamMissingError
 from clonetrain.models import checkpoint
 from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert
 from clonetrain.training.data import WindowDataset, load_clip
@@ -102,17 +102,23 @@ def test_training_is_deterministic_with_a_seed(trained, tmp_path):
     assert not all(torch.equal(a[k], other.state_dict()[k]) for k in a)  # the seed matters
 
 
-def test_a_killed_training_resumes_from_its_checkpoint(preprocessed, tmp_path, monkeypatch):
-    root = tmp_path / "data"
-    shutil.copytree(preprocessed.root, root, symlinks=True)
+def _dies_at_step(monkeypatch, step: int):
+    """Training raises at `step`, as if the run were killed there; returns the real training_step."""
     real_step = LipSyncModule.training_step
 
-    def dies_at_step_3(self, batch, idx):
-        if self.global_step == 3:
+    def dies(self, batch, idx):
+        if self.global_step == step:
             raise RuntimeError("killed")
         return real_step(self, batch, idx)
 
-    monkeypatch.setattr(LipSyncModule, "training_step", dies_at_step_3)
+    monkeypatch.setattr(LipSyncModule, "training_step", dies)
+    return real_step
+
+
+def test_a_killed_training_resumes_from_its_checkpoint(preprocessed, tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    _dies_at_step(monkeypatch, 3)
     with pytest.raises(RuntimeError, match="killed"):
         run(root, "man", "stage=train", *TINY)
     assert not (root / "work" / "man" / "train").exists()
@@ -121,6 +127,55 @@ def test_a_killed_training_resumes_from_its_checkpoint(preprocessed, tmp_path, m
     run(root, "man", "stage=train", *TINY)
     counts = json.loads((root / "work" / "man" / "train" / "manifest.json").read_text())["counts"]
     assert counts["resumed_from_step"] == 2 and counts["steps"] == 4
+
+
+def _scripted_validation(monkeypatch, monitor: str, scores: dict[int, float], snapshots: dict | None = None):
+    """Validation logs `scores[step]` as `monitor` (and keeps a copy of the generator's weights per step), so a test
+    decides which validation is the best."""
+
+    def validation_step(self, batch, idx):
+        self.log(monitor, scores[self.global_step], on_step=False, on_epoch=True, batch_size=1)
+        if snapshots is not None:
+            snapshots[self.global_step] = {k: v.detach().clone() for k, v in self.generator.state_dict().items()}
+
+    monkeypatch.setattr(LipSyncModule, "validation_step", validation_step)
+
+
+def test_kept_weights_and_early_stopping_follow_the_monitors_direction(preprocessed, tmp_path, monkeypatch):
+    # Accuracy: higher is better. The best is step 4; two worse validations after it stop the run, in epoch 0.
+    root = tmp_path / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    snapshots: dict = {}
+    _scripted_validation(monkeypatch, "val/expert_acc", {2: 0.5, 4: 0.9, 6: 0.3, 8: 0.2, 10: 0.95}, snapshots)
+    run(root, "man", "stage=train", *_without("train.max_steps="), "train.max_steps=12", "train.monitor=val/expert_acc",
+        "train.early_stop_patience=2")
+    counts = json.loads((root / "work" / "man" / "train" / "manifest.json").read_text())["counts"]
+    assert counts["steps"] == 8 and counts["stopped_by"] == "early stopping"
+    assert counts["best_step"] == 4 and counts["best_monitor"] == pytest.approx(0.9)
+    kept, _, meta = checkpoint.load(root / "work" / "man" / "train" / "model.safetensors")
+    assert meta["best_step"] == 4
+    assert all(torch.equal(v, snapshots[4][k]) for k, v in kept.state_dict().items())
+    with pytest.raises(ClonetrainError, match="train.monitor='val/nope' is not a metric"):
+        run(root, "man", "stage=train", "train.monitor=val/nope", *TINY)
+
+
+def test_a_resumed_training_keeps_the_best_weights_from_before_the_kill(preprocessed, tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    snapshots: dict = {}
+    _scripted_validation(monkeypatch, "val/l1_lower", {2: 0.1, 4: 0.3, 6: 0.5, 8: 0.4}, snapshots)
+    real_step = _dies_at_step(monkeypatch, 5)
+    longer = [*_without("train.max_steps="), "train.max_steps=8"]
+    with pytest.raises(RuntimeError, match="killed"):
+        run(root, "man", "stage=train", *longer)
+    monkeypatch.setattr(LipSyncModule, "training_step", real_step)
+    run(root, "man", "stage=train", *longer)
+    counts = json.loads((root / "work" / "man" / "train" / "manifest.json").read_text())["counts"]
+    assert counts["resumed_from_step"] == 4 and counts["steps"] == 8 and counts["stopped_by"] == "max steps"
+    # The best (step 2, before the kill) is kept, not the best the resumed process saw (step 8).
+    assert counts["best_step"] == 2 and counts["best_monitor"] == pytest.approx(0.1)
+    kept, _, _ = checkpoint.load(root / "work" / "man" / "train" / "model.safetensors")
+    assert all(torch.equal(v, snapshots[2][k]) for k, v in kept.state_dict().items())
 
 
 def test_evaluate_reports_every_metric_for_the_clone_and_baselines(trained):
@@ -136,7 +191,10 @@ def test_evaluate_reports_every_metric_for_the_clone_and_baselines(trained):
     assert 10 < report["metrics"]["static_frame"]["psnr_lower"] < 60
     assert set(report["comparison"]["clone_vs_static_frame"]) == {"lmd_mouth", "mouth_open_corr", "psnr_lower",
                                                                   "ssim_lower", "offset_frames"}
-    assert (trained / "work" / "man" / "evaluate" / "heldout.mp4").stat().st_size > 10_000
+    clip = trained / "work" / "man" / "evaluate" / "heldout.mp4"
+    assert clip.stat().st_size > 10_000
+    audio = next(s for s in ffmpeg.probe(str(clip))["streams"] if s["codec_type"] == "audio")
+    assert abs(float(audio["duration"]) - 3.0) < 0.1  # the 75 held-out frames' own sound
 
 
 def test_evaluate_includes_the_untuned_base(trained, tmp_path):

@@ -5,13 +5,13 @@ record."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from clonetrain import verdict
+from clonetrain.contract import files
 from clonetrain.errors import ClonetrainError, UpstreamMissingError
 from clonetrain.media.frames import FrameStore, Video
 from clonetrain.motion import library, plan as motion_plan
@@ -88,52 +88,50 @@ def ping_pong(n_out: int, length: int) -> np.ndarray:
 
 
 def _takes(ws) -> dict[int, dict]:
-    return {t["take"]: t for t in json.loads((ws.stage_dir("ingest") / "takes.json").read_text())
-            if t.get("video")}
+    return {t["take"]: t for t in files.read_json(ws, "ingest", "takes") if t.get("video")}
 
 
 def workspace_store(ws, frame_ids: np.ndarray) -> FrameStore:
     """The ingest stage's normalised takes, addressed by position in `frame_ids` (ingest timeline indices)."""
     takes = _takes(ws)
-    take_of = np.load(ws.stage_dir("ingest") / "frames.npz")["take"]
+    frames = files.load(ws, "ingest", "frames")
+    take_of, fps = frames["take"], float(frames["fps"])
     order = sorted({int(take_of[i]) for i in frame_ids})
-    fps = float(np.load(ws.stage_dir("ingest") / "frames.npz")["fps"])
-    videos = [Video(ws.stage_dir("ingest") / takes[t]["video"], takes[t]["width"], takes[t]["height"], fps)
-              for t in order]
+    videos = [Video(files.path(ws, "ingest", "take_video", takes[t]["video"]), takes[t]["width"], takes[t]["height"],
+                    fps) for t in order]
     video = np.array([order.index(int(take_of[i])) for i in frame_ids])
     local = np.array([int(i) - takes[int(take_of[i])]["first_frame"] for i in frame_ids])
     return FrameStore(videos, video, local)
 
 
 def footage_pool(ws, frame_ids: np.ndarray, fps: int) -> library.Pool:
-    frames = np.load(ws.stage_dir("ingest") / "frames.npz")
-    lm = np.load(ws.stage_dir("landmarks") / "landmarks.npz")
-    return library.build_pool(frame_ids, frames["take"], lm["pose"], lm["points_frame"],
-                              np.load(ws.stage_dir("audio") / "speech.npy"), fps)
+    lm = files.load(ws, "landmarks", "landmarks")
+    return library.build_pool(frame_ids, files.load(ws, "ingest", "frames")["take"], lm["pose"], lm["points_frame"],
+                              files.load(ws, "audio", "speech"), fps)
 
 
 def from_workspace(cfg, ws) -> Avatar:
     from clonetrain.manifest import sha256_file
     from clonetrain.models import checkpoint
-    from clonetrain.training.data import load_clip
+    from clonetrain.contract.clip import load_clip
 
-    model_path = ws.stage_dir("train") / "model.safetensors"
+    model_path = files.path(ws, "train", "model", required=False)
     if not model_path.is_file():
         raise UpstreamMissingError(f"clone {ws.clone!r} has no trained model",
                                    f"run: python -m clonetrain stage=all clone={ws.clone}")
     generator, _, _ = checkpoint.load(model_path)
     clip = load_clip(ws, generator.spec.image_size, generator.spec)
-    split = json.loads((ws.stage_dir("train") / "split.json").read_text())
+    split = files.read_json(ws, "train", "split")
     sizes = {t: (v["width"], v["height"]) for t, v in _takes(ws).items()}
     ids = footage_frames(clip.usable, clip.take, sizes, split["holdout_from_frame"],
                          int(cfg.render.footage_seconds * clip.fps))
     return Avatar(clone=ws.clone, version=None, frames=workspace_store(ws, ids),
-                  squares=np.load(ws.stage_dir("faces") / "faces.npz")["square"][ids], crops=clip.faces[ids],
+                  squares=files.load(ws, "faces", "faces")["square"][ids], crops=clip.faces[ids],
                   pool=footage_pool(ws, ids, clip.fps), reference=np.asarray(clip.faces[split["reference_frame"]]),
                   generator=generator, mel=clip.features.to_dict(),
-                  consent=json.loads((ws.stage_dir("ingest") / "consent.json").read_text()),
+                  consent=files.read_json(ws, "ingest", "consent"),
                   model_sha256=sha256_file(model_path), fps=clip.fps,
-                  verdict=verdict.read(ws.stage_dir("evaluate")) if ws.read_manifest("evaluate") else None)
+                  verdict=verdict.read(files.folder(ws, "evaluate")) if files.manifest(ws, "evaluate") else None)
 
 
 def from_package(pkg) -> Avatar:

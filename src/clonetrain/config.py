@@ -169,7 +169,6 @@ class ReportCfg:
 
 @dataclass
 class ModelCfg:
-    name: str = "small"
     arch: str = "clonetrain"  # clonetrain | wav2lip (the public Wav2Lip nets; conf/model/wav2lip.yaml)
     image_size: int = 96
     channels: int = 8

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import logging
 import os
 import re
@@ -28,6 +27,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from clonetrain.contract import files
 from clonetrain.errors import ClonetrainError
 from clonetrain.workspace import Workspace, atomic_path, validate_clone_id, write_json_atomic
 
@@ -103,10 +103,9 @@ def judge(ws: Workspace, min_peak_margin: float, min_correlation: float, max_off
           min_windows: int) -> dict:
     """Keep a preprocessed clip for pretraining, or say why not."""
     row: dict = {"clone": ws.clone}
-    offsets = ws.stage_dir("audio") / "offsets.json"
-    if not offsets.is_file():
+    if not files.exists(ws, "audio", "offsets"):
         return {**row, "kept": False, "reason": "not preprocessed"}
-    takes = json.loads(offsets.read_text())
+    takes = files.read_json(ws, "audio", "offsets")
     if not takes:
         return {**row, "kept": False, "reason": "no take with speech"}
     t = takes[0]
@@ -132,7 +131,8 @@ def judge(ws: Workspace, min_peak_margin: float, min_correlation: float, max_off
 
 
 def usable_windows(ws: Workspace, length: int = 5) -> int:
-    from clonetrain.training.data import load_clip, window_starts
+    from clonetrain.contract.clip import load_clip
+    from clonetrain.training.data import window_starts
 
     try:
         clip = load_clip(ws, 96)

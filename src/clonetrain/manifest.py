@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
-import importlib
 import importlib.metadata
-import inspect
+import importlib.util
 import json
 import platform
 import subprocess
@@ -40,12 +40,59 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# Modules that only log or word errors: their code never shapes an output, so editing them reruns nothing.
+LOG_ONLY = frozenset({"clonetrain.errors", "clonetrain.progress", "clonetrain.quiet"})
+
+
+def module_source(name: str) -> str:
+    """The source text of module `name`, read from its file (nothing is imported)."""
+    spec = importlib.util.find_spec(name)
+    return Path(spec.origin).read_text()
+
+
+@lru_cache(maxsize=None)
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, AttributeError, ValueError):  # `from clonetrain.errors import X`: X is not a module
+        return False
+
+
+def import_closure(module: str, package: str = "clonetrain") -> list[str]:
+    """Every module of `package` that `module` imports, directly or through others, at the top or inside a
+    function (read from the source, so a lazy import counts too), `module` included; sorted."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += [m for m in _imported(module_source(name), package) if m not in seen]
+    return sorted(seen)
+
+
+@lru_cache(maxsize=1024)
+def _imported(source: str, package: str) -> tuple[str, ...]:
+    """The modules of `package` that a module's source imports (keyed by the text: an edited module is parsed again)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            named = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            named = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            continue
+        found += [m for m in named if m.split(".")[0] == package and _is_module(m)]
+    return tuple(dict.fromkeys(found))
+
+
 def code_hash(modules: Iterable[str]) -> str:
     """Hash of the source of the modules whose code decides a stage's output."""
     h = hashlib.sha256()
-    for name in sorted(set(modules)):
+    for name in sorted(set(modules) - LOG_ONLY):
         h.update(name.encode())
-        h.update(inspect.getsource(importlib.import_module(name)).encode())
+        h.update(module_source(name).encode())
     return h.hexdigest()
 
 

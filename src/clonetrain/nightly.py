@@ -29,8 +29,8 @@ from typing import Iterator
 from omegaconf import DictConfig
 
 from clonetrain import consent, pipeline, registry, tracking
+from clonetrain.contract import metrics as declared
 from clonetrain.errors import ClonetrainError, ConsentError, LockedError
-from clonetrain.evaluation.metrics import GATED
 from clonetrain.voice import package as voice_package
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
@@ -56,14 +56,14 @@ def _bad(x) -> bool:
 
 
 # Metrics that exist only where they can be measured (the cross-speaker drivers' footage is on the machine).
-MEASURED_WHERE_POSSIBLE = ("cross_speaker_mouth_r", "silence_closed_fraction")
+MEASURED_WHERE_POSSIBLE = declared.WHERE_POSSIBLE
 
 
 def gate(new: dict, live: dict, tolerance: float) -> tuple[bool, list[str]]:
     """Is `new` at least as good as `live` on every held-out metric, within tolerance? Returns (ok, reasons).
     A metric that is not a number fails: NaN compares false with everything, so it would slip through."""
     worse = []
-    for key, higher in {**GATED, **voice_package.HIGHER_IS_BETTER}.items():
+    for key, higher in {**declared.GATED, **voice_package.HIGHER_IS_BETTER}.items():
         n, l = new.get(key), live.get(key)
         if n is not None and _bad(n):
             worse.append(f"{key} is {n}")

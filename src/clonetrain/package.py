@@ -26,7 +26,6 @@ used today.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from clonetrain import verdict
 from clonetrain.errors import ClonetrainError
 
 FORMAT = "clonetrain.package/1"
@@ -87,11 +87,6 @@ class Package:
     @property
     def consent(self) -> dict:
         return json.loads((self.path / "consent.json").read_text())
-
-    def consent_valid(self, today: dt.date | None = None) -> bool:
-        """Whether the FROZEN copy had expired by `today`; whether the clone may be used is the live record's
-        decision (clonetrain.consent.require_live)."""
-        return (today or dt.date.today()) <= dt.date.fromisoformat(self.consent["expires"])
 
     def generator(self, device: str = "cpu"):
         """The TorchScript generator; needs torch only."""
@@ -275,3 +270,22 @@ def make_archive(folder: Path, archive: Path) -> None:
     with tarfile.open(tmp, "w:gz") as tar:
         tar.add(folder, arcname=folder.name)
     os.replace(tmp, archive)
+
+
+def registry_entry(root: Path, folder: Path, archive: Path, metrics: dict, ingest_counts: dict | None,
+                   config_digest: str | None) -> dict:
+    """What the registry keeps of a published package: where it is, its manifest hash (the package's identity,
+    checked at every render), the held-out metrics and targets the promotion floor reads."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    # What `registry list` shows as the verdict: evaluate's, as the package's metrics.json holds it (here, so a
+    # version adopted after a killed publish has it too).
+    judged = verdict.of_metrics(metrics)
+    return {
+        "path": str(folder.relative_to(root)), "archive": str(archive.relative_to(root)),
+        "package_sha256": sha256(folder / MANIFEST), "metrics": manifest["metrics"],
+        "targets": metrics.get("targets", {}),
+        "lipsync_ready": (ingest_counts or {}).get("lipsync_ready"),
+        "takes": [t["sha256"] for t in manifest.get("source_takes", []) if t["status"] == "ok"],
+        "config_digest": config_digest,
+        "verdict": {k: judged[k] for k in ("level", "missed", "targets")} if judged else None,
+    }

@@ -1,7 +1,10 @@
 """Ordered stage registry, fingerprints, skip/force and the per-clone lock.
 
-A stage is skipped when its fingerprint (its config section, its inputs' hashes, the upstream outputs'
-digests and its own code) matches the manifest on disk and its outputs are intact; `force=true` reruns it.
+A stage's dependencies are recorded while it runs, never declared: the contract readers note which upstream files
+it read (contract.files), a view over the config notes which settings it read (contract.reads.SettingsView), and
+its code is the source of every clonetrain module it imports, directly or not (manifest.import_closure). The
+manifest stores all three with the stage's own inputs (raw takes, a base checkpoint). A stage is skipped when none
+of what it read last time changed and its outputs are intact; `force=true` reruns it.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from typing import Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from clonetrain import consent, quiet, reconcile
-from clonetrain.errors import ClonetrainError, LockedError, UpstreamMissingError
-from clonetrain.manifest import StageResult, code_hash, digest, file_entry, hash_outputs, outputs_intact, versions
+from clonetrain.contract.reads import RUN_CONTROL, Reads, SettingsView, plain, recording
+from clonetrain.errors import ClonetrainError, LockedError
+from clonetrain.manifest import (StageResult, code_hash, digest, file_entry, hash_outputs, import_closure,
+                                 outputs_intact, versions)
 from clonetrain.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -35,29 +40,12 @@ log = logging.getLogger(__name__)
 class Stage:
     name: str
     module: str
-    config_keys: tuple[str, ...]
-    upstream: tuple[str, ...]
-    # Read when present (the report shows the evaluation once there is one).
-    optional: tuple[str, ...] = ()
 
 
 STAGES: dict[str, Stage] = {
-    s.name: s
-    for s in (
-        Stage("ingest", "clonetrain.stages.ingest", ("ingest",), ()),
-        Stage("transcribe", "clonetrain.stages.transcribe", ("transcribe",), ("ingest",)),
-        Stage("faces", "clonetrain.stages.faces", ("faces",), ("ingest",)),
-        Stage("landmarks", "clonetrain.stages.landmarks", ("landmarks",), ("faces",)),
-        Stage("audio", "clonetrain.stages.audio", ("audio_features",), ("ingest", "landmarks")),
-        Stage("voice", "clonetrain.stages.voice", ("voice_model",), ("ingest", "transcribe")),
-        Stage("pretrain", "clonetrain.stages.pretrain", ("model", "train", "pretrain"), ()),
-        Stage("train", "clonetrain.stages.train", ("model", "train"), ("faces", "landmarks", "audio")),
-        Stage("evaluate", "clonetrain.stages.evaluate", ("evaluate", "landmarks", "audio_features"), ("train",)),
-        Stage("package", "clonetrain.stages.package", ("model", "train", "render.footage_seconds", "audio_features"),
-              ("ingest", "faces", "landmarks", "audio", "train", "evaluate"), optional=("voice",)),
-        Stage("report", "clonetrain.stages.report", ("report",), ("ingest", "faces", "landmarks", "audio"),
-              optional=("evaluate", "transcribe", "voice")),
-    )
+    name: Stage(name, f"clonetrain.stages.{name}")
+    for name in ("ingest", "transcribe", "faces", "landmarks", "audio", "voice", "pretrain", "train", "evaluate",
+                 "package", "report")
 }
 
 GROUPS: dict[str, list[str]] = {
@@ -133,89 +121,109 @@ def clone_lock(ws: Workspace) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def first_missing(stage: Stage, ws: Workspace) -> str | None:
-    """The earliest stage up the chain of `stage` whose output is missing (None when all are there)."""
-    for up in stage.upstream:
-        if ws.read_manifest(up) is None:
-            return first_missing(STAGES[up], ws) or up
-    return None
+def _setting(cfg: DictConfig, key: str):
+    """The current value of a recorded setting (None when the key is gone: a change, so a rerun)."""
+    return plain(OmegaConf.select(cfg, key, default=None))
 
 
-def _plain(value):
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+def _inputs(module, cfg, ws: Workspace, previous: dict) -> dict[str, dict]:
+    """The stage's own input files (raw takes, a base checkpoint; module.inputs), hashed; recorded relative to
+    the data root when under it (the root can move)."""
+    if not hasattr(module, "inputs"):
+        return {}
+    known = previous.get("inputs", {})
+    out = {}
+    for path in module.inputs(cfg, ws):
+        rel = str(path.relative_to(ws.root)) if ws.root in path.resolve().parents else str(path.resolve())
+        out[rel] = file_entry(path, known.get(rel))
+    return out
 
 
-def fingerprint(stage: Stage, cfg: DictConfig, ws: Workspace, module) -> tuple[str, dict]:
-    """The fingerprint of a stage run, and the input file entries it covers."""
-    previous = ws.read_manifest(stage.name) or {}
-    inputs: dict[str, dict] = {}
-    if hasattr(module, "inputs"):
-        known = previous.get("inputs", {})
-        for path in module.inputs(cfg, ws):
-            # Paths under the data root are recorded relative to it (the root can move); others as they are.
-            rel = str(path.relative_to(ws.root)) if ws.root in path.resolve().parents else str(path.resolve())
-            inputs[rel] = file_entry(path, known.get(rel))
-    upstream = {}
-    for up in stage.upstream:
-        m = ws.read_manifest(up)
-        if m is None:
-            first = first_missing(STAGES[up], ws) or up
-            chain = "" if first == up else f"; nothing from {first!r} on is there either"
-            raise UpstreamMissingError(
-                f"stage {stage.name!r} needs the output of {up!r} for clone {ws.clone!r}, which is not there{chain}",
-                f"run: python -m clonetrain stage={first} clone={ws.clone}, then the stages after it "
-                f"(stage=preprocess runs them all)",
-            )
-        upstream[up] = m["outputs_digest"]
-    for up in stage.optional:
-        if (m := ws.read_manifest(up)) is not None:
-            upstream[up] = m["outputs_digest"]
-    # A key may name one setting of a section (render.footage_seconds): render's other settings never shape a package.
-    config = {k: _plain(OmegaConf.select(cfg, k)) for k in stage.config_keys}
-    code = code_hash([stage.module, *getattr(module, "CODE", ())])
-    parts = {
-        "stage": stage.name,
-        "config": config,
-        "inputs": {k: v["sha256"] for k, v in inputs.items()},
-        "upstream": upstream,
-        "code": code,
-    }
-    return digest(parts), {"inputs": inputs, "upstream": upstream, "config": config, "code": code}
+def _upstream(ws: Workspace, stages) -> dict[str, str | None]:
+    """The outputs digest of each stage, now (None: not there; a stage that read its absence reruns when it
+    appears, as the report does once the clone is evaluated)."""
+    digests = {}
+    for s in stages:
+        m = ws.read_manifest(s)
+        digests[s] = m.get("outputs_digest") if m else None
+    return digests
 
 
-def up_to_date(stage: Stage, cfg: DictConfig, ws: Workspace, module, force: bool) -> tuple[bool, str, dict]:
-    """(skip it?, fingerprint, what the fingerprint covers): skip when the manifest on disk has this fingerprint
-    and the outputs it lists are intact, unless forced."""
-    fp, parts = fingerprint(stage, cfg, ws, module)
-    current = ws.read_manifest(stage.name)
-    fresh = bool(not force and current and current.get("fingerprint") == fp
-                 and outputs_intact(ws.stage_dir(stage.name), current))
-    return fresh, fp, parts
+def fingerprint(name: str, config: dict, inputs: dict, upstream: dict, code: str) -> str:
+    return digest({"stage": name, "config": config, "inputs": {k: v["sha256"] for k, v in inputs.items()},
+                   "upstream": upstream, "code": code})
+
+
+def stage_code(stage: Stage) -> str:
+    return code_hash(import_closure(stage.module))
+
+
+def up_to_date(stage: Stage, cfg: DictConfig, ws: Workspace, module, force: bool) -> tuple[bool, str]:
+    """(skip it?, why not): skip when the stage ran before and everything it read then (settings, upstream
+    outputs, inputs, code) is unchanged and its outputs are intact, unless forced."""
+    previous = ws.read_manifest(stage.name)
+    if force:
+        return False, "forced"
+    if not previous or "fingerprint" not in previous:
+        return False, "never ran"
+    config = {k: _setting(cfg, k) for k in previous.get("config", {})}
+    upstream = _upstream(ws, previous.get("upstream", {}))
+    fp = fingerprint(stage.name, config, _inputs(module, cfg, ws, previous), upstream, stage_code(stage))
+    if fp != previous["fingerprint"]:
+        return False, "what it read changed"
+    if not outputs_intact(ws.stage_dir(stage.name), previous):
+        return False, "an output is missing or changed"
+    return True, fp
+
+
+def resume_key(stage: Stage, cfg: DictConfig, ws: Workspace) -> str:
+    """What a long stage's checkpoints are kept under across a kill (Workspace.resume_dir), known before it runs:
+    every setting that can shape an output, the clone's stage outputs and the stage's code. Coarser than the
+    recorded reads (any such change starts afresh), never finer: a run never resumes another run's work."""
+    settings = {k: plain(v) for k, v in cfg.items() if k not in RUN_CONTROL}
+    return digest({"stage": stage.name, "settings": settings, "code": stage_code(stage),
+                   "upstream": _upstream(ws, [s for s in STAGES if s != stage.name])})
+
+
+def _run_module(stage: Stage, module, cfg: DictConfig, ws: Workspace, out_dir: Path) -> tuple[StageResult, Reads, dict]:
+    """Run the stage with its reads recorded; returns its result, the reads and its hashed inputs."""
+    with recording(ws.clone) as reads:
+        view = SettingsView(cfg, reads)
+        inputs = _inputs(module, view, ws, ws.read_manifest(stage.name) or {})
+        result = module.run(view, ws, out_dir)
+    return result, reads, inputs
 
 
 def run_stage(stage: Stage, cfg: DictConfig, ws: Workspace, force: bool = False) -> str:
     """Run one stage unless it is up to date. Returns 'ran' or 'skipped'."""
     module = importlib.import_module(stage.module)
     ws.recover(stage.name)
-    fresh, fp, parts = up_to_date(stage, cfg, ws, module, force)
+    fresh, why = up_to_date(stage, cfg, ws, module, force)
     if fresh:
-        log.info("%s: up to date (%s)", stage.name, fp[:12])
+        log.info("%s: up to date (%s)", stage.name, why[:12])
         return "skipped"
 
-    ws.fingerprints[stage.name] = fp
-    log.info("── %s: started ──", stage.name)
+    ws.fingerprints[stage.name] = resume_key(stage, cfg, ws)
+    log.info("── %s: started ── (%s)", stage.name, why)
     out_dir = ws.begin_stage(stage.name)
     started = time.perf_counter()
     try:
-        result: StageResult = module.run(cfg, ws, out_dir)
+        result, reads, inputs = _run_module(stage, module, cfg, ws, out_dir)
+        code, upstream = stage_code(stage), _upstream(ws, reads.files)
         outputs = hash_outputs(out_dir)
         manifest = {
             "stage": stage.name,
             "clone": ws.clone,
-            "fingerprint": fp,
+            "fingerprint": fingerprint(stage.name, reads.config, inputs, upstream, code),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 3),
-            **parts,
+            # What the run read: its inputs, the upstream stages (their outputs digest) and which of their files,
+            # the settings (dotted keys) and the code of its import closure.
+            "inputs": inputs,
+            "upstream": upstream,
+            "read": reads.files,
+            "config": reads.config,
+            "code": code,
             "outputs": outputs,
             "outputs_digest": digest({k: v["sha256"] for k, v in outputs.items()}),
             "counts": result.counts,
@@ -239,12 +247,12 @@ def join_stage(stage: Stage, cfg: DictConfig, ws: Workspace) -> str:
     manifest and the checkpoints (to the same resume folder: both resume from the same step). It decides to
     skip exactly as the first process does, or the first would wait for it forever."""
     module = importlib.import_module(stage.module)
-    fresh, fp, _ = up_to_date(stage, cfg, ws, module, bool(cfg.force))
+    fresh, _ = up_to_date(stage, cfg, ws, module, bool(cfg.force))
     if fresh:
         return "skipped"
-    ws.fingerprints[stage.name] = fp
+    ws.fingerprints[stage.name] = resume_key(stage, cfg, ws)
     with tempfile.TemporaryDirectory(prefix=f"clonetrain-{stage.name}-") as scratch:
-        module.run(cfg, ws, Path(scratch))
+        _run_module(stage, module, cfg, ws, Path(scratch))
     return "joined"
 
 

@@ -38,7 +38,6 @@ def _remove(path: Path, why: str, actions: list[str]) -> None:
 
 
 def _adopt(root: Path, clone: str, folder: Path, actions: list[str]) -> None:
-    from clonetrain.stages.package import registry_entry
     from clonetrain.workspace import Workspace
 
     try:
@@ -54,7 +53,7 @@ def _adopt(root: Path, clone: str, folder: Path, actions: list[str]) -> None:
         package.make_archive(folder, archive)
     metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
     ingest = Workspace(root, clone).read_manifest("ingest") or {}
-    entry = registry_entry(root, folder, archive, metrics, ingest.get("counts"), None)
+    entry = package.registry_entry(root, folder, archive, metrics, ingest.get("counts"), None)
     reason = "adopted: published by a run that stopped before registering it"
     registry.add_version(root, clone, folder.name, entry, reason=reason)
     actions.append(f"adopted {folder.name} as a candidate ({reason})")

@@ -23,7 +23,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 
 MET, MISSED, NOT_MEASURABLE = "met", "missed", "not measurable"
 
@@ -46,13 +45,12 @@ class Footage:
 
 def footage_facts(cfg, ws) -> Footage:
     """Read the facts from the preprocessing outputs (ingest, faces, landmarks, audio) of workspace `ws`."""
-    from clonetrain.stages.faces import UNUSABLE
+    from clonetrain.contract import faces, files
 
-    ingest = ws.read_manifest("ingest")
-    profile = json.loads((ws.stage_dir("audio") / "profile.json").read_text())
-    flags = np.load(ws.stage_dir("faces") / "faces.npz")["flags"]
-    valid = np.load(ws.stage_dir("landmarks") / "landmarks.npz")["valid"]
-    usable = ((flags & UNUSABLE) == 0) & valid
+    ingest = files.manifest(ws, "ingest")
+    profile = files.read_json(ws, "audio", "profile")
+    valid = files.load(ws, "landmarks", "landmarks")["valid"]
+    usable = faces.usable(files.load(ws, "faces", "faces")["flags"]) & valid
     return Footage(usable_s=float(ingest["counts"]["usable_s"]), usable_speech_s=float(profile["usable_speech_s"]),
                    usable_face_pct=round(100 * float(usable.mean()) if usable.size else 0.0, 1),
                    lipsync_ready=bool(ingest["counts"]["lipsync_ready"]),
@@ -61,10 +59,13 @@ def footage_facts(cfg, ws) -> Footage:
 
 def training_facts(ws) -> dict:
     """The train stage's steps, seconds, what stopped it and its budget (from its manifest)."""
-    m = ws.read_manifest("train") or {}
-    train_cfg = m.get("config", {}).get("train", {})
-    return {**{k: m.get("counts", {}).get(k) for k in ("steps", "seconds", "stopped_by")},
-            "max_minutes": train_cfg.get("max_minutes"), "max_steps": train_cfg.get("max_steps")}
+    from clonetrain.contract import files
+
+    m = files.manifest(ws, "train") or {}
+    config = m.get("config", {})
+    # The settings the run read (dotted keys); a manifest written before reads were recorded has whole sections.
+    budget = {k: config.get(f"train.{k}", config.get("train", {}).get(k)) for k in ("max_minutes", "max_steps")}
+    return {**{k: m.get("counts", {}).get(k) for k in ("steps", "seconds", "stopped_by")}, **budget}
 
 
 def footage_verdict(f: Footage) -> dict:

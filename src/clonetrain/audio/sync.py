@@ -34,10 +34,6 @@ class Offset:
             return float("nan")
         return self.peak - float(np.nanmax(self.correlation[far]))
 
-    @property
-    def whole_frames(self) -> int:
-        return int(round(self.frames))
-
 
 def _changes(x: np.ndarray) -> np.ndarray:
     # Changes, not levels: a mouth that opens as the voice rises. Removes slow drifts of both series.

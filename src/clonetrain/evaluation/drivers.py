@@ -37,19 +37,13 @@ import soundfile as sf
 from clonetrain.audio import features, sync, vad
 from clonetrain.errors import ClonetrainError
 from clonetrain.evaluation import metrics
-from clonetrain.manifest import code_hash, digest, sha256_file
+from clonetrain.manifest import code_hash, digest, import_closure, sha256_file
 from clonetrain.media import convert
 from clonetrain.vision import crops, geometry, tracking
 from clonetrain.vision.landmarks import Landmarker
 from clonetrain.workspace import write_json_atomic
 
 log = logging.getLogger(__name__)
-
-# The code whose change changes a prepared driver.
-CODE = ("clonetrain.evaluation.drivers", "clonetrain.evaluation.metrics", "clonetrain.audio.features",
-        "clonetrain.audio.sync", "clonetrain.audio.vad", "clonetrain.media.convert", "clonetrain.vision.crops",
-        "clonetrain.vision.tracking", "clonetrain.vision.detector", "clonetrain.vision.landmarks",
-        "clonetrain.vision.geometry")
 
 
 # Real takes are often off by 1-4 frames. A driver's offset is applied when its peak is clear (what the audio
@@ -124,7 +118,7 @@ def key(spec: DriverSpec, settings: dict) -> str:
             raise DriverError(f"driver file {p} does not exist",
                               "fix evaluate.drivers / evaluate.footage_dir, or leave the driver out")
     return digest({"video": sha256_file(spec.video), "audio": sha256_file(spec.audio) if spec.audio else None,
-                   "settings": settings, "code": code_hash(CODE)})[:16]
+                   "settings": settings, "code": code_hash(import_closure(__name__))})[:16]
 
 
 def load(folder: Path, spec: DriverSpec) -> Driver:

@@ -6,13 +6,13 @@ generated frames (both upscaled from the training size to 256 px), so neither si
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from clonetrain.audio import sync
+from clonetrain.contract import metrics as declared
+from clonetrain.contract.series import FrameSeries
 from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import Landmarker
 
@@ -58,17 +58,6 @@ def lower_face_quality(gen: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, n
     return np.asarray(psnr, np.float64), np.asarray(ssim, np.float64)
 
 
-@dataclass
-class FrameSeries:
-    """What the judge measured on each held-out frame; the metrics are summaries of it, and two methods judged on
-    the same frames can be compared frame by frame (evaluation.paired)."""
-
-    mouth_open: np.ndarray   # generated mouth opening (NaN: no landmarks)
-    lmd: np.ndarray          # mouth landmark distance to the real frame
-    psnr: np.ndarray
-    ssim: np.ndarray
-
-
 def judge(landmarker: Landmarker, gen: np.ndarray, real: np.ndarray, real_pts: np.ndarray,
           runs: list[np.ndarray]) -> FrameSeries:
     pts = judge_landmarks(landmarker, gen, runs)
@@ -96,12 +85,10 @@ def summarise(series: FrameSeries, mouth_real: np.ndarray, energy: np.ndarray, m
     }
 
 
-# Direction of "better" for each metric; offset is better when closer to 0.
-HIGHER_IS_BETTER = {"mouth_open_corr": True, "psnr_lower": True, "ssim_lower": True, "lmd_mouth": False}
-# What the nightly gate compares: those, and the clone's cross-speaker and mouth-realism summaries (stage evaluate;
-# a live version evaluated before they existed lacks them, and a metric the live one lacks is not compared).
-GATED = {**HIGHER_IS_BETTER, "cross_speaker_mouth_r": True, "silence_closed_fraction": True,
-         "mouth_sharpness_ratio": True}
+# Direction of "better" for each per-frame metric, and what the nightly gate compares (contract.metrics declares
+# them; a live version evaluated before a metric existed lacks it, and a metric the live one lacks is not compared).
+HIGHER_IS_BETTER = declared.PER_FRAME
+GATED = declared.GATED
 
 
 def beats(a: dict, b: dict) -> dict[str, bool]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from clonetrain.contract.metrics import BY_NAME
 from clonetrain.evaluation.metrics import HIGHER_IS_BETTER, FrameSeries, pearson
 
 
@@ -28,9 +29,11 @@ def block_resamples(n: int, block: int, count: int, rng: np.random.Generator) ->
 
 
 def _stat(name: str, s: FrameSeries, mouth_real: np.ndarray, idx: np.ndarray) -> float:
-    if name == "mouth_open_corr":
-        return pearson(s.mouth_open[idx], mouth_real[idx])
-    values = {"lmd_mouth": s.lmd, "psnr_lower": s.psnr, "ssim_lower": s.ssim}[name][idx]
+    """The metric over the frames `idx`, from the per-frame measure it is declared to summarise."""
+    metric = BY_NAME[name]
+    values = getattr(s, metric.series)[idx]
+    if metric.pooled == "corr":
+        return pearson(values, mouth_real[idx])
     values = values[np.isfinite(values)]
     return float(values.mean()) if values.size else float("nan")
 

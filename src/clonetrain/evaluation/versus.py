@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from clonetrain.contract.files import name_of
+from clonetrain.contract.series import read_frame_series
 from clonetrain.evaluation import paired
 from clonetrain.evaluation.metrics import beats
-from clonetrain.stages.evaluate import read_frame_series
 
 MEAN_METRICS = ("lmd_mouth", "mouth_open_corr", "psnr_lower", "ssim_lower", "offset_frames", "cross_speaker_mouth_r",
                 "mouth_sharpness_ratio")
@@ -22,13 +23,13 @@ VERDICTS = ("better", "tie", "worse")
 def clone_vs_clone(evaluate_a: Path, evaluate_b: Path, count: int = 2000) -> dict:
     """Two evaluate/ folders -> {"a", "b": the clones' metrics, "a_beats_b": per metric,
     "advantage_of_a": per metric {advantage, ci95, p_better, verdict}}."""
-    frames_a, fps, series_a = read_frame_series(Path(evaluate_a) / "frames.npz")
-    frames_b, _, series_b = read_frame_series(Path(evaluate_b) / "frames.npz")
+    frames_a, fps, series_a = read_frame_series(Path(evaluate_a) / name_of("evaluate", "frames"))
+    frames_b, _, series_b = read_frame_series(Path(evaluate_b) / name_of("evaluate", "frames"))
     if not np.array_equal(frames_a, frames_b):
         raise ValueError(f"{evaluate_a} and {evaluate_b} were judged on different held-out frames: "
                          "a paired comparison needs the same footage and train.holdout")
-    a = json.loads((Path(evaluate_a) / "metrics.json").read_text())["metrics"]["clone"]
-    b = json.loads((Path(evaluate_b) / "metrics.json").read_text())["metrics"]["clone"]
+    a, b = (json.loads((Path(d) / name_of("evaluate", "metrics")).read_text())["metrics"]["clone"]
+            for d in (evaluate_a, evaluate_b))
     boot = paired.paired_bootstrap(series_a["clone"], series_b["clone"], series_a["real_footage"].mouth_open,
                                    paired.block_for(fps), count=count)
     xa, xb = Path(evaluate_a) / "cross_speaker.npz", Path(evaluate_b) / "cross_speaker.npz"

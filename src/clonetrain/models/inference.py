@@ -7,6 +7,14 @@ import torch
 from torch import nn
 
 
+def masked_input(frames: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+    """(N, 3, S, S) targets and references -> (N, 6, S, S): reference | target with its lower half blanked. The
+    one way the generator's input is made, in training (training.module) and at inference, so they cannot drift."""
+    masked = frames.clone()
+    masked[:, :, frames.shape[-2] // 2 :] = 0
+    return torch.cat([refs, masked], 1)
+
+
 def best_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -20,11 +28,9 @@ def generate(generator: nn.Module, reference: np.ndarray, targets: np.ndarray, m
     generator = generator.to(device).eval()
     ref = torch.from_numpy(np.array(reference)).float().div(255).permute(2, 0, 1).to(device)
     out = np.empty_like(targets)
-    s = targets.shape[1]
     for i in range(0, len(targets), batch_size):
         x = torch.from_numpy(np.array(targets[i : i + batch_size])).float().div(255).permute(0, 3, 1, 2).to(device)
-        x[:, :, s // 2 :] = 0
-        inp = torch.cat([ref.expand(len(x), -1, -1, -1), x], 1)
+        inp = masked_input(x, ref.expand(len(x), -1, -1, -1))
         m = torch.from_numpy(np.array(mels[i : i + batch_size])).float().unsqueeze(1).to(device)
         y = generator(inp, m)
         out[i : i + batch_size] = (y.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()

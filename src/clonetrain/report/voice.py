@@ -3,17 +3,16 @@ voice stage has run, the voice model's evaluation. Kept apart from the footage r
 
 from __future__ import annotations
 
-import json
+from clonetrain.contract import files
 
 Table = tuple[str, list[str], list[list]]
 
 
 def transcript_section(ws, max_chars: int = 600) -> list[Table]:
-    path = ws.stage_dir("transcribe") / "transcript.json"
-    if ws.read_manifest("transcribe") is None or not path.is_file():
+    if files.manifest(ws, "transcribe") is None or not files.exists(ws, "transcribe", "transcript"):
         return []
     rows = []
-    for t in json.loads(path.read_text())["takes"]:
+    for t in files.read_json(ws, "transcribe", "transcript")["takes"]:
         text = t["text"] if len(t["text"]) <= max_chars else t["text"][:max_chars] + " ..."
         span = f"{t['words'][0]['start']:.1f}-{t['words'][-1]['end']:.1f} s" if t["words"] else "no words"
         rows.append([t["file"], f"{t['language']} ({t['language_probability']:.2f})", len(t["words"]), span, text])
@@ -22,10 +21,9 @@ def transcript_section(ws, max_chars: int = 600) -> list[Table]:
 
 
 def voice_section(ws) -> list[Table]:
-    path = ws.stage_dir("voice") / "voice.json"
-    if ws.read_manifest("voice") is None or not path.is_file():
+    if files.manifest(ws, "voice") is None or not files.exists(ws, "voice", "record"):
         return []
-    v = json.loads(path.read_text())
+    v = files.read_json(ws, "voice", "record")
     if not v.get("available"):
         return [("Voice", ["status", "reason"], [["no voice", v.get("reason", "")]])]
     rows = [[name, *[m.get(k) for k in ("speaker_similarity", "wer_base", "wer_tiny", "mcd_db")]]

@@ -22,7 +22,6 @@ Writes audio.wav     the sound with each take's offset corrected (16 kHz mono)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +30,10 @@ from omegaconf import DictConfig
 
 from clonetrain.audio import features, sync, vad
 from clonetrain.audio.model_input import FeatureSpec
+from clonetrain.contract import files
+from clonetrain.contract.faces import usable as usable_face
 from clonetrain.manifest import StageResult
-from clonetrain.stages.faces import UNUSABLE
 from clonetrain.workspace import Workspace, write_json_atomic
-
-CODE = ("clonetrain.audio.features", "clonetrain.audio.sync", "clonetrain.audio.vad", "clonetrain.audio.model_input",
-        "clonetrain.audio.whisper")
 
 
 def _speech_mask(segments: list, n: int, fps: int) -> np.ndarray:
@@ -51,16 +48,15 @@ def _speech_mask(segments: list, n: int, fps: int) -> np.ndarray:
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.audio_features
     spec = FeatureSpec.from_cfg(c, cfg.ingest.sample_rate)  # fails on a bad setting before any work
-    ingest_dir = ws.stage_dir("ingest")
-    wav, sr = sf.read(ingest_dir / "audio.wav", dtype="float32")
-    fps = int(np.load(ingest_dir / "frames.npz")["fps"])
+    wav, sr = sf.read(files.path(ws, "ingest", "audio"), dtype="float32")
+    fps = int(files.load(ws, "ingest", "frames")["fps"])
     spf = sr // fps
-    takes = [t for t in json.loads((ingest_dir / "takes.json").read_text()) if t["status"] == "ok"]
-    lm = np.load(ws.stage_dir("landmarks") / "landmarks.npz")
-    flags = np.load(ws.stage_dir("faces") / "faces.npz")["flags"]
-    mouth, valid = lm["mouth_open"], lm["valid"] & ((flags & UNUSABLE) == 0)
+    takes = [t for t in files.read_json(ws, "ingest", "takes") if t["status"] == "ok"]
+    lm = files.load(ws, "landmarks", "landmarks")
+    flags = files.load(ws, "faces", "faces")["flags"]
+    mouth, valid = lm["mouth_open"], lm["valid"] & usable_face(flags)
     n = len(mouth)
-    segments_in = [tuple(s) for s in json.loads((ingest_dir / "vad.json").read_text())["segments"]]
+    segments_in = [tuple(s) for s in files.read_json(ws, "ingest", "vad")["segments"]]
 
     result = StageResult()
     offsets, segments_out, energy = [], [], np.zeros(n, np.float32)
@@ -108,7 +104,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
 
     mel = features.log_mel(wav, sr, c.n_fft, c.hop_length, c.win_length, c.n_mels, c.fmin, c.fmax)
     speech = _speech_mask(segments_out, n, fps)
-    lipsync_frames = np.load(ingest_dir / "frames.npz")["lipsync"]
+    lipsync_frames = files.load(ws, "ingest", "frames")["lipsync"]
     # Frame-quantised, so it can exceed the VAD's seconds by a frame per segment: clip it.
     usable_speech_s = min(float(np.count_nonzero(speech & valid & lipsync_frames)) / fps,
                           vad.total_seconds(segments_out))

@@ -22,7 +22,6 @@ Writes metrics.json  for the clone, a static reference frame (its mouth frozen o
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -31,26 +30,22 @@ import soundfile as sf
 from omegaconf import DictConfig
 
 from clonetrain import avatar, tracking, verdict
+from clonetrain.contract import files
+from clonetrain.contract.clip import load_clip
+from clonetrain.contract.series import write_frame_series
+from clonetrain.contract.sound import frames_sound
 from clonetrain.errors import ClonetrainError
 from clonetrain.evaluation import contact_sheet, cross_speaker, drivers, metrics, mouth, paired
 from clonetrain.manifest import StageResult, sha256_file
 from clonetrain.media.compare import write_comparison
 from clonetrain.models import checkpoint
 from clonetrain.models.inference import generate
-from clonetrain.training.data import load_clip
 from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import Landmarker, make_landmarker
 from clonetrain.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-# Everything the judgement is made of: the offset estimate (audio.sync) and the judge's landmarks and geometry too.
-CODE = ("clonetrain.evaluation.metrics", "clonetrain.evaluation.paired", "clonetrain.audio.sync",
-        "clonetrain.vision.landmarks", "clonetrain.vision.geometry", "clonetrain.models.inference",
-        "clonetrain.training.data", "clonetrain.media.label", "clonetrain.evaluation.cross_speaker",
-        "clonetrain.evaluation.drivers", "clonetrain.evaluation.mouth", "clonetrain.evaluation.contact_sheet",
-        "clonetrain.avatar", "clonetrain.audio.model_input", "clonetrain.verdict", "clonetrain.media.compare",
-        "clonetrain.models.checkpoint", *drivers.CODE)
 
 # Issue 13's acceptance targets: name -> (its key in `targets`, the goal in words, met?). The offset's key
 # is the older target's, which says the same.
@@ -80,33 +75,15 @@ def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
     return [p for s in specs for p in (s.video, s.audio) if p is not None and p.is_file()]
 
 
-def write_frame_series(path: Path, frames: np.ndarray, fps: int, series: dict[str, metrics.FrameSeries]) -> None:
-    """frames.npz: the held-out frame numbers, the frame rate and, per method, what the judge measured on each frame."""
-    arrays = {"frames": frames, "fps": np.array(fps)}
-    for name, s in series.items():
-        arrays.update({f"{name}/{k}": v for k, v in vars(s).items()})
-    np.savez(path, **arrays)  # inside the stage's build folder, which is swapped into place whole
-
-
-def read_frame_series(path: Path) -> tuple[np.ndarray, int, dict[str, metrics.FrameSeries]]:
-    with np.load(path) as z:
-        names = sorted({k.split("/")[0] for k in z.files if "/" in k})
-        return z["frames"], int(z["fps"]), {n: metrics.FrameSeries(**{f: z[f"{n}/{f}"] for f in
-                                                         ("mouth_open", "lmd", "psnr", "ssim")}) for n in names}
-
-
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
-    train_dir = ws.stage_dir("train")
-    split = json.loads((train_dir / "split.json").read_text())
-    generator, _, meta = checkpoint.load(train_dir / "model.safetensors")
+    split = files.read_json(ws, "train", "split")
+    generator, _, meta = checkpoint.load(files.path(ws, "train", "model"))
     clip = load_clip(ws, generator.spec.image_size, generator.spec)
     lo = split["holdout_from_frame"]
     held = np.arange(lo, clip.n)
     usable = clip.usable[lo:]
     idx = held[usable]
     if idx.size < 25:
-        from clonetrain.errors import ClonetrainError
-
         raise ClonetrainError(f"clone {ws.clone!r} has only {idx.size} usable held-out frames", "add footage")
     reference = np.asarray(clip.faces[split["reference_frame"]])
     real = np.asarray(clip.faces[idx])
@@ -180,10 +157,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     contact_sheet.write(out_dir / "mouths.png", rows + xspk_rows)
 
     # A side-by-side clip over the held-out sound: real | static | clone.
-    sr = 16000
-    wav, _ = sf.read(ws.stage_dir("audio") / "audio.wav", dtype="float32")
-    spf = sr // clip.fps
-    sf.write(out_dir / "heldout.wav", wav[lo * spf : clip.n * spf], sr, subtype="PCM_16")
+    wav, sr = frames_sound(files.path(ws, "audio", "audio"), lo, clip.n, clip.fps)
+    sf.write(out_dir / "heldout.wav", wav, sr, subtype="PCM_16")
     # Frames without a usable face are shown as they are in all three columns.
     whole = np.asarray(clip.faces[held])
     columns = [whole.copy(), whole.copy(), whole.copy()]
@@ -265,7 +240,7 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
                 "judge": cfg.landmarks.backend, "max_offset_frames": a.max_offset_frames,
                 "mouth_lead_frames": a.mouth_lead_frames, "min_sync_correlation": a.min_sync_correlation,
                 "min_peak_margin": a.min_peak_margin}
-    own = {e["sha256"] for e in (ws.read_manifest("ingest") or {}).get("inputs", {}).values()}
+    own = {e["sha256"] for e in (files.manifest(ws, "ingest") or {}).get("inputs", {}).values()}
     ready = []
     for spec in specs:
         try:
@@ -289,7 +264,7 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
     static_loop = cross_speaker.static_faces(loop, reference)
     landmarker.reset()
     static_loop_pts = metrics.judge_landmarks(landmarker, static_loop, [np.arange(len(loop))])
-    speech = np.load(ws.stage_dir("audio") / "speech.npy")
+    speech = files.load(ws, "audio", "speech")
     pauses, source = cross_speaker.judge_clone_pauses(landmarker, clip.faces, clip.usable, speech, lo, c.pause_margin)
     closed_max = cross_speaker.closed_mouth_max(pauses, c.closed_percentile)
     out["closed_mouth"] = {"max_opening": round(closed_max, 4) if np.isfinite(closed_max) else None,

@@ -14,34 +14,24 @@ Frame indices stay dense: a frame without a face is flagged, never dropped.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
+from clonetrain.contract import files
+from clonetrain.contract.faces import (BLURRED, INTERPOLATED, NO_FACE, PROFILE, SEVERAL_FACES, TOO_SMALL, UNUSABLE,
+                                       describe_flags)
 from clonetrain.errors import FootageError
 from clonetrain.manifest import StageResult
 from clonetrain.progress import Progress
 from clonetrain.media import convert
 from clonetrain.vision import crops, tracking
-from clonetrain.vision.detector import MediaPipeFaceDetector
+from clonetrain.vision.detector import FaceDetector, MediaPipeFaceDetector
 from clonetrain.workspace import Workspace, write_json_atomic
 
-CODE = ("clonetrain.vision.detector", "clonetrain.vision.tracking", "clonetrain.vision.crops", "clonetrain.media.convert")
 
-# Per-frame flags (bit mask); FLAG_NAMES gives the words used in reports.
-NO_FACE, TOO_SMALL, BLURRED, PROFILE, INTERPOLATED, SEVERAL_FACES = 1, 2, 4, 8, 16, 32
-FLAG_NAMES = {NO_FACE: "no face", TOO_SMALL: "face too small", BLURRED: "blurred", PROFILE: "profile",
-              INTERPOLATED: "box interpolated", SEVERAL_FACES: "several faces"}
-UNUSABLE = NO_FACE | TOO_SMALL  # frames the trainer must not learn from
-
-
-def describe_flags(flags: np.ndarray) -> dict[str, int]:
-    return {name: int(np.count_nonzero(flags & bit)) for bit, name in FLAG_NAMES.items()}
-
-
-def _detect_take(detector: MediaPipeFaceDetector, video: Path, width: int, height: int, batch: int, desc: str,
+def _detect_take(detector: FaceDetector, video: Path, width: int, height: int, batch: int, desc: str,
                  total: int, every_s: float):
     per_frame = []
     with Progress(desc, total, "frames", every_s) as progress:
@@ -53,9 +43,8 @@ def _detect_take(detector: MediaPipeFaceDetector, video: Path, width: int, heigh
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.faces
-    ingest_dir = ws.stage_dir("ingest")
-    takes = [t for t in json.loads((ingest_dir / "takes.json").read_text()) if t["status"] == "ok"]
-    n = int(np.load(ingest_dir / "frames.npz")["take"].shape[0])
+    takes = [t for t in files.read_json(ws, "ingest", "takes") if t["status"] == "ok"]
+    n = int(files.load(ws, "ingest", "frames")["take"].shape[0])
     big = np.lib.format.open_memmap(out_dir / f"crops_{c.crop_size}.npy", "w+", np.uint8, (n, c.crop_size, c.crop_size, 3))
     small = np.lib.format.open_memmap(out_dir / f"crops_{c.train_size}.npy", "w+", np.uint8, (n, c.train_size, c.train_size, 3))
     box = np.full((n, 4), np.nan, np.float32)
@@ -72,7 +61,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     detector = MediaPipeFaceDetector(c.min_confidence)
     try:
         for take in takes:
-            video, first, count = ingest_dir / take["video"], take["first_frame"], take["frames"]
+            video, first, count = files.path(ws, "ingest", "take_video", take["video"]), take["first_frame"], take["frames"]
             sl = slice(first, first + count)
             dets = _detect_take(detector, video, take["width"], take["height"], c.batch_size, f"faces {take['file']}",
                                take["frames"], cfg.progress_every_s)

@@ -27,7 +27,6 @@ from clonetrain.manifest import StageResult, sha256_file
 from clonetrain.media import convert, probe
 from clonetrain.workspace import Workspace, write_json_atomic
 
-CODE = ("clonetrain.media.probe", "clonetrain.media.convert", "clonetrain.audio.vad", "clonetrain.consent")
 
 SILENCE_PEAK = 1e-4  # float full scale; digital silence stays below it even after loudness normalisation
 SOUND_EXTENSIONS = (".wav",)

@@ -14,24 +14,22 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from clonetrain.contract import files
+from clonetrain.contract.faces import usable as usable_face
 from clonetrain.manifest import StageResult
 from clonetrain.progress import Progress
-from clonetrain.stages.faces import UNUSABLE
 from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import make_landmarker
 from clonetrain.workspace import Workspace
 
-CODE = ("clonetrain.vision.landmarks", "clonetrain.vision.geometry")
-
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.landmarks
-    faces_dir = ws.stage_dir("faces")
-    faces = np.load(faces_dir / "faces.npz")
+    faces = files.load(ws, "faces", "faces")
     crop_size = int(faces["crop_size"])
-    crops = np.load(faces_dir / f"crops_{crop_size}.npy", mmap_mode="r")
-    take = np.load(ws.stage_dir("ingest") / "frames.npz")["take"]
-    usable = (faces["flags"] & UNUSABLE) == 0
+    crops = files.load(ws, "faces", "crops", crop_size, mmap_mode="r")
+    take = files.load(ws, "ingest", "frames")["take"]
+    usable = usable_face(faces["flags"])
     n = len(crops)
 
     points = np.full((n, 68, 2), np.nan, np.float32)

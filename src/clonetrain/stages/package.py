@@ -26,14 +26,12 @@ from clonetrain.media.paste import lower_face_mask
 from clonetrain.media.write import write_video
 from clonetrain.models import checkpoint
 from clonetrain.motion import library
-from clonetrain.training.data import load_clip
+from clonetrain.contract import files
+from clonetrain.contract import metrics as declared
+from clonetrain.contract.clip import load_clip
+from clonetrain.contract.reads import unrecorded
 from clonetrain.voice import package as voice_package
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
-
-CODE = ("clonetrain.package", "clonetrain.avatar", "clonetrain.motion.library", "clonetrain.media.frames",
-        "clonetrain.registry", "clonetrain.verdict", "clonetrain.voice.package", "clonetrain.training.data",
-        "clonetrain.audio.model_input", "clonetrain.media.write", "clonetrain.media.paste",
-        "clonetrain.models.checkpoint")
 
 
 def _export_torchscript(generator, path: Path) -> None:
@@ -54,8 +52,8 @@ def _model_card(clone: str, version: str, consent: dict, metrics: dict, train: d
     targets = (judged["targets"] if judged else
                {k: verdict.MET if v else verdict.MISSED for k, v in metrics["targets"].items()})
     helps = "".join(f"\n- would help: {a}" for a in (judged or {}).get("advice", []))
-    rows = "\n".join(f"| {name} | {m['lmd_mouth']} | {m['mouth_open_corr']} | {m['offset_frames']} | "
-                     f"{m['psnr_lower']} | {m['ssim_lower']} |" for name, m in metrics["metrics"].items())
+    rows = "\n".join(f"| {name} | " + " | ".join(str(m[c.name]) for c in declared.CARD) + " |"
+                     for name, m in metrics["metrics"].items())
     return f"""# Streamer clone `{clone}` {version}
 
 **Everything this clone renders is AI-generated and carries a visible "AI-generated" label.**
@@ -72,8 +70,8 @@ def _model_card(clone: str, version: str, consent: dict, metrics: dict, train: d
 
 ## Held-out evaluation ({metrics['heldout_frames']} frames, judged by {metrics['judge']} landmarks)
 
-| output | mouth LMD (lower is better) | mouth-opening r | offset (frames) | PSNR lower face | SSIM lower face |
-| --- | --- | --- | --- | --- | --- |
+| output | {' | '.join(c.label for c in declared.CARD)} |
+| --- |{' --- |' * len(declared.CARD)}
 {rows}
 
 Targets: {', '.join(f"{k}: {v}" for k, v in targets.items())}
@@ -86,39 +84,20 @@ Mouth shapes of sounds absent from the training footage may be wrong. Clone LMD 
 """
 
 
-def registry_entry(root: Path, folder: Path, archive: Path, metrics: dict, ingest_counts: dict | None,
-                   config_digest: str | None) -> dict:
-    """What the registry keeps of a published package: where it is, its manifest hash (the package's identity,
-    checked at every render), the held-out metrics and targets the promotion floor reads."""
-    manifest = json.loads((folder / package.MANIFEST).read_text())
-    # What `registry list` shows as the verdict: evaluate's, as the package's metrics.json holds it (here, so a
-    # version adopted after a killed publish has it too).
-    judged = verdict.of_metrics(metrics)
-    return {
-        "path": str(folder.relative_to(root)), "archive": str(archive.relative_to(root)),
-        "package_sha256": package.sha256(folder / package.MANIFEST), "metrics": manifest["metrics"],
-        "targets": metrics.get("targets", {}),
-        "lipsync_ready": (ingest_counts or {}).get("lipsync_ready"),
-        "takes": [t["sha256"] for t in manifest.get("source_takes", []) if t["status"] == "ok"],
-        "config_digest": config_digest,
-        "verdict": {k: judged[k] for k in ("level", "missed", "targets")} if judged else None,
-    }
-
-
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     pkg = out_dir / "pkg"
     (pkg / "avatar").mkdir(parents=True)
-    train_dir, eval_dir = ws.stage_dir("train"), ws.stage_dir("evaluate")
     version = registry.next_version(ws.root, ws.clone)
-    generator, _, train_meta = checkpoint.load(train_dir / "model.safetensors")
-    shutil.copy2(train_dir / "model.safetensors", pkg / "model.safetensors")
+    model = files.path(ws, "train", "model")
+    generator, _, train_meta = checkpoint.load(model)
+    shutil.copy2(model, pkg / "model.safetensors")
     _export_torchscript(generator, pkg / "generator.torchscript")
 
     clip = load_clip(ws, generator.spec.image_size, generator.spec)
-    split = json.loads((train_dir / "split.json").read_text())
+    split = files.read_json(ws, "train", "split")
     fps = clip.fps
-    sizes = {t["take"]: (t["width"], t["height"]) for t in json.loads((ws.stage_dir("ingest") / "takes.json").read_text())
-             if t.get("video")}
+    ingest_takes = files.read_json(ws, "ingest", "takes")
+    sizes = {t["take"]: (t["width"], t["height"]) for t in ingest_takes if t.get("video")}
     ids = avatar.footage_frames(clip.usable, clip.take, sizes, split["holdout_from_frame"],
                                 int(cfg.render.footage_seconds * fps))
     a = pkg / "avatar"
@@ -127,8 +106,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         w, h = store.size
         write_video((store.frame(i) for i in range(len(ids))), (w, h), fps, a / "footage.mp4", crf=12)
     pool = avatar.footage_pool(ws, ids, fps)
-    faces = np.load(ws.stage_dir("faces") / "faces.npz")
-    lm = np.load(ws.stage_dir("landmarks") / "landmarks.npz")
+    faces = files.load(ws, "faces", "faces")
+    lm = files.load(ws, "landmarks", "landmarks")
     np.savez(a / "footage.npz", **pool.arrays(), square=faces["square"][ids], landmarks=lm["points_frame"][ids],
              source_frame=ids)
     cv2.imwrite(str(a / "reference.png"), cv2.cvtColor(np.asarray(clip.faces[split["reference_frame"]]), cv2.COLOR_RGB2BGR))
@@ -138,16 +117,16 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                                           "box, talking, nodding, run, crop square, source frame)",
                                           "jump_scale": library.JumpScale.of(pool).__dict__, "segments": motion})
 
-    shutil.copy2(ws.stage_dir("audio") / "profile.json", pkg / "voice_profile.json")
-    shutil.copy2(eval_dir / "metrics.json", pkg / "metrics.json")
-    shutil.copy2(ws.stage_dir("ingest") / "consent.json", pkg / "consent.json")
-    write_text_atomic(pkg / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    shutil.copy2(files.path(ws, "audio", "profile"), pkg / "voice_profile.json")
+    shutil.copy2(files.path(ws, "evaluate", "metrics"), pkg / "metrics.json")
+    shutil.copy2(files.path(ws, "ingest", "consent"), pkg / "consent.json")
+    write_text_atomic(pkg / "config.yaml", OmegaConf.to_yaml(unrecorded(cfg), resolve=True))
     consent = json.loads((pkg / "consent.json").read_text())
     metrics = json.loads((pkg / "metrics.json").read_text())
     takes = [{"file": t["file"], "sha256": t["sha256"], "status": t["status"]}
-             for t in json.loads((ws.stage_dir("ingest") / "takes.json").read_text())]
+             for t in ingest_takes]
     write_text_atomic(pkg / "model_card.md", _model_card(ws.clone, version, consent, metrics,
-                                                          ws.read_manifest("train")["counts"], split,
+                                                          files.manifest(ws, "train")["counts"], split,
                                                           [t for t in takes if t["status"] == "ok"])
                       + voice_package.card_section(ws))
     voice = voice_package.add(ws, pkg)
@@ -176,13 +155,13 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     tmp.rename(dest)
     archive = dest.with_name(f"{ws.clone}-{version}.tar.gz")
     package.make_archive(dest, archive)
-    entry = registry_entry(ws.root, dest, archive, metrics, ws.read_manifest("ingest")["counts"],
+    entry = package.registry_entry(ws.root, dest, archive, metrics, files.manifest(ws, "ingest")["counts"],
                            ws.fingerprints.get("package"))
     judged = verdict.of_metrics(metrics)
     registry.add_version(ws.root, ws.clone, version, entry)
     # The clone in the tracker too, from the training run that made it (wandb, offline unless told otherwise).
     tracking.log_clone(cfg, dest, ws.clone, version, manifest["metrics"], judged,
-                       ws.read_manifest("train")["details"].get("tracker_run_id"))
+                       files.manifest(ws, "train")["details"].get("tracker_run_id"))
     result = StageResult(counts={"version": version, "files": len(manifest["files"]),
                                  "motion_segments": len(motion)})
     result.details = {"version": version, "path": str(dest), "archive": str(archive)}

@@ -23,9 +23,6 @@ from clonetrain.training.data import WindowDataset, check_configured, load_clip
 from clonetrain.training.fit import fit
 from clonetrain.workspace import Workspace, write_json_atomic
 
-CODE = ("clonetrain.training.data", "clonetrain.training.fit", "clonetrain.training.module",
-        "clonetrain.models.lipsync", "clonetrain.models.checkpoint", "clonetrain.audio.model_input")
-
 
 def _corpus(cfg: DictConfig, ws: Workspace) -> list[Workspace]:
     if not cfg.pretrain.corpus:

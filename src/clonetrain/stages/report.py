@@ -12,7 +12,6 @@ Writes report.json   verdict, findings, per-take table, key numbers
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,18 +20,19 @@ import numpy as np
 from omegaconf import DictConfig
 
 from clonetrain import verdict as verdict_mod
+from clonetrain.contract import files
+from clonetrain.contract import metrics as declared
+from clonetrain.contract.faces import usable as usable_face
 from clonetrain.evaluation import paired
 from clonetrain.evaluation.metrics import HIGHER_IS_BETTER
 from clonetrain.manifest import StageResult
 from clonetrain.media.write import write_video
 from clonetrain.report import html, mouths, svg
 from clonetrain.report import voice as voice_report
-from clonetrain.stages.faces import UNUSABLE
 from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 
-CODE = ("clonetrain.report.html", "clonetrain.report.svg", "clonetrain.report.mouths", "clonetrain.media.write",
-        "clonetrain.verdict", "clonetrain.report.voice", "clonetrain.evaluation.paired")
-UPSTREAM = ("ingest", "faces", "landmarks", "audio")
+# The stages whose warnings are the footage's findings.
+PREPROCESSING = ("ingest", "faces", "landmarks", "audio")
 # The real footage with its landmarks over the corrected sound (not the clone: that is evaluate/heldout.mp4).
 FOOTAGE_CHECK = "footage_check.mp4"
 
@@ -59,11 +59,10 @@ def _preview_frames(crops: np.ndarray, points: np.ndarray, usable: np.ndarray, m
 def _evaluation(ws: Workspace, min_margin: float) -> list[tuple[str, list[str], list[list]]]:
     """The held-out evaluation as tables, once stage=evaluate has run. min_margin: below it an offset's peak is
     not clear (audio_features.min_peak_margin)."""
-    path = ws.stage_dir("evaluate") / "metrics.json"
-    if ws.read_manifest("evaluate") is None or not path.is_file():
+    if files.manifest(ws, "evaluate") is None or not files.exists(ws, "evaluate", "metrics"):
         return []
-    ev = json.loads(path.read_text())
-    keys = ["lmd_mouth", "mouth_open_corr", "offset_frames", "sync_peak_margin", "psnr_lower", "ssim_lower"]
+    ev = files.read_json(ws, "evaluate", "metrics")
+    keys = [m.name for m in declared.TABLE]
 
     def cell(m: dict, k: str) -> str:
         if k == "offset_frames":
@@ -109,10 +108,9 @@ def _offset_cell(off: dict) -> str:
 def _clone_verdict(cfg: DictConfig, ws: Workspace, facts: verdict_mod.Footage) -> dict | None:
     """The evaluated clone's verdict, as stage=evaluate stored it (computed here only for a metrics.json written
     before verdicts existed)."""
-    path = ws.stage_dir("evaluate") / "metrics.json"
-    if ws.read_manifest("evaluate") is None or not path.is_file():
+    if files.manifest(ws, "evaluate") is None or not files.exists(ws, "evaluate", "metrics"):
         return None
-    ev = json.loads(path.read_text())
+    ev = files.read_json(ws, "evaluate", "metrics")
     stored = verdict_mod.of_metrics(ev)
     if stored is not None:
         return stored
@@ -121,25 +119,23 @@ def _clone_verdict(cfg: DictConfig, ws: Workspace, facts: verdict_mod.Footage) -
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
-    m = {s: ws.read_manifest(s) for s in UPSTREAM}
-    ing, fac, lmd, aud = (ws.stage_dir(s) for s in UPSTREAM)
-    takes = json.loads((ing / "takes.json").read_text())
-    face_takes = {t["take"]: t for t in json.loads((fac / "takes.json").read_text())}
-    offsets = {o["take"]: o for o in json.loads((aud / "offsets.json").read_text())}
-    profile = json.loads((aud / "profile.json").read_text())
-    frames = np.load(ing / "frames.npz")
-    fps = int(frames["fps"])
-    faces = np.load(fac / "faces.npz")
-    lm = np.load(lmd / "landmarks.npz")
-    energy = np.load(aud / "energy.npy")
+    m = {s: files.manifest(ws, s) for s in PREPROCESSING}
+    takes = files.read_json(ws, "ingest", "takes")
+    face_takes = {t["take"]: t for t in files.read_json(ws, "faces", "takes")}
+    offsets = {o["take"]: o for o in files.read_json(ws, "audio", "offsets")}
+    profile = files.read_json(ws, "audio", "profile")
+    fps = int(files.load(ws, "ingest", "frames")["fps"])
+    faces = files.load(ws, "faces", "faces")
+    lm = files.load(ws, "landmarks", "landmarks")
+    energy = files.load(ws, "audio", "energy")
     n = len(faces["flags"])
-    usable = ((faces["flags"] & UNUSABLE) == 0) & lm["valid"]
+    usable = usable_face(faces["flags"]) & lm["valid"]
     t = np.arange(n) / fps
 
     facts = verdict_mod.footage_facts(cfg, ws)
     footage = verdict_mod.footage_verdict(facts)
     ready, usable_pct = footage["ready"], facts.usable_face_pct
-    findings = [w for s in UPSTREAM for w in m[s]["warnings"]]
+    findings = [w for s in PREPROCESSING for w in m[s]["warnings"]]
     # Once the clone is evaluated, its verdict (computed by stage=evaluate) leads: a clone that misses its
     # targets says so first, with what would help, and the footage's own verdict follows as a finding.
     evaluated = _clone_verdict(cfg, ws, facts)
@@ -184,7 +180,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                                    "lag of the sound (frames)", marks=[cfg.audio_features.mouth_lead_frames]))
 
     crop_size = int(faces["crop_size"])
-    crops = np.load(fac / f"crops_{crop_size}.npy", mmap_mode="r")
+    crops = files.load(ws, "faces", "crops", crop_size, mmap_mode="r")
     good = np.flatnonzero(usable)
     picks = good[np.linspace(0, len(good) - 1, min(cfg.report.thumbnails, len(good))).astype(int)] if good.size else []
     thumbs = [html.jpeg_data_uri(cv2.resize(np.asarray(crops[i]), (128, 128))) for i in picks]
@@ -198,7 +194,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         tables += evaluation
     tables += voice_report.sections(ws)
     page = html.page(ws.clone, verdict, level, findings, tables, plots, thumbs, footer,
-                     sections=mouths.section(ws.stage_dir("evaluate")) if evaluation else "")
+                     sections=mouths.section(files.folder(ws, "evaluate")) if evaluation else "")
     write_text_atomic(out_dir / "report.html", page)
     report = {
         "clone": ws.clone, "created": created, "verdict": verdict, "level": level, "ready_for_lipsync": bool(ready),
@@ -211,7 +207,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     }
     write_json_atomic(out_dir / "report.json", report)
     write_video(_preview_frames(crops, lm["points"], usable, lm["mouth_open"]), (crop_size, crop_size), fps,
-                out_dir / FOOTAGE_CHECK, audio=aud / "audio.wav",
+                out_dir / FOOTAGE_CHECK, audio=files.path(ws, "audio", "audio"),
                 metadata={"comment": f"clonetrain footage preview of clone {ws.clone} (source footage, not generated)"})
 
     result = StageResult(counts={"level": level, "ready_for_lipsync": bool(ready), "findings": len(findings)})
@@ -220,5 +216,5 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                       f"footage check (real footage, landmarks, sound): {final / FOOTAGE_CHECK}"]
     if evaluated is not None:
         result.summary.append(f"the clone (real | static | AI-generated, held out): "
-                              f"{ws.stage_dir('evaluate') / 'heldout.mp4'}")
+                              f"{files.path(ws, 'evaluate', 'heldout', required=False)}")
     return result

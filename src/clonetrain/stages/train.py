@@ -18,19 +18,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from clonetrain.contract import files
+from clonetrain.contract.clip import check_configured, load_clip
 from clonetrain.errors import ClonetrainError
 from clonetrain.manifest import StageResult, sha256_file
 from clonetrain.audio.model_input import check_matches
 from clonetrain.models import checkpoint
 from clonetrain.models.checkpoint import CheckpointError
-from clonetrain.training.data import WindowDataset, check_configured, load_clip, reference_frame
+from clonetrain.training.data import WindowDataset, reference_frame
 from clonetrain.training.fit import fit
 from clonetrain.training.preview import heldout_preview
 from clonetrain.workspace import Workspace, write_json_atomic
-
-CODE = ("clonetrain.training.data", "clonetrain.training.fit", "clonetrain.training.module",
-        "clonetrain.training.preview", "clonetrain.models.lipsync", "clonetrain.models.checkpoint",
-        "clonetrain.audio.model_input")
 
 
 def base_path(cfg: DictConfig) -> Path | None:
@@ -68,7 +66,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     if base is not None and not checkpoint.is_wav2lip_file(base):
         base_spec, _ = checkpoint.read_header(base)
         check_matches(clip.features, base_spec.audio_input, base_spec.n_mels, ws.clone, what=f"the base {base}")
-    consent = ws.read_manifest("ingest")["details"].get("consent_sha256")
+    consent = files.manifest(ws, "ingest")["details"].get("consent_sha256")
     # train.max_steps=0 adopts model.base as the clone's model: it is no base to compare the clone with then.
     adopted = base if cfg.train.max_steps == 0 else None
     meta = {"clone": ws.clone, "base": str(base) if base and not adopted else None,
@@ -79,7 +77,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
             "holdout_from_frame": split, "reference_frame": reference_frame(clip, split)}
     preview = None
     if cfg.train.preview_seconds > 0:
-        preview = heldout_preview(clip, split, meta["reference_frame"], ws.stage_dir("audio") / "audio.wav",
+        preview = heldout_preview(clip, split, meta["reference_frame"], files.path(ws, "audio", "audio"),
                                   out_dir / "samples" / "heldout.mp4", cfg.train.preview_seconds)
     stats = fit(cfg, train_ds, val_ds, out_dir, ws.resume_dir("train"), f"{ws.clone}-train", features=clip.features,
                 init=base, init_expert=expert, meta=meta, preview=preview)

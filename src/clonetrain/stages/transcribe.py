@@ -13,26 +13,23 @@ The voice stage evaluates against these words; the report shows them.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import soundfile as sf
 from omegaconf import DictConfig
 
+from clonetrain.contract import files
 from clonetrain.manifest import StageResult
 from clonetrain.voice import asr
 from clonetrain.workspace import Workspace, write_json_atomic
 
-CODE = ("clonetrain.voice.asr", "clonetrain.audio.whisper")
-
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.transcribe
-    ingest_dir = ws.stage_dir("ingest")
-    wav, sr = sf.read(ingest_dir / "audio.wav", dtype="float32")
+    wav, sr = sf.read(files.path(ws, "ingest", "audio"), dtype="float32")
     fps = cfg.ingest.fps
-    takes = [t for t in json.loads((ingest_dir / "takes.json").read_text()) if t["status"] == "ok"]
+    takes = [t for t in files.read_json(ws, "ingest", "takes") if t["status"] == "ok"]
     result = StageResult()
     rows = []
     started = time.perf_counter()

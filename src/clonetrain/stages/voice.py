@@ -16,23 +16,22 @@ similarity is measured against, and the speech whose reconstruction gives the MC
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from clonetrain.audio import whisper
+from clonetrain.contract import files
+from clonetrain.contract.reads import whole
 from clonetrain.errors import ClonetrainError
 from clonetrain.manifest import StageResult
 from clonetrain.voice import judge, tts as tts_mod, world
 from clonetrain.voice.model import FEATURES_PER_SECOND, SUB, VoiceModel, VoiceSettings, move_f0
 from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
 
-CODE = ("clonetrain.voice.model", "clonetrain.voice.world", "clonetrain.voice.judge", "clonetrain.voice.tts",
-        "clonetrain.voice.asr", "clonetrain.audio.whisper")
 SR = 16000
 
 
@@ -56,11 +55,10 @@ def split_speech(segments: list, holdout: float) -> tuple[list, list]:
 def speech_segments(cfg: DictConfig, ws: Workspace) -> list[tuple[float, float]]:
     """The VAD's speech segments (ingest timeline, seconds) of the takes that are mostly speech: music or
     background takes would teach the wrong voice."""
-    ingest_dir = ws.stage_dir("ingest")
-    takes = [t for t in json.loads((ingest_dir / "takes.json").read_text()) if t["status"] == "ok"]
+    takes = [t for t in files.read_json(ws, "ingest", "takes") if t["status"] == "ok"]
     spans = [(t["first_frame"] / cfg.ingest.fps, (t["first_frame"] + t["frames"]) / cfg.ingest.fps)
              for t in takes if t["lipsync"]]
-    return [(s, e) for s, e in json.loads((ingest_dir / "vad.json").read_text())["segments"]
+    return [(s, e) for s, e in files.read_json(ws, "ingest", "vad")["segments"]
             if any(a <= s < b for a, b in spans)]
 
 
@@ -80,7 +78,7 @@ def _write_wav(path: Path, wav: np.ndarray) -> None:
 
 def _heldout_text(ws: Workspace, held: list) -> tuple[str, str]:
     """The transcript words inside the held-out speech, and the language."""
-    t = json.loads((ws.stage_dir("transcribe") / "transcript.json").read_text())
+    t = files.read_json(ws, "transcribe", "transcript")
     words, langs = [], []
     for take in t["takes"]:
         for w in take["words"]:
@@ -159,15 +157,14 @@ def targets(metrics: dict) -> dict:
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.voice_model
     started = time.perf_counter()
-    ingest_dir = ws.stage_dir("ingest")
-    wav, sr = sf.read(ingest_dir / "audio.wav", dtype="float32")
+    wav, sr = sf.read(files.path(ws, "ingest", "audio"), dtype="float32")
     if sr != SR:
         raise ClonetrainError(f"the voice needs 16 kHz sound, ingest wrote {sr} Hz", "run with ingest.sample_rate=16000")
     segments = speech_segments(cfg, ws)
     speech_s = sum(e - s for s, e in segments)
     result = StageResult()
     record = {"available": False, "speech_s": round(speech_s, 2), "min_speech_s": c.min_speech_s,
-              "settings": OmegaConf.to_container(c, resolve=True)}
+              "settings": whole(c)}
     if speech_s < c.min_speech_s:
         record["reason"] = (f"only {speech_s:.1f} s of clean speech in the footage; a voice needs at least "
                             f"{c.min_speech_s:g} s (voice_model.min_speech_s)")

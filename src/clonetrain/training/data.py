@@ -10,87 +10,13 @@ names the model's audio input, whatever its encoder.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from clonetrain.audio.model_input import FeatureSpec, check_matches
+# The clip is the contract's (render, avatar, evaluate and package read it too); named here for older imports.
+from clonetrain.contract.clip import Clip, check_configured, load_clip, read_features  # noqa: F401
 from clonetrain.errors import UpstreamMissingError
-from clonetrain.stages.faces import UNUSABLE
-from clonetrain.workspace import Workspace
-
-
-@dataclass
-class Clip:
-    """The arrays of one preprocessed clone."""
-
-    clone: str
-    faces: np.ndarray        # (N, S, S, 3) uint8, memory-mapped
-    mel: np.ndarray          # (T, channels) float32 audio features, normalised (features.per_second frames/s)
-    usable: np.ndarray       # (N,) a face to learn from, in a take with speech
-    take: np.ndarray         # (N,)
-    mouth_open: np.ndarray   # (N,)
-    valid_landmarks: np.ndarray
-    energy: np.ndarray
-    fps: int
-    features: FeatureSpec    # what `mel` is, and how to window it
-
-    @property
-    def n(self) -> int:
-        return len(self.usable)
-
-    def split(self, holdout: float) -> int:
-        """First held-out frame: the last `holdout` share of the footage is never trained on."""
-        return int(round(self.n * (1 - holdout)))
-
-    def mel_window(self, centre_frame: float) -> np.ndarray:
-        """(channels, window) around the time of `centre_frame` (a frame's centre is at index + 0.5)."""
-        return self.features.window_at(self.mel, centre_frame, self.fps)
-
-
-def read_features(ws: Workspace) -> tuple[FeatureSpec, np.ndarray]:
-    """The audio stage's features of the clone: their spec and the raw (un-normalised) array."""
-    d = ws.stage_dir("audio")
-    info = d / "features.json"
-    if not info.is_file():  # preprocessed before the audio stage wrote features.json: log-mel then
-        raise UpstreamMissingError(f"clone {ws.clone!r} was preprocessed by an older version (no audio/features.json)",
-                                   f"rerun: python -m clonetrain stage=audio clone={ws.clone} force=true")
-    meta = json.loads(info.read_text())
-    return FeatureSpec.from_dict(meta["spec"]), np.load(d / meta["file"]).astype(np.float32)
-
-
-def load_clip(ws: Workspace, size: int, hears=None) -> Clip:
-    """The clone's preprocessed arrays at `size` px. `hears`: the ModelSpec of a trained model, whose audio
-    input is checked against the features the audio stage computed (a clear error says which rerun fixes it)."""
-    for stage in ("ingest", "faces", "landmarks", "audio"):
-        if ws.read_manifest(stage) is None:
-            raise UpstreamMissingError(f"clone {ws.clone!r} has not been preprocessed (no {stage} output)",
-                                       f"run: python -m clonetrain stage=preprocess clone={ws.clone}")
-    faces_dir = ws.stage_dir("faces")
-    path = faces_dir / f"crops_{size}.npy"
-    if not path.is_file():
-        raise UpstreamMissingError(f"clone {ws.clone!r} has no {size} px crops (faces.train_size differs)",
-                                   f"rerun: python -m clonetrain stage=preprocess clone={ws.clone} faces.train_size={size}")
-    flags = np.load(faces_dir / "faces.npz")["flags"]
-    lm = np.load(ws.stage_dir("landmarks") / "landmarks.npz")
-    frames = np.load(ws.stage_dir("ingest") / "frames.npz")
-    spec, raw = read_features(ws)
-    if hears is not None:
-        check_matches(spec, hears.audio_input, hears.n_mels, ws.clone)
-    usable = ((flags & UNUSABLE) == 0) & frames["lipsync"] & lm["valid"]
-    return Clip(clone=ws.clone, faces=np.load(path, mmap_mode="r"), mel=spec.normalise(raw), usable=usable,
-                take=frames["take"], mouth_open=lm["mouth_open"], valid_landmarks=lm["valid"],
-                energy=np.load(ws.stage_dir("audio") / "energy.npy"), fps=int(frames["fps"]), features=spec)
-
-
-def check_configured(clip: Clip, audio_cfg, sample_rate: int) -> None:
-    """Training hears the features the audio stage computed; if `audio_features` now asks for others, the audio
-    stage has to run again first (stage=train alone does not rerun it)."""
-    wanted = FeatureSpec.from_cfg(audio_cfg, sample_rate)
-    check_matches(clip.features, wanted.signature, wanted.dims, clip.clone, what="audio_features")
 
 
 def no_training_frame(clip: Clip, lo: int, hi: int) -> UpstreamMissingError:

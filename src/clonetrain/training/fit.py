@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from clonetrain import quiet
+from clonetrain.contract import metrics
 from clonetrain.errors import ClonetrainError
 from clonetrain.models import checkpoint
 from clonetrain.models.checkpoint import CheckpointError
@@ -83,19 +84,25 @@ class SampleGrids(Callback):
                              caption=["reference | masked | generated | real"])
 
 
-class BestWeights(Callback):
+def best_weights(resume_dir: Path, monitor: str) -> ModelCheckpoint:
     """Keep the weights of the best validation so far (training on one minute of footage is noisy; the last
-    step is not always the best). They are what gets saved."""
+    step is not always the best); they are what gets saved. Lightning's checkpoint callback keeps its best score
+    in last.ckpt, so a resumed run still knows the best from before the kill, and `mode` follows the monitor's
+    direction (contract.metrics)."""
+    return ModelCheckpoint(dirpath=str(resume_dir), filename="best", monitor=monitor, mode=metrics.mode(monitor),
+                           save_top_k=1, save_last=False, enable_version_counter=False)
 
-    def __init__(self, monitor: str):
-        self.monitor, self.best, self.state, self.step = monitor, float("inf"), None, None
 
-    def on_validation_epoch_end(self, trainer, module) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None or float(value) >= self.best:
-            return
-        self.best, self.step = float(value), trainer.global_step
-        self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+def stopped_by(trainer, max_steps: int) -> str:
+    """Why the run ended. Early stopping's counter is in last.ckpt, so this holds after a resume, and it does not
+    depend on the epoch the stop came in (stopped_epoch is 0 for a stop in the first epoch)."""
+    early = trainer.early_stopping_callback
+    # Lightning >= 2.5 says why it stopped (patience, or a monitor that is no longer finite); before, the counter.
+    reason = getattr(early, "stopping_reason", None)
+    if early is not None and (reason.value != 0 if reason is not None else early.wait_count >= early.patience):
+        return "early stopping"
+    # By steps, not by this process's seconds: a resumed run's time budget counts the time before the kill.
+    return "max steps" if trainer.global_step >= max_steps else "time budget"
 
 
 class TrainingProgress(Callback):
@@ -116,8 +123,8 @@ class TrainingProgress(Callback):
 
     def line(self, trainer) -> str:
         step, elapsed = trainer.global_step, self._elapsed(trainer)
-        metrics = trainer.callback_metrics
-        loss, held = metrics.get("train/loss"), metrics.get(self.monitor)
+        logged = trainer.callback_metrics
+        loss, held = logged.get("train/loss"), logged.get(self.monitor)
         # The finish: the time budget, or max_steps at the pace of this process so far, whichever comes first.
         left = self.budget_s - elapsed
         done_here = step - self.first_step
@@ -241,9 +248,10 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
     resume_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [
         ModelCheckpoint(dirpath=str(resume_dir), every_n_train_steps=t.checkpoint_every, save_top_k=0, save_last=True),
-        EarlyStopping(monitor=t.monitor, patience=t.early_stop_patience, mode="min", check_on_train_epoch_end=False),
+        EarlyStopping(monitor=t.monitor, patience=t.early_stop_patience, mode=metrics.mode(t.monitor),
+                      check_on_train_epoch_end=False),
         SampleGrids(out_dir / "samples"),
-        best := BestWeights(t.monitor),
+        best := best_weights(resume_dir, t.monitor),
         TrainingProgress(cfg.progress_every_s, t.max_minutes * 60, t.max_steps, t.monitor),
     ]
     logger = make_logger(cfg, run_name, Path(cfg.paths.root) / "logs")
@@ -269,8 +277,11 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
         with quiet.lightning_warnings():
             trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resumed_from is not None else None)
         seconds = time.perf_counter() - started
-        if best.state is not None:
-            module.load_state_dict(best.state)
+        best_step = None
+        if best.best_model_path and Path(best.best_model_path).is_file():
+            kept = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+            module.load_state_dict(kept["state_dict"])
+            best_step = int(kept["global_step"])
         generator = getattr(module.generator, "_orig_mod", module.generator)
         if preview is not None and trainer.is_global_zero:
             clip_path = preview(generator)
@@ -284,16 +295,14 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
             finish = getattr(getattr(trainer.logger, "experiment", None), "finish", None)
             if callable(finish) and cfg.logger.name == "wandb":
                 finish()
-    metrics = {k: round(float(v), 5) for k, v in trainer.callback_metrics.items()}
-    meta = {**(meta or {}), "steps": trainer.global_step, "seconds": round(seconds, 1), "metrics": metrics,
+    logged = {k: round(float(v), 5) for k, v in trainer.callback_metrics.items()}
+    best_score = float(best.best_model_score) if best_step is not None else None
+    meta = {**(meta or {}), "steps": trainer.global_step, "seconds": round(seconds, 1), "metrics": logged,
             "init": str(init) if init else None, "init_expert": str(init_expert) if init_expert else None,
-            "best_step": best.step, f"best_{t.monitor}": best.best}
+            "best_step": best_step, f"best_{t.monitor}": best_score}
     checkpoint.save(out_dir / "model.safetensors", generator, module.expert, meta)
-    stopped = ("early stopping" if trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch
-               # By steps, not by this process's seconds: a resumed run's time budget counts the time before the kill.
-               else "max steps" if trainer.global_step >= t.max_steps else "time budget")
     return {"steps": trainer.global_step, "seconds": round(seconds, 1), "resumed_from_step": resumed_from,
-            "best_step": best.step, "best_monitor": round(best.best, 5) if best.step is not None else None,
-            "stopped_by": stopped, "metrics": metrics, "precision": resolve_precision(tr.precision),
+            "best_step": best_step, "best_monitor": round(best_score, 5) if best_score is not None else None,
+            "stopped_by": stopped_by(trainer, t.max_steps), "metrics": logged, "precision": resolve_precision(tr.precision),
             "processes": trainer.world_size, "tracker_run_id": run_id,
             "device": "cuda" if torch.cuda.is_available() and tr.accelerator != "cpu" else "cpu"}

@@ -14,14 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from clonetrain.models.inference import masked_input
 from clonetrain.models.lipsync import ModelSpec, build_expert, build_generator, lower_half
-
-
-def masked_input(frames: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
-    """(N, 3, S, S) targets and references -> (N, 6, S, S): reference | target with its lower half blanked."""
-    masked = frames.clone()
-    masked[:, :, frames.shape[-2] // 2 :] = 0
-    return torch.cat([refs, masked], 1)
 
 
 class LipSyncModule(L.LightningModule):

@@ -10,9 +10,10 @@ import numpy as np
 import soundfile as sf
 from torch import nn
 
+from clonetrain.contract.sound import frames_sound
 from clonetrain.media.compare import write_comparison
 from clonetrain.models.inference import generate
-from clonetrain.training.data import Clip
+from clonetrain.contract.clip import Clip
 
 
 def heldout_preview(clip: Clip, first: int, reference: int, audio_wav: Path, out: Path,
@@ -26,10 +27,7 @@ def heldout_preview(clip: Clip, first: int, reference: int, audio_wav: Path, out
         fake = generate(generator, np.asarray(clip.faces[reference]), real, mels)
         unusable = ~clip.usable[frames]
         fake[unusable] = real[unusable]  # no face to learn from there: show the footage as it is
-        sr = sf.info(str(audio_wav)).samplerate
-        spf = sr // clip.fps
-        # Only the seconds shown: a long take's whole sound track need not be in memory.
-        wav, _ = sf.read(audio_wav, start=frames[0] * spf, stop=(frames[-1] + 1) * spf, dtype="float32")
+        wav, sr = frames_sound(audio_wav, int(frames[0]), int(frames[-1]) + 1, clip.fps)
         out.parent.mkdir(parents=True, exist_ok=True)
         sound = out.with_suffix(".wav")
         sf.write(sound, wav, sr, subtype="PCM_16")

@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+from clonetrain.contract import files
+
 FOLDER = "voice"
 # The voice's held-out measures the nightly gate compares (continuous ones: WER over a few sentences moves in
 # steps of a whole word and would block promotion on noise).
@@ -15,23 +17,22 @@ HIGHER_IS_BETTER = {"voice_similarity": True, "voice_mcd_db": False}
 
 def add(ws, pkg: Path) -> dict:
     """Copy the voice stage's model and record into the package; returns the manifest's `voice` entry."""
-    src = ws.stage_dir("voice")
-    record_path = src / "voice.json"
-    if ws.read_manifest("voice") is None or not record_path.is_file():
+    record_path = files.path(ws, "voice", "record", required=False)
+    if files.manifest(ws, "voice") is None or not record_path.is_file():
         return {"available": False, "reason": "the voice stage has not run for this clone"}
     record = json.loads(record_path.read_text())
     (pkg / FOLDER).mkdir(exist_ok=True)
     shutil.copy2(record_path, pkg / FOLDER / "voice.json")
     if not record.get("available"):
         return {"available": False, "reason": record.get("reason", "")}
-    shutil.copy2(src / "voice.npz", pkg / FOLDER / "voice.npz")
+    shutil.copy2(files.path(ws, "voice", "model"), pkg / FOLDER / "voice.npz")
     return {"available": True, "model": f"{FOLDER}/voice.npz", "language": record.get("language"),
             "train_speech_s": record.get("train_speech_s"), "heldout_speech_s": record.get("heldout_speech_s")}
 
 
 def gate_metrics(ws) -> dict:
     """The voice's numbers for the registry entry (and so the nightly gate); {} without a voice."""
-    path = ws.stage_dir("voice") / "voice.json"
+    path = files.path(ws, "voice", "record", required=False)
     if not path.is_file():
         return {}
     m = json.loads(path.read_text()).get("metrics", {})
@@ -46,7 +47,7 @@ def gate_metrics(ws) -> dict:
 
 
 def card_section(ws) -> str:
-    path = ws.stage_dir("voice") / "voice.json"
+    path = files.path(ws, "voice", "record", required=False)
     if not path.is_file():
         return "\n## Voice\n\nNo voice was built for this clone (the voice stage did not run).\n"
     v = json.loads(path.read_text())
@@ -74,13 +75,14 @@ def find(package_path: Path | None, ws=None) -> Path | None:
     if package_path is not None:
         p = Path(package_path) / FOLDER / "voice.npz"
         return p if p.is_file() else None
-    if ws is not None and (p := ws.stage_dir("voice") / "voice.npz").is_file():
+    if ws is not None and (p := files.path(ws, "voice", "model", required=False)).is_file():
         return p
     return None
 
 
 def why_none(package_path: Path | None, ws=None) -> str:
-    folder = Path(package_path) / FOLDER if package_path is not None else (ws.stage_dir("voice") if ws else None)
-    if folder is not None and (folder / "voice.json").is_file():
-        return json.loads((folder / "voice.json").read_text()).get("reason", "no voice model")
+    record = (Path(package_path) / FOLDER / files.name_of("voice", "record") if package_path is not None
+              else files.path(ws, "voice", "record", required=False) if ws else None)
+    if record is not None and record.is_file():
+        return json.loads(record.read_text()).get("reason", "no voice model")
     return "no voice was built for it"

@@ -1,0 +1,99 @@
+"""Every stage's files by name, and the one way to reach another stage's file.
+
+A stage reads an upstream file only through `path` (or the readers built on it: `read_json`, `load`), never by
+joining a stage folder and a file name itself. Each read is noted in the recorder the pipeline opens around a
+stage run (contract.reads), so the manifest says which upstream files a stage actually used, instead of a list
+kept by hand that drifts from the code.
+
+    frames = files.load(ws, "ingest", "frames")        # np.load of work/<clone>/ingest/frames.npz
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clonetrain.contract import reads
+from clonetrain.errors import UpstreamMissingError
+
+# stage -> {name: file inside its folder}. A name with {} is a pattern (crops_{}.npy at a size).
+FILES: dict[str, dict[str, str]] = {
+    "ingest": {"frames": "frames.npz", "audio": "audio.wav", "takes": "takes.json", "consent": "consent.json",
+               "vad": "vad.json", "take_video": "{}"},
+    "transcribe": {"transcript": "transcript.json"},
+    "faces": {"faces": "faces.npz", "takes": "takes.json", "crops": "crops_{}.npy"},
+    "landmarks": {"landmarks": "landmarks.npz"},
+    "audio": {"features": "features.json", "feature_array": "{}", "audio": "audio.wav", "energy": "energy.npy",
+              "speech": "speech.npy", "profile": "profile.json", "offsets": "offsets.json", "vad": "vad.json",
+              "mel": "mel.npy"},
+    "voice": {"record": "voice.json", "model": "voice.npz"},
+    "train": {"model": "model.safetensors", "split": "split.json"},
+    "evaluate": {"metrics": "metrics.json", "frames": "frames.npz", "cross_speaker": "cross_speaker.npz",
+                 "heldout": "heldout.mp4", "mouths": "mouths.png"},
+    "report": {"report": "report.json", "page": "report.html"},
+}
+
+
+def name_of(stage: str, name: str, *args: Any) -> str:
+    """The file name of `name` in `stage`'s folder (args fill a pattern: name_of("faces", "crops", 96))."""
+    try:
+        pattern = FILES[stage][name]
+    except KeyError:
+        raise KeyError(f"no file {name!r} in stage {stage!r}'s contract (contract.files.FILES)") from None
+    return pattern.format(*args) if args else pattern
+
+
+def folder(ws, stage: str) -> Path:
+    """A stage's whole folder, read as one (a report section that shows whatever the evaluation left)."""
+    _note(ws, stage, ".")
+    return ws.stage_dir(stage)
+
+
+def path(ws, stage: str, name: str, *args: Any, required: bool = True) -> Path:
+    """The path of `stage`'s file `name`, noted as read. required: a missing file is an error saying which
+    stage to run (else the path is returned and the caller checks)."""
+    rel = name_of(stage, name, *args)
+    p = ws.stage_dir(stage) / rel
+    _note(ws, stage, rel)
+    if required and not p.exists():
+        raise missing(ws, stage, rel)
+    return p
+
+
+def missing(ws, stage: str, what: str) -> UpstreamMissingError:
+    """The error for a stage output that is not there, naming the first stage to run: the earliest one, in the
+    order stages run (FILES), that has no output either."""
+    order = list(FILES)
+    before = order[: order.index(stage)] if stage in order else []
+    first = next((s for s in before if ws.read_manifest(s) is None), stage)
+    chain = "" if first == stage else f"; nothing from {first!r} on is there either"
+    return UpstreamMissingError(f"clone {ws.clone!r} has no {stage} output ({what}){chain}",
+                                f"run: python -m clonetrain stage={first} clone={ws.clone}, then the stages after it "
+                                "(stage=preprocess runs them all)")
+
+
+def exists(ws, stage: str, name: str, *args: Any) -> bool:
+    """Is the file there? Asking is a read too: its appearing later must rerun the reader."""
+    return path(ws, stage, name, *args, required=False).is_file()
+
+
+def read_json(ws, stage: str, name: str, *args: Any) -> Any:
+    return json.loads(path(ws, stage, name, *args).read_text())
+
+
+def load(ws, stage: str, name: str, *args: Any, mmap_mode: str | None = None):
+    """np.load of an .npy / .npz file of `stage`."""
+    return np.load(path(ws, stage, name, *args), mmap_mode=mmap_mode)
+
+
+def _note(ws, stage: str, rel: str) -> None:
+    reads.note_file(ws.clone, stage, rel)
+
+
+def manifest(ws, stage: str) -> dict | None:
+    """`stage`'s manifest (its counts, warnings, details), or None when the stage has not run; noted as read."""
+    _note(ws, stage, "manifest.json")
+    return ws.read_manifest(stage)
