@@ -30,10 +30,10 @@ FILES: dict[str, dict[str, str]] = {
               "speech": "speech.npy", "profile": "profile.json", "offsets": "offsets.json", "vad": "vad.json",
               "mel": "mel.npy"},
     "voice": {"record": "voice.json", "model": "voice.npz"},
-    "train": {"model": "model.safetensors", "split": "split.json"},
+    "train": {"model": "model.safetensors", "split": "split.json", "preview": "samples/heldout.mp4"},
     "evaluate": {"metrics": "metrics.json", "frames": "frames.npz", "cross_speaker": "cross_speaker.npz",
                  "heldout": "heldout.mp4", "mouths": "mouths.png"},
-    "report": {"report": "report.json", "page": "report.html"},
+    "report": {"report": "report.json", "page": "report.html", "footage_check": "footage_check.mp4"},
 }
 
 

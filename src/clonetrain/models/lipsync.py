@@ -19,19 +19,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clonetrain.config import ModelCfg
+
 MEL_WINDOW = 16  # mel frames per sample: 0.2 s at 80 mel frames per second
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    arch: str = "clonetrain"  # or "wav2lip": the public Wav2Lip nets (models/wav2lip.py); the widths below unused
-    image_size: int = 96
-    channels: int = 16      # width of the first face-encoder level; every level below doubles it (capped)
-    max_channels: int = 256
-    audio_dim: int = 256
+    """What a checkpoint records about its nets. The widths' defaults are model=small's, read from the one place
+    that sets them (config.ModelCfg); every checkpoint stores all of them."""
+    arch: str = ModelCfg.arch  # or "wav2lip": the public Wav2Lip nets (models/wav2lip.py); the widths below unused
+    image_size: int = ModelCfg.image_size
+    channels: int = ModelCfg.channels  # width of the first face-encoder level; every level below doubles it (capped)
+    max_channels: int = ModelCfg.max_channels
+    audio_dim: int = ModelCfg.audio_dim
     n_mels: int = 80        # channels of the audio features (mel bands, or Whisper layers x width)
-    sync_frames: int = 5
-    expert_dim: int = 128
+    sync_frames: int = ModelCfg.sync_frames
+    expert_dim: int = ModelCfg.expert_dim
     # The features the audio encoders hear (audio.model_input.FeatureSpec.signature): "mel" or e.g.
     # "whisper-base:2,3,4". Checked against the clone's features wherever the model meets them.
     audio_input: str = "mel"
@@ -110,7 +114,7 @@ def audio_encoder(spec: ModelSpec, out_dim: int) -> nn.Module:
 
 
 class Generator(nn.Module):
-    def __init__(self, spec: ModelSpec = ModelSpec()):
+    def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
         levels = 1
@@ -150,7 +154,7 @@ class Generator(nn.Module):
 class SyncExpert(nn.Module):
     """Lower halves of sync_frames frames (3*T channels, S/2 x S) vs the mel window spanning them."""
 
-    def __init__(self, spec: ModelSpec = ModelSpec()):
+    def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
         c, d = spec.channels, spec.expert_dim
@@ -196,8 +200,3 @@ def lower_half(frames: torch.Tensor) -> torch.Tensor:
     """(B, T, 3, S, S) -> (B, 3T, S/2, S): the mouth region the expert judges."""
     b, t, c, s, _ = frames.shape
     return frames[:, :, :, s // 2 :].reshape(b, t * c, s // 2, s)
-
-
-def sync_loss(expert: SyncExpert, frames: torch.Tensor, mels: torch.Tensor, label: float = 1.0) -> torch.Tensor:
-    score = expert(lower_half(frames), mels)
-    return F.binary_cross_entropy(score, torch.full_like(score, label))

@@ -25,6 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from clonetrain import consent, registry
+from clonetrain.contract import files
 from clonetrain.errors import ClonetrainError, ConsentError, LockedError
 from clonetrain.nightly import compose
 from clonetrain.studio import audit, auth, overview, uploads
@@ -269,7 +270,7 @@ async def clone_page(request, studio, user):
             "looks": overview.looks(studio.root, clone), "renders": overview.renders(studio.root, clone),
             "voice": overview.voice_available(studio.root, clone), "jobs": jobs,
             "job": studio.jobs.status(jobs[0]["id"]) if jobs else None,
-            "trained": (ws.stage_dir("train") / "model.safetensors").is_file(),
+            "trained": files.exists(ws, "train", "model"),
             "audit": audit.read(studio.dir, clone, last=15)[::-1],
             "max_upload_mb": studio.settings.max_upload_mb, "today": dt.date.today().isoformat(),
             "next_year": (dt.date.today() + dt.timedelta(days=365)).isoformat(),
@@ -430,7 +431,7 @@ async def train(request, studio, user, form):
 async def render(request, studio, user, form):
     ws = studio.workspace(request)
     consent.require_live(studio.root, ws.clone, use="render")
-    if registry.live(studio.root, ws.clone) is None and not (ws.stage_dir("train") / "model.safetensors").is_file():
+    if registry.live(studio.root, ws.clone) is None and not files.exists(ws, "train", "model"):
         raise Refusal(409, f"clone {ws.clone!r} has no trained model yet", "train it first")
     speech, text = form.get("speech"), str(form.get("text", "")).strip()
     folder = studio.dir / "speech" / ws.clone

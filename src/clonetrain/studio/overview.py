@@ -9,17 +9,18 @@ import json
 from pathlib import Path
 
 from clonetrain import consent, nightly, registry, verdict
+from clonetrain.contract import files
 from clonetrain.errors import ClonetrainError
 from clonetrain.studio import uploads
 from clonetrain.workspace import Workspace, validate_clone_id
 
 # The clone's files the page may show, by a fixed name: (stage, file, media type). Nothing else is served.
-LOOK = {
-    "report": ("report", "report.html", "text/html"),
-    "footage_check": ("report", "footage_check.mp4", "video/mp4"),
-    "heldout": ("evaluate", "heldout.mp4", "video/mp4"),
-    "preview": ("train", "samples/heldout.mp4", "video/mp4"),
-    "mouths": ("evaluate", "mouths.png", "image/png"),
+LOOK = {  # what the page shows: stage, its file's name in the contract (contract.files), media type
+    "report": ("report", "page", "text/html"),
+    "footage_check": ("report", "footage_check", "video/mp4"),
+    "heldout": ("evaluate", "heldout", "video/mp4"),
+    "preview": ("train", "preview", "video/mp4"),
+    "mouths": ("evaluate", "mouths", "image/png"),
 }
 
 
@@ -79,11 +80,11 @@ def clone_verdict(ws: Workspace, reg_clone: dict | None) -> dict | None:
         v = (reg_clone["versions"].get(reg_clone["live"]) or {}).get("verdict")
         if v:
             return {"level": v["level"], "short": verdict.short(v), "headline": None, "from": f"live {reg_clone['live']}"}
-    evaluated = verdict.read(ws.stage_dir("evaluate"))
+    evaluated = verdict.read(files.folder(ws, "evaluate"))
     if evaluated:
         return {"level": evaluated["level"], "short": verdict.short(evaluated), "headline": verdict.text(evaluated),
                 "from": "latest training"}
-    report = _json(ws.stage_dir("report") / "report.json")
+    report = _json(files.path(ws, "report", "report", required=False))
     if report:
         return {"level": report["level"], "short": f"footage {report['level']}", "headline": report["verdict"],
                 "from": "footage check"}
@@ -114,12 +115,12 @@ def takes(root: Path, studio_dir: Path, clone: str) -> list[dict]:
     status, reason and fix as the report's table) once ingest has read it."""
     ws = Workspace(root, clone)
     index = uploads.read_index(studio_dir, clone)["files"]
-    judged = {t["file"]: t for t in (_json(ws.stage_dir("ingest") / "takes.json") or [])}
-    report_rows = {r[0]: r for r in (_json(ws.stage_dir("report") / "report.json") or {}).get("takes", [])}
+    judged = {t["file"]: t for t in (_json(files.path(ws, "ingest", "takes", required=False)) or [])}
+    report_rows = {r[0]: r for r in (_json(files.path(ws, "report", "report", required=False)) or {}).get("takes", [])}
     out = []
-    files = sorted(p for p in ws.raw_dir.iterdir() if p.is_file() and p.name != consent.FILENAME
-                   and not p.name.startswith((".", "consent-document"))) if ws.raw_dir.is_dir() else []
-    for p in files:
+    uploaded = sorted(p for p in ws.raw_dir.iterdir() if p.is_file() and p.name != consent.FILENAME
+                      and not p.name.startswith((".", "consent-document"))) if ws.raw_dir.is_dir() else []
+    for p in uploaded:
         meta = index.get(p.name, {})
         row = {"file": p.name, "name": meta.get("name", p.name), "kind": meta.get("kind", "sound" if p.suffix == ".wav"
                                                                                   else "video"),
@@ -161,14 +162,14 @@ def versions(root: Path, clone: str, cfg_nightly) -> list[dict]:
 
 def looks(root: Path, clone: str) -> dict[str, bool]:
     ws = Workspace(root, clone)
-    return {name: (ws.stage_dir(stage) / file).is_file() for name, (stage, file, _) in LOOK.items()}
+    return {name: files.exists(ws, stage, file) for name, (stage, file, _) in LOOK.items()}
 
 
 def look_path(root: Path, clone: str, name: str) -> tuple[Path, str] | None:
     if name not in LOOK:
         return None
     stage, file, media = LOOK[name]
-    path = Workspace(root, clone).stage_dir(stage) / file
+    path = files.path(Workspace(root, clone), stage, file, required=False)
     return (path, media) if path.is_file() else None
 
 
@@ -199,5 +200,5 @@ def render_file(root: Path, clone: str, name: str) -> Path | None:
 
 
 def voice_available(root: Path, clone: str) -> dict:
-    v = _json(Workspace(root, clone).stage_dir("voice") / "voice.json") or {}
+    v = _json(files.path(Workspace(root, clone), "voice", "record", required=False)) or {}
     return {"available": bool(v.get("available")), "reason": v.get("reason")}

@@ -15,13 +15,16 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from clonetrain.models.inference import masked_input
+from clonetrain.config import TrainCfg
 from clonetrain.models.lipsync import ModelSpec, build_expert, build_generator, lower_half
 
 
 class LipSyncModule(L.LightningModule):
-    def __init__(self, spec: dict, lr: float = 3e-4, expert_lr: float = 3e-4, lower_weight: float = 2.0,
-                 sync_weight: float = 0.03, expert_ready_loss: float = 0.6, freeze_expert: bool = False,
-                 context_swap: float = 0.0):
+    # Defaults from the one place that sets them (config.TrainCfg); stage=train and pretrain pass every value.
+    def __init__(self, spec: dict, lr: float = TrainCfg.lr, expert_lr: float = TrainCfg.expert_lr,
+                 lower_weight: float = TrainCfg.lower_weight, sync_weight: float = TrainCfg.sync_weight,
+                 expert_ready_loss: float = TrainCfg.expert_ready_loss, freeze_expert: bool = False,
+                 context_swap: float = TrainCfg.context_swap):
         super().__init__()
         self.save_hyperparameters()
         self.generator = build_generator(ModelSpec(**spec))
