@@ -132,7 +132,7 @@ def main() -> int:
         vm = VoiceModel.load(ws.stage_dir("voice") / "voice.npz")
         held_wav, _ = heldout(cfg, ws)
         ref = judge.embed(held_wav)
-        engine = tts.load()
+        engine = tts.load(cfg.voice_model.tts, cfg.voice_model.tts_noise)
         spoken = [tts.speak(engine, t) for t in texts]
         # Quality per sentence; speed as a text render sees it: the whole script converted at once.
         converted = [vm.convert(x) for x in spoken]

@@ -65,7 +65,8 @@ def speech_segments(cfg: DictConfig, ws: Workspace) -> list[tuple[float, float]]
 
 
 def settings_of(c) -> VoiceSettings:
-    return VoiceSettings(layers=tuple(c.layers), k=c.k, level=c.level, gv=c.gv)
+    return VoiceSettings(layers=tuple(c.layers), k=c.k, level=c.level, gv=c.gv,
+                         normalise_content=c.normalise_content, f0=c.f0)
 
 
 def _cut(wav: np.ndarray, segments: list) -> np.ndarray:
@@ -119,7 +120,7 @@ def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.A
     _write_wav(out_dir / "samples" / "heldout_reconstructed.wav", recon_held)
 
     try:
-        engine = tts_mod.load(c.tts)
+        engine = tts_mod.load(c.tts, c.tts_noise)
     except tts_mod.TextToSpeechError as err:
         notes.append(f"voice evaluated without text to speech: {err.message}")
         return metrics, notes
