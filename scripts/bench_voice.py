@@ -168,8 +168,9 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     write_result(args.out, {
         "benchmark": "voice", "commit": commit, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "note": ("the 2-core CPU was shared with four other jobs while this ran: the timings (voice_stage_seconds, "
-                 "conversion_rtf) are upper bounds"),
+        "note": ("the 2-core CPU was shared with three other engineers' jobs while this ran: the timings "
+                 "(voice_stage_seconds, conversion_rtf) are upper bounds. Piper samples its prosody at random, so "
+                 "the TTS measures move by about 0.01-0.02 similarity and a few words between runs"),
         "clone": {"footage": "talk_man_60s.mp4", "train_speech_s": record["train_speech_s"],
                   "heldout_speech_s": record["heldout_speech_s"], "settings": record["settings"],
                   "stage_metrics": record["metrics"], "stage_seconds": record["seconds"]},
