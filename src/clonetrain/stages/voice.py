@@ -129,7 +129,7 @@ def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.A
     _write_wav(out_dir / "samples" / "heldout_reconstructed.wav", recon_held)
 
     try:
-        engine = tts_mod.load(c.tts, c.tts_noise)
+        engine = tts_mod.fresh(c.tts, c.tts_noise, seed=0)  # seeded: runs compare on the same sound
     except tts_mod.TextToSpeechError as err:
         notes.append(f"voice evaluated without text to speech: {err.message}")
         return metrics, notes
