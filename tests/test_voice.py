@@ -154,3 +154,46 @@ def test_a_live_stream_speaks_text_in_the_clone_s_voice(voiced, tmp_path):
     frames = np.concatenate(list(iter_frames(out, 256, 256)))
     assert_labelled(frames)
     assert not list((voiced / "renders" / "man" / "streams").glob(".*.wav"))  # the converted speech is not kept
+
+
+def test_converted_pitch_is_the_person_s_on_the_source_s_voicing(voiced, footage, tmp_path):
+    """The pitch comes from the person's matched frames (a man's, here), voiced exactly where the source speaks;
+    a model saved before centring and matched pitch still loads and converts as it was built."""
+    from clonetrain.audio import whisper
+    from clonetrain.voice import world
+
+    vm = VoiceModel.load(Workspace(voiced, "man").stage_dir("voice") / "voice.npz")
+    assert vm.settings.f0 == "matched" and vm.settings.normalise_content and vm.log_f0 is not None  # en: auto
+    actor = decode_audio(footage / "driving_speech_en_60s.wav", 16000)[: 4 * 16000]
+    source = world.analyse(actor)
+    feats = whisper.encode(actor, layers=vm.settings.layers)
+    out = vm.convert_analysis(source, feats)
+    assert ((out.f0 > 0) == (source.f0 > 0)).all()
+    assert abs(np.log(np.median(out.f0[out.f0 > 0])) - vm.log_f0_mean) < 0.2
+    # An old file: no log_f0, settings without the new keys.
+    meta = {"format": "clonetrain.voice/1", "log_f0_mean": vm.log_f0_mean, "log_f0_std": vm.log_f0_std,
+            "settings": {"layers": [2], "k": 4, "subtract_silence": True, "level": "target", "gv": True,
+                         "smooth": 1, "aperiodicity": "source"}, "info": {}, "gv_std": None}
+    old = tmp_path / "old.npz"
+    np.savez(old, features=vm.features, mcep=vm.mcep, meta=np.array(json.dumps(meta)))
+    vm_old = VoiceModel.load(old)
+    assert vm_old.settings.f0 == "moved" and not vm_old.settings.normalise_content
+    moved = vm_old.convert_analysis(source, feats).f0
+    assert ((moved > 0) == (source.f0 > 0)).all() and not np.allclose(moved, out.f0)
+
+
+def test_pitch_method_follows_the_clone_s_language():
+    from omegaconf import OmegaConf
+
+    from clonetrain.config import VoiceCfg
+    from clonetrain.errors import ClonetrainError
+    from clonetrain.stages.voice import settings_of
+
+    c = OmegaConf.structured(VoiceCfg)
+    assert settings_of(c, "en").f0 == "matched" and settings_of(c, "de").f0 == "matched"
+    assert settings_of(c, "zh").f0 == "moved"  # tones live in the melody: keep the source's
+    c.f0 = "moved"
+    assert settings_of(c, "en").f0 == "moved"
+    c.f0 = "mached"
+    with pytest.raises(ClonetrainError, match="not a pitch method"):
+        settings_of(c, "en")

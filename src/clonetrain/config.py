@@ -150,6 +150,14 @@ class VoiceCfg:
     k: int = 4  # nearest frames averaged
     level: str = "target"  # loudness contour: target (the matched frames') | source
     gv: bool = True  # restore the person's spread of each mel-cepstrum after averaging (less muffled)
+    # Centre each side's content features on its own mean over speech before matching (speaker/room cancel).
+    normalise_content: bool = True
+    # matched: the person's pitch at the matched frames | moved: the source's melody at the person's mean and
+    # spread | auto: matched, but moved for a tonal language (zh, vi, th, ...), whose tones the melody carries
+    f0: str = "auto"
+    # Piper's sampling noise (its noise_scale and noise_w): calmer TTS prosody converts nearer the person
+    # (similarity 0.84 -> 0.86 at 0.333 against Piper's own 0.667 / 0.8; bench/results/voice.json).
+    tts_noise: float = 0.333
     evaluate: bool = True
     tts: str = "piper"
     language: str = "en"  # the language text renders are spoken in

