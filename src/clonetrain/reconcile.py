@@ -59,7 +59,8 @@ def _adopt(root: Path, clone: str, folder: Path, actions: list[str]) -> None:
     actions.append(f"adopted {folder.name} as a candidate ({reason})")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Is a process with this id running (one of another user counts)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -76,7 +77,7 @@ def _dead_renders(root: Path, clone: str, actions: list[str]) -> None:
                  *folder.glob("streams/.*.voice.wav")] if folder.is_dir() else []
     for p in leftovers:
         pid = p.name.removesuffix(".rendering.mp4").removesuffix(".voice.wav").rsplit(".", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             _remove(p, f"a render (pid {pid}) stopped before it finished", actions)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from clonetrain import pipeline
 from clonetrain.errors import ClonetrainError
+from clonetrain.reconcile import pid_alive
 from clonetrain.workspace import write_json_atomic
 
 # What each kind of job runs: a stage group of the pipeline, or the render action.
@@ -53,15 +54,7 @@ def stages_of(kind: str) -> list[str]:
 
 
 def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return bool(pid) and pid_alive(pid)
 
 
 def override(key: str, value: str) -> str:
