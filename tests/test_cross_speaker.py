@@ -99,7 +99,7 @@ def test_a_driver_is_prepared_once_and_reused(evaluated, driver_cache):
 
 def test_a_missing_footage_folder_skips_cross_speaker_with_a_warning(evaluated, tmp_path):
     cfg = make_cfg(evaluated, "man", *_without_drivers(TINY), f"evaluate.footage_dir={tmp_path / 'nowhere'}")
-    out, rows = evaluate.run_cross_speaker(cfg, Workspace(evaluated, "man"), None, None, 0, None, None)
+    out, rows, series = evaluate.run_cross_speaker(cfg, Workspace(evaluated, "man"), None, None, 0, None, None)
     assert out["drivers"] == [] and rows == [] and "does not exist" in out["warnings"][0]
     # Not measured is not a miss: the value is None, and the target is left out of the met/missed list.
     metrics = json.loads((evaluated / "work" / "man" / "evaluate" / "metrics.json").read_text())["metrics"]

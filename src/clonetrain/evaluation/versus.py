@@ -34,8 +34,10 @@ def clone_vs_clone(evaluate_a: Path, evaluate_b: Path, count: int = 2000) -> dic
                                    paired.block_for(fps), count=count)
     xa, xb = Path(evaluate_a) / "cross_speaker.npz", Path(evaluate_b) / "cross_speaker.npz"
     if xa.is_file() and xb.is_file():  # the same drivers' frames: how a clone is used, judged the same way
-        boot["cross_speaker_mouth_r"] = paired.cross_speaker_bootstrap(
-            paired.read_driver_series(xa), paired.read_driver_series(xb), paired.block_for(fps), count=count)
+        xspk = paired.cross_speaker_bootstrap(paired.read_driver_series(xa), paired.read_driver_series(xb),
+                                              paired.block_for(fps), count=count)
+        if xspk["drivers"]:
+            boot["cross_speaker_mouth_r"] = xspk
     return {"a": a, "b": b, "a_beats_b": beats(a, b),
             "advantage_of_a": {k: {**v, "verdict": paired.verdict(v)} for k, v in boot.items()}}
 

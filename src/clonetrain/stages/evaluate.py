@@ -12,7 +12,8 @@ Writes metrics.json  for the clone, a static reference frame (its mouth frozen o
                      driver's real mouth (r, scale-normalised LMD) beside the static frame, and how shut it stays
                      in the driver's pauses. `targets` (met or not) and `target_values` ({value, goal, met}).
        frames.npz    what the judge measured on every held-out frame, per method (for paired comparisons)
-       cross_speaker.npz  per driver, the clone's and the real mouth opening per frame (the same, cross-speaker)
+       cross_speaker.npz  per driver, the clone's and the real mouth opening per frame (paired comparisons of two
+                     clones on the same drivers; written when there were drivers)
        heldout.mp4   real | static | clone side by side over the held-out sound, labelled AI-generated
                      (also logged, with the metrics, to the tracker: wandb offline by default)
        mouths.png    contact sheet of mouths, real | clone | static: held-out frames and one per driver
@@ -127,7 +128,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                                                           paired.block_for(clip.fps))
                    for b in outputs if b != "clone"}
     write_frame_series(out_dir / "frames.npz", idx, clip.fps, series)
-    paired.write_driver_series(out_dir / "cross_speaker.npz", xspk_series)
+    if xspk_series:  # no drivers (evaluate.drivers=[] or no footage folder): nothing to compare later
+        paired.write_driver_series(out_dir / "cross_speaker.npz", xspk_series)
     static_lmd = results["static_frame"]["lmd_mouth"]
     targets = {
         "mouth_open_corr>=0.5": results["clone"]["mouth_open_corr"] >= 0.5,
