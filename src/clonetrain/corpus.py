@@ -87,6 +87,8 @@ def import_archive(root: Path, base: str, clips: list[Path], consent_file: Path)
     clones = []
     for clip in clips:
         clone = clip_clone_id(base, clip)
+        if clone in clones:  # a.mp4 and a.mov, or names that differ only in characters ids cannot hold
+            clone = validate_clone_id(f"{clone[:58]}-{len(clones) + 1}")
         ws = Workspace(root, clone)
         ws.raw_dir.mkdir(parents=True, exist_ok=True)
         _place(clip, ws.raw_dir / clip.name)
@@ -100,8 +102,8 @@ def import_archive(root: Path, base: str, clips: list[Path], consent_file: Path)
 
 
 def judge(ws: Workspace, min_peak_margin: float, min_correlation: float, max_offset_frames: float,
-          min_windows: int) -> dict:
-    """Keep a preprocessed clip for pretraining, or say why not."""
+          min_windows: int, image_size: int, window: int) -> dict:
+    """Keep a preprocessed clip for pretraining, or say why not. A clip is one take: its offset is takes[0]'s."""
     row: dict = {"clone": ws.clone}
     if not files.exists(ws, "audio", "offsets"):
         return {**row, "kept": False, "reason": "not preprocessed"}
@@ -123,19 +125,20 @@ def judge(ws: Workspace, min_peak_margin: float, min_correlation: float, max_off
     residual = abs((t.get("offset_frames") or 0) - (t.get("corrected_frames") or 0))
     if residual > max_offset_frames:
         return {**row, "kept": False, "reason": f"audio {residual:.1f} frames off after correction"}
-    windows = usable_windows(ws)
+    windows = usable_windows(ws, image_size, window)
     row["usable_windows"] = windows
     if windows < min_windows:
         return {**row, "kept": False, "reason": f"{windows} usable training windows (< {min_windows})"}
     return {**row, "kept": True, "reason": "in sync"}
 
 
-def usable_windows(ws: Workspace, length: int = 5) -> int:
+def usable_windows(ws: Workspace, image_size: int, length: int) -> int:
+    """Training windows of `length` usable frames (model.sync_frames) the clip gives at the model's size."""
     from clonetrain.contract.clip import load_clip
     from clonetrain.training.data import window_starts
 
     try:
-        clip = load_clip(ws, 96)
+        clip = load_clip(ws, image_size)
     except ClonetrainError:
         return 0
     return len(window_starts(clip, 0, clip.n, length))
@@ -175,12 +178,13 @@ def build(root: Path, base: str, archive: Path, consent_file: Path, exclude: lis
                 "min_correlation": float(cfg.audio_features.min_sync_correlation),
                 "max_offset_frames": float(cfg.pretrain.max_offset_frames),
                 "min_windows": int(cfg.pretrain.min_windows)}
+    shape = {"image_size": int(cfg.model.image_size), "window": int(cfg.model.sync_frames)}
     rows = []
     for clip, clone in zip(clips, clones):
         if clone in failed:
             row = {"clone": clone, "kept": False, "reason": failed[clone]}
         else:
-            row = judge(Workspace(root, clone), **criteria)
+            row = judge(Workspace(root, clone), **criteria, **shape)
         rows.append({"clip": clip.name, **row})
     kept = [r["clone"] for r in rows if r["kept"]]
     report = {"archive": str(archive), "base": base, "clips": len(rows), "kept": len(kept),
