@@ -114,3 +114,16 @@ def test_cli_reports_errors_without_a_traceback(tmp_path):
         assert proc.returncode == 2, proc.stderr
         out = proc.stdout + proc.stderr
         assert expect in out and "Traceback" not in out
+
+
+def test_a_file_ffprobe_cannot_finish_reading_is_a_clear_footage_error(footage, monkeypatch):
+    from clonetrain.errors import FootageError
+    from clonetrain.media import probe
+
+    assert probe.probe(footage / "talk_woman_8s.mp4").duration_s > 7  # read as usual under the limit
+    monkeypatch.setattr(probe, "PROBE_TIMEOUT_S", 0.001)  # as if ffprobe hung on a crafted file
+    with pytest.raises(FootageError, match="did not finish") as caught:
+        probe.probe(footage / "talk_woman_8s.mp4")
+    assert caught.value.code == "unreadable" and caught.value.fix
+    with pytest.raises(FootageError, match="did not finish"):
+        probe.probe_audio(footage / "split_woman_10s.wav")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,24 @@ def _rotation(stream: dict) -> int:
     return int(float(rot)) % 360 if rot is not None else 0
 
 
+# A healthy file is read in well under a second; a crafted or damaged one can keep ffprobe busy for good.
+PROBE_TIMEOUT_S = 60
+
+
+def _ffprobe(path: Path) -> dict:
+    """ffprobe's JSON description of `path` (as ffmpeg.probe, which waits for ever): ffmpeg.Error when ffprobe
+    fails, a FootageError when it does not finish within PROBE_TIMEOUT_S."""
+    try:
+        done = subprocess.run(["ffprobe", "-show_format", "-show_streams", "-of", "json", str(path)],
+                              capture_output=True, timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise FootageError(path.name, f"could not be read: ffprobe did not finish within {PROBE_TIMEOUT_S} s",
+                           "export the file again from the camera or editing software", code="unreadable") from None
+    if done.returncode != 0:
+        raise ffmpeg.Error("ffprobe", done.stdout, done.stderr)
+    return json.loads(done.stdout.decode("utf-8"))
+
+
 def probe(path: Path) -> MediaInfo:
     """ffprobe a video take. Raises FootageError (code: truncated, not_video, no_video, empty)."""
     if not path.is_file():
@@ -67,7 +87,7 @@ def probe(path: Path) -> MediaInfo:
     if path.stat().st_size == 0:
         raise FootageError(path.name, "the file is empty", "upload the take again", code="empty")
     try:
-        info = ffmpeg.probe(str(path))
+        info = _ffprobe(path)
     except ffmpeg.Error as err:
         raise _ffprobe_error(path, err) from None
     streams = info.get("streams", [])
@@ -97,7 +117,7 @@ def probe(path: Path) -> MediaInfo:
 def probe_audio(path: Path) -> float:
     """Duration of a separate sound file; raises FootageError if it is not audio."""
     try:
-        info = ffmpeg.probe(str(path))
+        info = _ffprobe(path)
     except ffmpeg.Error as err:
         text = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
         raise FootageError(path.name, f"is not an audio file ffmpeg can read ({text[-1] if text else 'unknown error'})",
