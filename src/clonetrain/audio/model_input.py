@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from clonetrain.config import AudioCfg
 from clonetrain.errors import ClonetrainError, UpstreamMissingError
 
 WINDOW_SECONDS = 0.2  # the sound around a frame the model hears: 5 video frames at 25 fps
@@ -34,15 +35,15 @@ class FeatureSpec:
     center: float = -40.0          # normalised = (raw - center) / scale
     scale: float = 40.0
     sample_rate: int = 16000
-    # mel
-    n_mels: int = 80
-    n_fft: int = 800
-    hop_length: int = 200
-    win_length: int = 800
-    fmin: float = 55.0
-    fmax: float = 7600.0
+    # mel: the audio_features defaults, set in one place (config.AudioCfg)
+    n_mels: int = AudioCfg.n_mels
+    n_fft: int = AudioCfg.n_fft
+    hop_length: int = AudioCfg.hop_length
+    win_length: int = AudioCfg.win_length
+    fmin: float = AudioCfg.fmin
+    fmax: float = AudioCfg.fmax
     # whisper
-    whisper_model: str = "base"
+    whisper_model: str = AudioCfg.whisper_model
     layers: tuple[int, ...] = field(default_factory=tuple)
     subtract_silence: bool = True
 
