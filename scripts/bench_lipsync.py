@@ -137,6 +137,10 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=Path("/tmp/clonetrain_bench"))
     ap.add_argument("--baseline", action="store_true",
                     help="train only from scratch (no base, one seed, no short budget) and evaluate it")
+    ap.add_argument("--steps-per-minute", type=float,
+                    help="train each arm for this many steps per budget minute instead of by the clock (203: what "
+                         "this 2-core CPU makes alone, 1014 steps in 5 min), so that other work on the machine "
+                         "cannot shorten the training")
     ap.add_argument("--note", default="", help="conditions worth recording, e.g. 'CPU shared with 4 other jobs'")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -168,6 +172,9 @@ def main() -> int:
                 raise SystemExit(f"no {clone}.safetensors in {[str(d) for d in args.trained]}")
             run = [f"model.base={found[0]}", "train.max_steps=0",
                    "train.preview_seconds=0"]
+        elif args.steps_per_minute:  # the steps this CPU makes alone in the budget, whatever else runs beside
+            run = [*([f"model.base={base}"] if from_base else []), f"train.max_steps={round(minutes * args.steps_per_minute)}",
+                   f"train.max_minutes={minutes * 10}", f"train.seed={seed}"]
         else:
             run = [*([f"model.base={base}"] if from_base else []), f"train.max_minutes={minutes}",
                    "train.max_steps=1000000", f"train.seed={seed}"]
@@ -231,6 +238,7 @@ def main() -> int:
         "budget_minutes": {"pretrain": None if args.base else args.pretrain_minutes, "train": args.train_minutes,
                            "short": args.short_minutes or None},
         "trained_elsewhere": bool(args.trained),
+        "steps_per_minute": args.steps_per_minute,
         "seeds": seeds,
         "training": {c: training(c) for c in [*clones, short_clone]},
         # The first seed's fine-tuned clone against the static frame.

@@ -13,6 +13,7 @@ from safetensors.numpy import load_file
 from clonetrain import corpus
 from clonetrain.errors import ClonetrainError
 from clonetrain.evaluation import paired
+from clonetrain.models import checkpoint
 from clonetrain.workspace import Workspace
 
 from conftest import TINY, run, write_consent
@@ -55,7 +56,13 @@ def test_a_base_pretrains_on_the_kept_clips(built):
     root, report = built
     kept = [r["clone"] for r in report["rows"] if r["kept"]]
     run(root, "base", "stage=pretrain", f"pretrain.corpus=[{','.join(kept)}]", *TINY)
-    assert (Workspace(root, "base").stage_dir("pretrain") / "model.safetensors").is_file()
+    first = Workspace(root, "base").stage_dir("pretrain") / "model.safetensors"
+    generator, _, meta = checkpoint.load(first)
+    assert generator.mouth.fitted and meta["mouth_control"]["prior"] is False  # fitted on the corpus's frames
+    # A base goes on from another (one trained for longer, or elsewhere): its regression is the prior.
+    run(root, "longer", "stage=pretrain", f"pretrain.corpus=[{','.join(kept)}]", *TINY, f"model.base={first}")
+    _, _, meta = checkpoint.load(Workspace(root, "longer").stage_dir("pretrain") / "model.safetensors")
+    assert meta["continued_from"] == str(first) and meta["mouth_control"]["prior"] is True
 
 
 def test_an_archive_without_consent_is_refused(archive, tmp_path):

@@ -184,6 +184,9 @@ class ModelCfg:
     audio_dim: int = 128
     expert_dim: int = 64
     sync_frames: int = 5
+    # The generator also takes the mouth opening, predicted from the sound the same way for any voice
+    # (models.mouth_control). Off: the sound alone drives the mouth, as before.
+    mouth_control: bool = True
     # A base checkpoint to fine-tune from: .safetensors written by stage=pretrain or train, or with model=wav2lip
     # the published wav2lip.pth / wav2lip_gan.pth. Empty: from scratch.
     base: str = ""
@@ -209,6 +212,14 @@ class TrainCfg:
     # Share of training frames whose unmasked upper face is another frame's (training.module): the mouth must
     # then come from the sound, as when another voice drives the clone (issue 13, cross-speaker).
     context_swap: float = 0.0
+    # models.mouth_control: the ridge of its regression from sound to mouth opening (around 0 for a base or a
+    # clone from scratch; around the base's weights for a clone fine-tuned from one, where it is mouth_prior),
+    # and the noise added to the real opening the generator is shown in training (it will be shown a prediction).
+    mouth_ridge: float = 1000.0
+    mouth_prior: float = 30000.0
+    mouth_noise: float = 0.2
+    # Share of training frames the generator is shown the control with its sound blanked (training.module).
+    audio_dropout: float = 0.5
     max_steps: int = 4000  # 0: adopt model.base as it is (a model trained elsewhere, e.g. on a GPU machine)
     max_minutes: float = 15.0
     val_every: int = 200

@@ -20,6 +20,7 @@ from clonetrain.models.lipsync import ModelSpec, build_expert, build_generator
 from clonetrain.workspace import atomic_path
 
 FORMAT = "clonetrain.lipsync/1"
+ADDED_LATER = ("mouth.", "control.", "control_levels.")  # generator weights that older checkpoints of this format lack
 
 
 class CheckpointError(ClonetrainError):
@@ -61,6 +62,10 @@ def load(path: Path, device: str = "cpu") -> tuple[nn.Module, nn.Module, dict]:
     generator, expert = build_generator(spec), build_expert(spec)
     for prefix, net in (("generator.", generator), ("expert.", expert)):
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        # A checkpoint from before the mouth control has none of its weights: the generator's start (zero
+        # control, unfitted regression) is exactly the model it was.
+        state = {**{k: v for k, v in net.state_dict().items() if k.startswith(ADDED_LATER) and k not in state},
+                 **state}
         try:
             net.load_state_dict(state)
         except RuntimeError as err:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clonetrain.config import ModelCfg
+from clonetrain.models.mouth_control import MouthControl
 
 MEL_WINDOW = 16  # mel frames per sample: 0.2 s at 80 mel frames per second
 
@@ -40,6 +41,8 @@ class ModelSpec:
     # "whisper-base:2,3,4". Checked against the clone's features wherever the model meets them.
     audio_input: str = "mel"
     audio_window: int = MEL_WINDOW  # feature frames per input (0.2 s)
+    # The generator also takes the mouth opening as an input (models.mouth_control); arch=clonetrain only.
+    mouth_control: bool = ModelCfg.mouth_control
 
 
 class Block(nn.Module):
@@ -128,13 +131,24 @@ class Generator(nn.Module):
         self.audio = audio_encoder(spec, spec.audio_dim)
         self.fuse = nn.Sequential(nn.ConvTranspose2d(spec.audio_dim + w[levels], w[levels], self.bottom),
                                   nn.BatchNorm2d(w[levels]), nn.ReLU())
+        if spec.mouth_control:
+            self.mouth = MouthControl(spec.n_mels)
+            # The opening, as a bias on the joint code. Zero at the start, so a base trained without a control
+            # (its checkpoint has no such weights) behaves as it did until training teaches it the control.
+            self.control = nn.Sequential(nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, w[levels] * self.bottom**2))
+            # ... and as a bias on every decoder level's features, so the control reaches the finer levels too
+            self.control_levels = nn.ModuleList([nn.Linear(1, w[i - 1]) for i in range(levels, 0, -1)])
+            for layer in (self.control[-1], *self.control_levels):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         self.up = nn.ModuleList()
         for i in range(levels, 0, -1):  # from level i to level i-1, concatenating the skip of level i
             self.up.append(nn.Sequential(Block(2 * w[i], w[i - 1], 2, transpose=True), Block(w[i - 1], w[i - 1])))
         self.out = nn.Sequential(Block(2 * w[0], w[0]), nn.Conv2d(w[0], 3, 1), nn.Sigmoid())
 
-    def forward(self, faces: torch.Tensor, mels: torch.Tensor) -> torch.Tensor:
-        """faces (B, 6, S, S) in [0, 1] (reference | masked target); mels (B, 1, channels, window) -> (B, 3, S, S)."""
+    def forward(self, faces: torch.Tensor, mels: torch.Tensor, control: torch.Tensor | None = None) -> torch.Tensor:
+        """faces (B, 6, S, S) in [0, 1] (reference | masked target); mels (B, 1, channels, window) -> (B, 3, S, S).
+        control (B,): the mouth opening to draw (a z-score); None: the one mouth_control predicts from the sound."""
         skips = []
         x = faces
         for layer in self.down:
@@ -143,8 +157,15 @@ class Generator(nn.Module):
         face_code = F.adaptive_avg_pool2d(x, 1)
         audio_code = self.audio(mels)[:, :, None, None]
         x = self.fuse(torch.cat([audio_code, face_code], 1))
-        for layer, skip in zip(self.up, reversed(skips[1:])):
+        levels = [None] * len(self.up)
+        if self.spec.mouth_control:
+            opening = (self.mouth(mels) if control is None else control).to(x.dtype)[:, None]
+            x = x + self.control(opening).view_as(x)
+            levels = [layer(opening)[:, :, None, None] for layer in self.control_levels]
+        for layer, skip, bias in zip(self.up, reversed(skips[1:]), levels):
             x = layer(torch.cat([x, skip], 1))
+            if bias is not None:
+                x = x + bias
         out = self.out(torch.cat([x, skips[0]], 1))
         # The upper half is known: keep it exactly, so all capacity goes to the mouth and the paste-back is seamless.
         half = out.shape[-2] // 2

@@ -123,8 +123,9 @@ class Wav2LipGenerator(nn.Module):
         self.output_block = nn.Sequential(ConvBN(80, 32, 3, 1, 1), nn.Conv2d(32, 3, 1), nn.Sigmoid())
         self.mel_adapter = MelAdapter(spec.n_mels)
 
-    def forward(self, faces: torch.Tensor, mels: torch.Tensor) -> torch.Tensor:
-        """faces (B, 6, 96, 96) in [0, 1] (reference | masked target, RGB); mels (B, 1, 80, 16) -> (B, 3, 96, 96)."""
+    def forward(self, faces: torch.Tensor, mels: torch.Tensor, control: torch.Tensor | None = None) -> torch.Tensor:
+        """faces (B, 6, 96, 96) in [0, 1] (reference | masked target, RGB); mels (B, 1, 80, 16) -> (B, 3, 96, 96).
+        control: ignored (the published nets take no mouth control)."""
         x = _bgr(torch.cat([faces[:, 3:6], faces[:, :3]], 1))
         feats = []
         for block in self.face_encoder_blocks:

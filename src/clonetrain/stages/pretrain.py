@@ -3,7 +3,8 @@
 The "clone" of this stage names the base (e.g. clone=base); its corpus is pretrain.corpus, a list of
 preprocessed clones. Each clone's last train.holdout is held out, as in stage=train.
 
-Writes model.safetensors and corpus.json into work/<base>/pretrain/.
+Writes model.safetensors and corpus.json into work/<base>/pretrain/. With model.base it goes on from that
+checkpoint (a base trained for longer, or on another machine) instead of starting from scratch.
 
     python -m clonetrain stage=pretrain clone=base pretrain.corpus=[may,woman,streamer]
     python -m clonetrain stage=train clone=man model.base=data/work/base/pretrain/model.safetensors
@@ -20,6 +21,9 @@ from clonetrain.errors import ClonetrainError
 from clonetrain.manifest import StageResult
 from clonetrain.audio.model_input import check_matches
 from clonetrain.training.data import WindowDataset, check_configured, load_clip
+from clonetrain.manifest import sha256_file
+from clonetrain.models import checkpoint
+from clonetrain.stages import train as train_stage
 from clonetrain.training.fit import fit
 from clonetrain.workspace import Workspace, write_json_atomic
 
@@ -45,7 +49,7 @@ def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
                 raise ClonetrainError(f"corpus clone {c.clone!r} has not been preprocessed (no {stage} output)",
                                       f"run: python -m clonetrain stage=preprocess clone={c.clone}")
             paths.append(p)
-    return paths
+    return paths + train_stage.inputs(cfg, ws)  # model.base, when it goes on from one
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
@@ -67,10 +71,19 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
             val_parts.append(va)
     if not train_parts or not val_parts:
         raise ClonetrainError("the pretraining corpus has no usable speech footage", "add preprocessed talking clones")
+    init = train_stage.base_path(cfg)
+    if init is not None:
+        base_spec, _ = checkpoint.read_header(init)
+        check_matches(features, base_spec.audio_input, base_spec.n_mels, ws.clone, what=f"the base {init}")
     stats = fit(cfg, ConcatDataset(train_parts), ConcatDataset(val_parts), out_dir, ws.resume_dir("pretrain"),
-                f"{ws.clone}-pretrain", features=features, meta={"base": ws.clone, "corpus": list(cfg.pretrain.corpus)})
+                f"{ws.clone}-pretrain", features=features, init=init,
+                meta={"base": ws.clone, "corpus": list(cfg.pretrain.corpus),
+                      "continued_from": str(init) if init else None,
+                      "continued_from_sha256": sha256_file(init) if init else None})
     write_json_atomic(out_dir / "corpus.json", rows)
-    result = StageResult(counts={**{k: v for k, v in stats.items() if k != "metrics"}, **stats["metrics"]})
+    result = StageResult(counts={**{k: v for k, v in stats.items() if k not in ("metrics", "mouth_control")},
+                                 **stats["metrics"]})
+    result.details = {"mouth_control": stats["mouth_control"]}
     result.summary = [f"base {ws.clone!r} from {len(rows)} clones: {stats['steps']} steps in {stats['seconds']:.0f} s",
                       f"model: {out_dir.parent / 'pretrain' / 'model.safetensors'}"]
     return result

@@ -86,11 +86,11 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "train_windows": len(train_ds), "heldout_windows": len(val_ds), "base": meta["base"], "adopted": meta["adopted"],
         "base_sha256": meta["base_sha256"], "base_expert": meta["base_expert"],
     })
-    result = StageResult(counts={**{k: v for k, v in stats.items() if k not in ("metrics", "tracker_run_id")},
+    result = StageResult(counts={**{k: v for k, v in stats.items() if k not in ("metrics", "tracker_run_id", "mouth_control")},
                                  **stats["metrics"]})
     result.details = {**{k: meta[k] for k in ("base", "base_sha256", "base_expert", "base_expert_sha256", "adopted",
                                               "adopted_sha256")},
-                      "tracker_run_id": stats["tracker_run_id"]}
+                      "tracker_run_id": stats["tracker_run_id"], "mouth_control": stats["mouth_control"]}
     m = stats["metrics"]
     result.summary = [
         f"{stats['steps']} steps in {stats['seconds']:.0f} s on {stats['device']} ({stats['precision']}"

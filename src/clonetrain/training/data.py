@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 # The clip is the contract's (render, avatar, evaluate and package read it too); named here for older imports.
 from clonetrain.contract.clip import Clip, check_configured, load_clip, read_features  # noqa: F401
 from clonetrain.errors import UpstreamMissingError
+from clonetrain.models.mouth_control import zscore
 
 
 def no_training_frame(clip: Clip, lo: int, hi: int) -> UpstreamMissingError:
@@ -74,6 +75,19 @@ class WindowDataset(Dataset):
         self.refs = np.flatnonzero(clip.usable[ref_lo:ref_hi]) + ref_lo
         if len(self.refs) == 0:
             raise no_training_frame(clip, ref_lo, ref_hi)
+        # The mouth control's target: the opening as a z-score over the clip (0 where no landmarks: the mean).
+        self.opening = np.nan_to_num(zscore(clip.mouth_open, clip.valid_landmarks), nan=0.0)
+
+    def frames(self) -> np.ndarray:
+        """Every frame some window covers."""
+        return np.unique((self.starts[:, None] + np.arange(self.length)).ravel()) if len(self.starts) else self.starts
+
+    def control_samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """(audio windows, opening z-scores) of the frames with landmarks: what models.mouth_control fits on."""
+        f = self.frames()
+        f = f[self.clip.valid_landmarks[f] & np.isfinite(self.clip.mouth_open[f])]
+        return (np.stack([self.clip.mel_window(t + 0.5) for t in f]) if f.size else np.zeros((0, 1, 1), np.float32),
+                zscore(self.clip.mouth_open, self.clip.valid_landmarks)[f])
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -98,6 +112,7 @@ class WindowDataset(Dataset):
             "frames": frames, "refs": refs,
             "mels": torch.from_numpy(mels).unsqueeze(1), "sync_mel": torch.from_numpy(sync_mel)[None],
             "neg_mel": torch.from_numpy(neg_mel)[None], "start": torch.tensor(t0),
+            "control": torch.from_numpy(self.opening[t0 : t0 + T].astype(np.float32)),
         }
 
 

@@ -6,6 +6,8 @@ devices and num_nodes are Lightning's own settings.
 
 from __future__ import annotations
 
+import copy
+
 import datetime as dt
 import logging
 import os
@@ -20,7 +22,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, Timer
 from omegaconf import DictConfig
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from clonetrain import quiet
 from clonetrain.contract import metrics
@@ -202,6 +204,18 @@ def load_base(module: LipSyncModule, spec: ModelSpec, init: Path) -> None:
     module.expert.load_state_dict(expert.state_dict())
 
 
+def fit_mouth_control(generator: nn.Module, train_ds: Dataset, t) -> dict | None:
+    """Fit the generator's mouth control (models.mouth_control) on the training frames, before training: around
+    the base's regression when the base has a fitted one (so one voice does not undo many), else around 0."""
+    control = getattr(generator, "mouth", None)
+    if control is None:
+        return None
+    prior = copy.deepcopy(control) if control.fitted else None
+    parts = train_ds.datasets if isinstance(train_ds, ConcatDataset) else [train_ds]
+    samples = (part.control_samples() for part in parts)
+    return control.fit(samples, ridge=t.mouth_prior if prior is not None else t.mouth_ridge, prior=prior)
+
+
 def adopt(module: LipSyncModule, init: Path | None, out_dir: Path, meta: dict | None) -> dict:
     """train.max_steps=0: the base becomes the clone's model as it is. For a model trained elsewhere (a GPU
     machine, another studio's base): the clone then evaluates, packages and renders it like one trained here."""
@@ -212,7 +226,7 @@ def adopt(module: LipSyncModule, init: Path | None, out_dir: Path, meta: dict | 
     checkpoint.save(out_dir / "model.safetensors", module.generator, module.expert, meta)
     return {"steps": 0, "seconds": 0.0, "resumed_from_step": None, "best_step": None, "best_monitor": None,
             "stopped_by": "adopted model.base (train.max_steps=0)", "metrics": {}, "precision": "n/a",
-            "processes": 1, "tracker_run_id": None, "device": "none"}
+            "processes": 1, "tracker_run_id": None, "device": "none", "mouth_control": None}
 
 
 def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resume_dir: Path, run_name: str,
@@ -229,6 +243,7 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
     check_arch(cfg, spec)
     module = LipSyncModule(spec=spec.__dict__, lr=t.lr, expert_lr=t.expert_lr, lower_weight=t.lower_weight,
                            sync_weight=t.sync_weight, expert_ready_loss=t.expert_ready_loss, context_swap=t.context_swap,
+                           mouth_noise=t.mouth_noise, audio_dropout=t.audio_dropout,
                            freeze_expert=init_expert is not None)
     if init is not None:
         load_base(module, spec, init)
@@ -237,6 +252,7 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
         log.info("expert from the published checkpoint %s %s, frozen", init_expert, info)
     if t.max_steps == 0:
         return adopt(module, init, out_dir, meta)
+    control_fit = fit_mouth_control(module.generator, train_ds, t)
     if tr.compile:
         module.generator = torch.compile(module.generator)
 
@@ -299,10 +315,10 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
     best_score = float(best.best_model_score) if best_step is not None else None
     meta = {**(meta or {}), "steps": trainer.global_step, "seconds": round(seconds, 1), "metrics": logged,
             "init": str(init) if init else None, "init_expert": str(init_expert) if init_expert else None,
-            "best_step": best_step, f"best_{t.monitor}": best_score}
+            "best_step": best_step, f"best_{t.monitor}": best_score, "mouth_control": control_fit}
     checkpoint.save(out_dir / "model.safetensors", generator, module.expert, meta)
     return {"steps": trainer.global_step, "seconds": round(seconds, 1), "resumed_from_step": resumed_from,
             "best_step": best_step, "best_monitor": round(best_score, 5) if best_score is not None else None,
             "stopped_by": stopped_by(trainer, t.max_steps), "metrics": logged, "precision": resolve_precision(tr.precision),
-            "processes": trainer.world_size, "tracker_run_id": run_id,
+            "processes": trainer.world_size, "tracker_run_id": run_id, "mouth_control": control_fit,
             "device": "cuda" if torch.cuda.is_available() and tr.accelerator != "cpu" else "cpu"}

@@ -24,11 +24,13 @@ class LipSyncModule(L.LightningModule):
     def __init__(self, spec: dict, lr: float = TrainCfg.lr, expert_lr: float = TrainCfg.expert_lr,
                  lower_weight: float = TrainCfg.lower_weight, sync_weight: float = TrainCfg.sync_weight,
                  expert_ready_loss: float = TrainCfg.expert_ready_loss, freeze_expert: bool = False,
-                 context_swap: float = TrainCfg.context_swap):
+                 context_swap: float = TrainCfg.context_swap, mouth_noise: float = TrainCfg.mouth_noise,
+                 audio_dropout: float = TrainCfg.audio_dropout):
         super().__init__()
         self.save_hyperparameters()
         self.generator = build_generator(ModelSpec(**spec))
         self.expert = build_expert(ModelSpec(**spec))
+        self.controlled = hasattr(self.generator, "mouth")  # models.mouth_control (not the published Wav2Lip nets)
         if freeze_expert:
             self.expert.requires_grad_(False)  # also keeps DDP from waiting for gradients that never come
         self.register_buffer("expert_loss_avg", torch.tensor(0.7))  # saved in checkpoints: resume keeps it
@@ -47,7 +49,17 @@ class LipSyncModule(L.LightningModule):
             other = batch["refs"].roll(1, dims=1).flatten(0, 1)
             swap = torch.rand(len(frames), device=frames.device) < self.hparams.context_swap
             context = torch.where(swap[:, None, None, None], other, frames)
-        out = self.generator(masked_input(context, refs), mels)
+        control = None  # evaluation and render see the opening predicted from the sound: validate the same way
+        if self.training and self.controlled and "control" in batch:
+            # Training shows the real opening (a little noise: it will be shown a prediction).
+            control = batch["control"].flatten()
+            control = control + self.hparams.mouth_noise * torch.randn_like(control)
+            if self.hparams.audio_dropout > 0:
+                # Some frames are drawn from the control alone: the generator must learn to follow it, because
+                # another voice will drive it, and the sound it hears then says less than the control does.
+                silent = torch.rand(len(mels), device=mels.device) < self.hparams.audio_dropout
+                mels = torch.where(silent[:, None, None, None], torch.zeros_like(mels), mels)
+        out = self.generator(masked_input(context, refs), mels, control)
         return out.view(b, t, *out.shape[1:])
 
     def expert_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
