@@ -31,8 +31,8 @@ def test_the_control_predicts_the_opening_of_frames_it_never_saw(preprocessed):
     control = MouthControl(clip.features.dims)
     windows, z = rest.control_samples()
     assert not control.fitted and np.all(_predict(control, windows) == 0)  # unfitted: no opinion
-    info = control.fit([first.control_samples()], ridge=1000.0)
-    assert info["fitted"] and info["frames"] > 200 and control.fitted
+    info = control.fit([first.control_samples()])  # the ridge cross-validated on blocks of these frames
+    assert info["fitted"] and info["frames"] > 200 and control.fitted and len(info["ridge_scores"]) > 1
     r = pearson(_predict(control, windows), z)
     # The same sound in another order (one-second blocks swapped about) must not follow the mouth as well.
     blocks = np.array_split(np.arange(len(windows)), max(len(windows) // 25, 2))
@@ -47,7 +47,7 @@ def test_the_control_predicts_the_opening_of_frames_it_never_saw(preprocessed):
 def test_a_clone_is_pulled_towards_its_bases_regression(preprocessed):
     clip, first, rest = _parts(preprocessed, 0.5)
     base = MouthControl(clip.features.dims)
-    base.fit([first.control_samples()], ridge=1000.0)
+    base.fit([first.control_samples()])
     held = MouthControl(clip.features.dims)
     held.fit([rest.control_samples()], ridge=1e9, prior=base)
     free = MouthControl(clip.features.dims)
@@ -60,8 +60,9 @@ def test_the_generator_hears_the_opening_it_is_given_or_predicts_one(preprocesse
     clip, first, _ = _parts(preprocessed)
     torch.manual_seed(0)
     g = Generator(TINY_SPEC).eval()
-    g.mouth.fit([first.control_samples()], ridge=1000.0)
-    torch.nn.init.normal_(g.control[-1].weight)  # as training would make it: the control matters
+    g.mouth.fit([first.control_samples()])
+    for layer in (g.control[-1], *g.control_levels):  # as training makes them: the control matters
+        torch.nn.init.normal_(layer.weight)
     faces = torch.from_numpy(np.asarray(clip.faces[:4])).float().div(255).permute(0, 3, 1, 2)
     x = torch.cat([faces, faces], 1)  # reference | target
     x[:, 3:, 48:] = 0  # the target's lower half masked

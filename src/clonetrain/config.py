@@ -212,10 +212,11 @@ class TrainCfg:
     # Share of training frames whose unmasked upper face is another frame's (training.module): the mouth must
     # then come from the sound, as when another voice drives the clone (issue 13, cross-speaker).
     context_swap: float = 0.0
-    # models.mouth_control: the ridge of its regression from sound to mouth opening (around 0 for a base or a
-    # clone from scratch; around the base's weights for a clone fine-tuned from one, where it is mouth_prior),
+    # models.mouth_control: the ridge of its regression from sound to mouth opening, around 0 for a base or a
+    # clone from scratch (0: chosen by cross-validation, clip by clip for a base), around the base's weights for a
+    # clone fine-tuned from one (mouth_prior: how hard one voice may pull away from the many the base heard);
     # and the noise added to the real opening the generator is shown in training (it will be shown a prediction).
-    mouth_ridge: float = 1000.0
+    mouth_ridge: float = 0.0
     mouth_prior: float = 30000.0
     mouth_noise: float = 0.2
     # Share of training frames the generator is shown the control with its sound blanked (training.module).

@@ -68,36 +68,107 @@ class MouthControl(nn.Module):
         return ((pooled(windows) - self.mean) @ self.weight) * self.gain
 
     @torch.no_grad()
-    def fit(self, samples: Iterable[tuple[np.ndarray, np.ndarray]], ridge: float,
+    def fit(self, samples: Iterable[tuple[np.ndarray, np.ndarray]], ridge: float | None = None,
             prior: "MouthControl | None" = None) -> dict:
         """samples: (windows (n, dims, W), z-scored openings (n,)) per clip. With a fitted prior, the weights are
-        pulled towards the prior's (ridge around them); otherwise ridge around 0."""
-        d = self.weight.numel()
-        xtx, xty, sx, sy, n = np.zeros((d, d)), np.zeros(d), np.zeros(d), 0.0, 0
-        for windows, z in samples:
-            ok = np.isfinite(z)
-            if not ok.any():
-                continue
-            x = pooled(torch.from_numpy(np.asarray(windows[ok], np.float32))[:, None]).double().numpy()
-            xtx += x.T @ x
-            xty += x.T @ z[ok]
-            sx += x.sum(0)
-            sy += float(z[ok].sum())
-            n += int(ok.sum())
-        if n < 2:
-            return {"frames": n, "fitted": False}
+        pulled towards the prior's with this ridge; otherwise ridge around 0. ridge None: chosen from RIDGES by
+        cross-validation over FOLDS, clip by clip when there are several clips (so the choice favours voices it
+        has not heard), in contiguous blocks of one clip otherwise."""
+        stats = _fold_stats(list(samples), self.weight.numel())
+        total = sum(stats[1:], stats[0]) if stats else None
+        if total is None or total.n < 2:
+            return {"frames": 0 if total is None else total.n, "fitted": False}
         use_prior = prior is not None and prior.fitted
-        mu = sx / n
-        cxx = xtx - n * np.outer(mu, mu)  # sum (x - mu)(x - mu)^T
-        cxy = xty - mu * sy                # sum (x - mu)(z - mean z)
-        w0 = prior.weight.double().numpy() if use_prior else np.zeros(d)
-        w = np.linalg.solve(cxx + ridge * np.eye(d), cxy + ridge * w0)
-        var_pred = float(w @ (cxx / n) @ w)  # the predictions' spread over the same frames; the z-scores' is 1
+        w0 = prior.weight.double().numpy() if use_prior else np.zeros(self.weight.numel())
+        scores = None
+        if ridge is None:
+            scores = {lam: _held_out_error(stats, lam, w0) for lam in RIDGES}
+            ridge = min(scores, key=scores.get)
+        w, mu = total.solve(ridge, w0)
+        var_pred = float(w @ (total.cxx(mu) / total.n) @ w)  # the predictions' spread; the z-scores' is 1
         gain = float(np.sqrt(1.0 / var_pred)) if var_pred > 1e-9 else 1.0
         self.weight.copy_(torch.from_numpy(w).float())
         self.mean.copy_(torch.from_numpy(mu).float())
         self.gain.fill_(min(gain, 4.0))
-        self.frames.fill_(float(n))
-        info = {"frames": n, "fitted": True, "prior": use_prior, "ridge": ridge, "gain": round(float(self.gain), 3)}
+        self.frames.fill_(float(total.n))
+        info = {"frames": total.n, "fitted": True, "prior": use_prior, "ridge": ridge,
+                "gain": round(float(self.gain), 3),
+                "ridge_scores": {str(k): round(v, 4) for k, v in scores.items()} if scores else None}
         log.info("mouth control fitted: %s", info)
         return info
+
+
+# The ridges tried (features differ in scale by encoder, and data in size, so no one value suits all), and the
+# number of folds the choice is cross-validated over.
+RIDGES = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)
+FOLDS = 5
+
+
+class _Stats:
+    """Sufficient statistics of a linear regression: sums of x x^T, x z, x, z, z^2 and the count."""
+
+    def __init__(self, d: int):
+        self.xtx, self.xty, self.sx = np.zeros((d, d)), np.zeros(d), np.zeros(d)
+        self.sy = self.syy = 0.0
+        self.n = 0
+
+    def add(self, x: np.ndarray, z: np.ndarray) -> None:
+        self.xtx += x.T @ x
+        self.xty += x.T @ z
+        self.sx += x.sum(0)
+        self.sy += float(z.sum())
+        self.syy += float(z @ z)
+        self.n += len(z)
+
+    def __add__(self, other: "_Stats") -> "_Stats":
+        out = _Stats(len(self.sx))
+        for k in ("xtx", "xty", "sx", "sy", "syy", "n"):
+            setattr(out, k, getattr(self, k) + getattr(other, k))
+        return out
+
+    def cxx(self, mu: np.ndarray) -> np.ndarray:
+        return self.xtx - np.outer(self.sx, mu) - np.outer(mu, self.sx) + self.n * np.outer(mu, mu)
+
+    def solve(self, ridge: float, w0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weights and feature mean of the ridge regression, centred on these frames, ridge around w0."""
+        mu = self.sx / self.n
+        cxy = self.xty - mu * self.sy  # sum (x - mu)(z - mean z)
+        return np.linalg.solve(self.cxx(mu) + ridge * np.eye(len(mu)), cxy + ridge * w0), mu
+
+    def error(self, w: np.ndarray, mu: np.ndarray, intercept: float) -> float:
+        """Sum over these frames of (z - intercept - (x - mu) w)^2."""
+        k = intercept - mu @ w
+        return float(self.syy + w @ self.xtx @ w + self.n * k * k - 2 * w @ self.xty - 2 * k * self.sy
+                     + 2 * k * (self.sx @ w))
+
+
+def _fold_stats(samples: list[tuple[np.ndarray, np.ndarray]], d: int) -> list[_Stats]:
+    """Statistics per fold: clips dealt round-robin into FOLDS folds, or one clip cut into FOLDS blocks."""
+    folds = [_Stats(d) for _ in range(FOLDS)]
+    single = len(samples) == 1
+    for i, (windows, z) in enumerate(samples):
+        ok = np.isfinite(z)
+        if not ok.any():
+            continue
+        x = pooled(torch.from_numpy(np.asarray(windows[ok], np.float32))[:, None]).double().numpy()
+        z = np.asarray(z[ok], np.float64)
+        if single:
+            for f, part in enumerate(np.array_split(np.arange(len(z)), FOLDS)):
+                folds[f].add(x[part], z[part])
+        else:
+            folds[i % FOLDS].add(x, z)
+    return [f for f in folds if f.n > 0]
+
+
+def _held_out_error(folds: list[_Stats], ridge: float, w0: np.ndarray) -> float:
+    """Mean squared error of each fold predicted by the regression fitted on the others."""
+    if len(folds) < 2:
+        return 0.0
+    sse = n = 0.0
+    for i, held in enumerate(folds):
+        rest = [f for j, f in enumerate(folds) if j != i]
+        train = sum(rest[1:], rest[0])
+        w, mu = train.solve(ridge, w0)
+        sse += held.error(w, mu, train.sy / train.n)
+        n += held.n
+    return sse / n

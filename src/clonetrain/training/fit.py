@@ -213,7 +213,7 @@ def fit_mouth_control(generator: nn.Module, train_ds: Dataset, t) -> dict | None
     prior = copy.deepcopy(control) if control.fitted else None
     parts = train_ds.datasets if isinstance(train_ds, ConcatDataset) else [train_ds]
     samples = (part.control_samples() for part in parts)
-    return control.fit(samples, ridge=t.mouth_prior if prior is not None else t.mouth_ridge, prior=prior)
+    return control.fit(samples, ridge=t.mouth_prior if prior is not None else (t.mouth_ridge or None), prior=prior)
 
 
 def adopt(module: LipSyncModule, init: Path | None, out_dir: Path, meta: dict | None) -> dict:
