@@ -18,6 +18,7 @@ frames, pulled towards its base's weights (a prior) so that one voice does not u
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Iterable
 
@@ -74,7 +75,7 @@ class MouthControl(nn.Module):
         pulled towards the prior's with this ridge; otherwise ridge around 0. ridge None: chosen from RIDGES by
         cross-validation over FOLDS, clip by clip when there are several clips (so the choice favours voices it
         has not heard), in contiguous blocks of one clip otherwise."""
-        stats = _fold_stats(list(samples), self.weight.numel())
+        stats = _fold_stats(samples, self.weight.numel())
         total = sum(stats[1:], stats[0]) if stats else None
         if total is None or total.n < 2:
             return {"frames": 0 if total is None else total.n, "fitted": False}
@@ -142,22 +143,27 @@ class _Stats:
                      + 2 * k * (self.sx @ w))
 
 
-def _fold_stats(samples: list[tuple[np.ndarray, np.ndarray]], d: int) -> list[_Stats]:
-    """Statistics per fold: clips dealt round-robin into FOLDS folds, or one clip cut into FOLDS blocks."""
+def _fold_stats(samples: Iterable[tuple[np.ndarray, np.ndarray]], d: int) -> list[_Stats]:
+    """Statistics per fold: clips dealt round-robin into FOLDS folds, or one clip cut into FOLDS blocks. The clips
+    are read one at a time: a studio's archive may hold hours."""
     folds = [_Stats(d) for _ in range(FOLDS)]
-    single = len(samples) == 1
-    for i, (windows, z) in enumerate(samples):
-        ok = np.isfinite(z)
-        if not ok.any():
-            continue
-        x = pooled(torch.from_numpy(np.asarray(windows[ok], np.float32))[:, None]).double().numpy()
-        z = np.asarray(z[ok], np.float64)
-        if single:
-            for f, part in enumerate(np.array_split(np.arange(len(z)), FOLDS)):
-                folds[f].add(x[part], z[part])
-        else:
-            folds[i % FOLDS].add(x, z)
+    clips = iter(samples)
+    first, second = next(clips, None), next(clips, None)
+    if first is not None and second is None:
+        x, z = _features(*first)
+        for f, part in enumerate(np.array_split(np.arange(len(z)), FOLDS)):
+            folds[f].add(x[part], z[part])
+    elif first is not None:
+        for i, clip in enumerate(itertools.chain([first, second], clips)):
+            folds[i % FOLDS].add(*_features(*clip))
     return [f for f in folds if f.n > 0]
+
+
+def _features(windows: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The regression's inputs and targets of one clip's frames with a target."""
+    ok = np.isfinite(z)
+    x = pooled(torch.from_numpy(np.asarray(windows[ok], np.float32))[:, None]).double().numpy()
+    return x, np.asarray(z[ok], np.float64)
 
 
 def _held_out_error(folds: list[_Stats], ridge: float, w0: np.ndarray) -> float:

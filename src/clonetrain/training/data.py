@@ -75,8 +75,9 @@ class WindowDataset(Dataset):
         self.refs = np.flatnonzero(clip.usable[ref_lo:ref_hi]) + ref_lo
         if len(self.refs) == 0:
             raise no_training_frame(clip, ref_lo, ref_hi)
-        # The mouth control's target: the opening as a z-score over the clip (0 where no landmarks: the mean).
-        self.opening = np.nan_to_num(zscore(clip.mouth_open, clip.valid_landmarks), nan=0.0)
+        # The mouth control's target: the opening as a z-score over the clip (NaN where no landmarks).
+        self.opening_z = zscore(clip.mouth_open, clip.valid_landmarks)
+        self.opening = np.nan_to_num(self.opening_z, nan=0.0)  # shown in training: the mean where unknown
 
     def frames(self) -> np.ndarray:
         """Every frame some window covers."""
@@ -85,9 +86,9 @@ class WindowDataset(Dataset):
     def control_samples(self) -> tuple[np.ndarray, np.ndarray]:
         """(audio windows, opening z-scores) of the frames with landmarks: what models.mouth_control fits on."""
         f = self.frames()
-        f = f[self.clip.valid_landmarks[f] & np.isfinite(self.clip.mouth_open[f])]
+        f = f[np.isfinite(self.opening_z[f])]
         return (np.stack([self.clip.mel_window(t + 0.5) for t in f]) if f.size else np.zeros((0, 1, 1), np.float32),
-                zscore(self.clip.mouth_open, self.clip.valid_landmarks)[f])
+                self.opening_z[f])
 
     def __len__(self) -> int:
         return len(self.starts)
