@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from clonetrain.evaluation.metrics import pearson
 from clonetrain.models import checkpoint
 from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert
-from clonetrain.models.mouth_control import MouthControl, zscore
+from clonetrain.models.mouth_control import FALLBACK_RIDGE, MouthControl, zscore
 from clonetrain.training.data import WindowDataset, load_clip
 
 TINY_SPEC = ModelSpec(channels=4, max_channels=16, audio_dim=16, expert_dim=8)
@@ -96,3 +96,11 @@ def test_zscore_ignores_frames_without_landmarks():
     opening = np.array([0.1, 0.3, np.nan, 0.5, 9.0])
     z = zscore(opening, np.array([True, True, True, True, False]))
     assert np.isnan(z[2]) and np.isnan(z[4]) and abs(np.nanmean(z)) < 1e-6
+
+
+def test_too_few_frames_to_cross_validate_take_the_fallback_ridge(preprocessed):
+    clip, first, _ = _parts(preprocessed)
+    windows, z = first.control_samples()
+    control = MouthControl(clip.features.dims)
+    info = control.fit([(windows[:20], z[:20])])  # less than a second: a few frames per fold
+    assert info["fitted"] and info["ridge"] == FALLBACK_RIDGE and info["ridge_scores"] is None

@@ -82,7 +82,9 @@ class MouthControl(nn.Module):
         use_prior = prior is not None and prior.fitted
         w0 = prior.weight.double().numpy() if use_prior else np.zeros(self.weight.numel())
         scores = None
-        if ridge is None:
+        if ridge is None and (len(stats) < 2 or total.n < MIN_FRAMES_TO_VALIDATE):
+            ridge = FALLBACK_RIDGE  # too few frames to hold some out and learn from the rest
+        elif ridge is None:
             scores = {lam: _held_out_error(stats, lam, w0) for lam in RIDGES}
             ridge = min(scores, key=scores.get)
         w, mu = total.solve(ridge, w0)
@@ -103,6 +105,8 @@ class MouthControl(nn.Module):
 # number of folds the choice is cross-validated over.
 RIDGES = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)
 FOLDS = 5
+FALLBACK_RIDGE = 1000.0  # what cross-validation chose on talk_man's minute
+MIN_FRAMES_TO_VALIDATE = 50  # 2 s: fewer, and each fold holds a handful of frames
 
 
 class _Stats:
@@ -167,9 +171,7 @@ def _features(windows: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _held_out_error(folds: list[_Stats], ridge: float, w0: np.ndarray) -> float:
-    """Mean squared error of each fold predicted by the regression fitted on the others."""
-    if len(folds) < 2:
-        return 0.0
+    """Mean squared error of each fold predicted by the regression fitted on the others (at least two folds)."""
     sse = n = 0.0
     for i, held in enumerate(folds):
         rest = [f for j, f in enumerate(folds) if j != i]
