@@ -1,13 +1,16 @@
 """The contract between stages: the readers of each stage's files, on real preprocessed footage."""
 
 import ast
+import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
+from clonetrain.contract import metrics as metric_decl
 from clonetrain.contract.sound import frames_sound
-from conftest import ffmpeg
+from conftest import ffmpeg, make_cfg
 
 
 def test_frames_sound_follows_the_files_sample_rate(preprocessed, tmp_path):
@@ -52,3 +55,57 @@ def test_no_import_runs_back_up_the_layers_and_stage_paths_live_in_the_contract(
     for path in SRC.rglob("*.py"):
         if path.relative_to(SRC).as_posix() not in ("contract/files.py", "workspace.py", "pipeline.py"):
             assert "stage_dir(" not in path.read_text(), path
+    # A stage names the files it writes in the contract too (contract.files.output), never by a literal.
+    for path in [*(SRC / "stages").glob("*.py"), *(SRC / "training").glob("*.py")]:
+        assert not re.search(r"out_dir / f?[\"']", path.read_text()), path
+
+
+def test_every_goal_is_judged_from_its_metrics_declaration():
+    """Targets come from the goals declared on the metrics: their keys, their direction (an offset is judged by
+    its size, LMD over the static frame's), and not measured is not met (but a where-possible one is no miss)."""
+    results = {"clone": {"mouth_open_corr": 0.6, "lmd_mouth": 0.3, "offset_frames": -1.0,
+                         "cross_speaker_mouth_r": None, "silence_closed_fraction": float("nan"),
+                         "mouth_sharpness_ratio": 0.9},
+               "static_frame": {"lmd_mouth": 0.5}}
+    met, values = metric_decl.goal_values(results)
+    assert met == {"mouth_open_corr>=0.5": True, "heldout_mouth_r>=0.75": False, "lmd_mouth<=0.7*static": True,
+                   "heldout_lmd_vs_static<=0.5": False, "mouth_sharpness_ratio>=0.85": True,
+                   "offset_within_1_frame": True}
+    assert values["heldout_lmd_vs_static"] == {"value": 0.6, "met": False, "goal": values["heldout_lmd_vs_static"]["goal"]}
+    assert values["cross_speaker_mouth_r"]["value"] is None and not values["silence_closed_fraction"]["met"]
+    results["clone"]["offset_frames"] = 2.0
+    assert not metric_decl.goal_values(results)[0]["offset_within_1_frame"]
+    # Every goal's metric is declared, so the nightly floor's defaults name real targets.
+    keys = {m.key(g) for m in metric_decl.HELDOUT for g in m.goals}
+    from clonetrain.config import NightlyCfg
+    assert set(NightlyCfg().floor) - {"beats_every_baseline"} <= keys
+
+
+def test_the_parts_that_swap_are_built_from_their_config_target(tmp_path):
+    """The landmark model, the face detector and the training logger are named by their class (`_target_`) in
+    the config; a preset swaps the class, and a wrong one is a clear error naming the setting."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from clonetrain.contract.build import build
+    from clonetrain.errors import ClonetrainError, WeightsMissingError
+    from clonetrain.training.fit import make_logger
+    from clonetrain.vision.detector import MediaPipeFaceDetector
+    from clonetrain.vision.landmarks import make_landmarker
+
+    cfg = make_cfg(tmp_path, "x", "faces.min_confidence=0.7")
+    detector = build(cfg.faces.detector, "faces.detector")
+    assert isinstance(detector, MediaPipeFaceDetector)
+    detector.close()
+    landmarker = make_landmarker(cfg.landmarks)
+    assert landmarker.name == "mediapipe"
+    landmarker.close()
+    # The FAN preset builds face-alignment's model: here its weights are missing, which says where to put them.
+    with pytest.raises(WeightsMissingError, match="2DFAN4"):
+        make_landmarker(make_cfg(tmp_path, "x", "landmarks=fan", f"landmarks.fan_weights={tmp_path}").landmarks)
+    with pytest.raises(ClonetrainError, match="landmarks=fan"):
+        make_landmarker(make_cfg(tmp_path, "x", "landmarks.backend=fan").landmarks)
+    with pytest.raises(ClonetrainError, match="faces.detector"):
+        build(make_cfg(tmp_path, "x", "faces.detector._target_=clonetrain.vision.NoSuchDetector").faces.detector,
+              "faces.detector")
+    assert isinstance(make_logger(make_cfg(tmp_path, "x", "logger=csv"), "run", tmp_path), CSVLogger)
+    assert make_logger(make_cfg(tmp_path, "x", "logger=none"), "run", tmp_path) is False

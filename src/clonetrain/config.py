@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, OmegaConf
@@ -66,6 +67,9 @@ class IngestCfg:
 @dataclass
 class FacesCfg:
     min_confidence: float = 0.5
+    # The face detector: its class and arguments (contract.build).
+    detector: dict[str, Any] = field(default_factory=lambda: {
+        "_target_": "clonetrain.vision.detector.MediaPipeFaceDetector", "min_confidence": "${faces.min_confidence}"})
     crop_size: int = 256
     train_size: int = 96
     # Crop side = face box side * crop_scale, so the chin, cheeks and some hair stay in.
@@ -85,7 +89,9 @@ class FacesCfg:
 
 @dataclass
 class LandmarksCfg:
-    backend: str = "mediapipe"
+    backend: str = "mediapipe"  # the model's name in the records; the preset (landmarks=fan) sets it with `model`
+    # The model: its class and arguments (contract.build); conf/landmarks/fan.yaml swaps in face-alignment's FAN.
+    model: dict[str, Any] = field(default_factory=lambda: {"_target_": "clonetrain.vision.landmarks.MeshLandmarker"})
     smooth_window: int = 5
     # FAN only: a file or a folder holding 2DFAN4-11f355bf06.pth.tar; empty means the torch hub cache.
     fan_weights: str = ""
@@ -253,6 +259,9 @@ class LoggerCfg:
     project: str = "clonetrain"
     # offline: no account, no network; `wandb sync data/logs/wandb/offline-run-*` uploads later.
     mode: str = "${oc.env:WANDB_MODE,offline}"
+    # Training's Lightning logger: its class and arguments (contract.build; the run's name and folder are added).
+    # Each preset sets its own (conf/logger/*.yaml); none: no logger.
+    lightning: Any = None
 
 
 @dataclass

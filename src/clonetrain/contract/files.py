@@ -1,6 +1,6 @@
 """Every stage's files by name, and the one way to reach another stage's file.
 
-A stage reads an upstream file only through `path` (or the readers built on it: `read_json`, `load`), never by
+A stage writes its own files at `output(out_dir, stage, name)`, and reads an upstream file only through `path` (or the readers built on it: `read_json`, `load`), never by
 joining a stage folder and a file name itself. Each read is noted in the recorder the pipeline opens around a
 stage run (contract.reads), so the manifest says which upstream files a stage actually used, instead of a list
 kept by hand that drifts from the code.
@@ -22,18 +22,21 @@ from clonetrain.errors import UpstreamMissingError
 # stage -> {name: file inside its folder}. A name with {} is a pattern (crops_{}.npy at a size).
 FILES: dict[str, dict[str, str]] = {
     "ingest": {"frames": "frames.npz", "audio": "audio.wav", "takes": "takes.json", "consent": "consent.json",
-               "vad": "vad.json", "take_video": "{}"},
+               "vad": "vad.json", "take_video": "{}", "take_file": "takes/{:03d}.mp4"},
     "transcribe": {"transcript": "transcript.json"},
     "faces": {"faces": "faces.npz", "takes": "takes.json", "crops": "crops_{}.npy"},
     "landmarks": {"landmarks": "landmarks.npz"},
     "audio": {"features": "features.json", "feature_array": "{}", "audio": "audio.wav", "energy": "energy.npy",
               "speech": "speech.npy", "profile": "profile.json", "offsets": "offsets.json", "vad": "vad.json",
-              "mel": "mel.npy"},
-    "voice": {"record": "voice.json", "model": "voice.npz"},
-    "train": {"model": "model.safetensors", "split": "split.json", "preview": "samples/heldout.mp4"},
+              "mel": "mel.npy", "whisper": "whisper.npy"},
+    "voice": {"record": "voice.json", "model": "voice.npz", "sample": "samples/{}.wav"},
+    "pretrain": {"corpus": "corpus.json", "model": "model.safetensors"},
+    "train": {"model": "model.safetensors", "split": "split.json", "preview": "samples/heldout.mp4",
+              "sample_grid": "samples/step{:06d}.png"},
     "evaluate": {"metrics": "metrics.json", "frames": "frames.npz", "cross_speaker": "cross_speaker.npz",
-                 "heldout": "heldout.mp4", "mouths": "mouths.png"},
+                 "heldout": "heldout.mp4", "heldout_sound": "heldout.wav", "mouths": "mouths.png"},
     "report": {"report": "report.json", "page": "report.html", "footage_check": "footage_check.mp4"},
+    "package": {"staging": "pkg"},
 }
 
 
@@ -44,6 +47,12 @@ def name_of(stage: str, name: str, *args: Any) -> str:
     except KeyError:
         raise KeyError(f"no file {name!r} in stage {stage!r}'s contract (contract.files.FILES)") from None
     return pattern.format(*args) if args else pattern
+
+
+def output(out_dir: Path, stage: str, name: str, *args: Any) -> Path:
+    """Where `stage` writes its file `name` inside the folder it is building (a stage names its files here, in
+    FILES, so its readers and it cannot disagree)."""
+    return Path(out_dir) / name_of(stage, name, *args)
 
 
 def folder(ws, stage: str) -> Path:

@@ -9,9 +9,21 @@ evaluation.metrics.summarise (or a sibling), declare it in HELDOUT.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from clonetrain.errors import ClonetrainError
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A target on the clone's value of a metric. Met when the value is on the metric's better side of `bound`
+    (within +-bound for a metric whose best is 0)."""
+    bound: float
+    key: str = ""                 # its name in metrics.json's `targets`; "" names it from the metric and the bound
+    over_static: bool = False     # the value is the clone's over the static frame's
+    acceptance: str = ""          # issue 13's acceptance targets: the name in `target_values` and the benchmarks
+    words: str = ""               # the goal as a person reads it (acceptance targets)
 
 
 @dataclass(frozen=True)
@@ -24,18 +36,40 @@ class Metric:
     pooled: str = "mean"          # over the frames: "mean" of the series, or "corr" with the real mouth opening
     gated: bool = False           # the nightly gate compares it with the live version
     where_possible: bool = False  # measured only where the machine can (the drivers' footage): absent is not worse
+    goals: tuple[Goal, ...] = ()  # the targets on it: the evaluation's verdict, the nightly floor, the benchmarks
+
+    def met(self, goal: Goal, value: float) -> bool:
+        if self.higher_is_better is None:
+            return abs(value) <= goal.bound
+        return value >= goal.bound if self.higher_is_better else value <= goal.bound
+
+    def key(self, goal: Goal) -> str:
+        if goal.key:
+            return goal.key
+        op = ">=" if self.higher_is_better else "<="
+        return f"{self.name}{op}{goal.bound:g}" + ("*static" if goal.over_static else "")
 
 
 # Held-out evaluation (stage=evaluate), in the order they are compared and shown.
 HELDOUT: tuple[Metric, ...] = (
-    Metric("mouth_open_corr", True, "mouth-opening r", series="mouth_open", pooled="corr", gated=True),
+    Metric("mouth_open_corr", True, "mouth-opening r", series="mouth_open", pooled="corr", gated=True,
+           goals=(Goal(0.5), Goal(0.75, "heldout_mouth_r>=0.75", acceptance="heldout_mouth_r", words=">= 0.75"))),
     Metric("psnr_lower", True, "PSNR lower face", series="psnr", gated=True),
     Metric("ssim_lower", True, "SSIM lower face", series="ssim", gated=True),
-    Metric("lmd_mouth", False, "mouth LMD (lower is better)", series="lmd", gated=True),
-    Metric("cross_speaker_mouth_r", True, "cross-speaker mouth r", gated=True, where_possible=True),
-    Metric("silence_closed_fraction", True, "shut in driver pauses", gated=True, where_possible=True),
-    Metric("mouth_sharpness_ratio", True, "mouth sharpness over real", gated=True),
-    Metric("offset_frames", None, "offset (frames)"),
+    Metric("lmd_mouth", False, "mouth LMD (lower is better)", series="lmd", gated=True,
+           goals=(Goal(0.7, over_static=True),
+                  Goal(0.5, "heldout_lmd_vs_static<=0.5", over_static=True, acceptance="heldout_lmd_vs_static",
+                       words="<= 0.5 (the clone's held-out mouth LMD over the static frame's)"))),
+    Metric("cross_speaker_mouth_r", True, "cross-speaker mouth r", gated=True, where_possible=True,
+           goals=(Goal(0.5, acceptance="cross_speaker_mouth_r", words=">= 0.5 (mean over the drivers)"),)),
+    Metric("silence_closed_fraction", True, "shut in driver pauses", gated=True, where_possible=True,
+           goals=(Goal(0.9, acceptance="silence_closed_fraction", words=">= 0.9 (driver pauses, pooled over drivers)"),)),
+    Metric("mouth_sharpness_ratio", True, "mouth sharpness over real", gated=True,
+           goals=(Goal(0.85, acceptance="mouth_sharpness_ratio",
+                       words=">= 0.85 (held-out mouth box, generated over real)"),)),
+    Metric("offset_frames", None, "offset (frames)",
+           goals=(Goal(1, "offset_within_1_frame", acceptance="offset_frames",
+                       words="within +-1 frame (held-out generated frames)"),)),
     Metric("sync_peak_margin", True, "offset peak margin"),
 )
 BY_NAME = {m.name: m for m in HELDOUT}
@@ -47,6 +81,32 @@ WHERE_POSSIBLE = tuple(m.name for m in HELDOUT if m.where_possible)
 TABLE = tuple(BY_NAME[n] for n in ("lmd_mouth", "mouth_open_corr", "offset_frames", "sync_peak_margin", "psnr_lower",
                                    "ssim_lower"))
 CARD = tuple(m for m in TABLE if m.name != "sync_peak_margin")
+
+
+
+def goal_values(results: dict) -> tuple[dict[str, bool], dict[str, dict]]:
+    """Every goal, judged on the evaluation's per-method metrics (results["clone"], results["static_frame"]):
+    ({targets key: met}, {acceptance name: {"value", "goal", "met"}}). A value that was not measured (None, NaN)
+    is not met; a where-possible metric that was not measured is left out of the first (not a miss)."""
+    clone, static = results["clone"], results.get("static_frame", {})
+    met, acceptance = {}, {}
+    for metric in HELDOUT:
+        for goal in metric.goals:
+            value = _finite(clone.get(metric.name))
+            if goal.over_static:
+                base = _finite(static.get(metric.name))
+                value = round(value / base, 4) if value is not None and base else None
+            ok = value is not None and metric.met(goal, value)
+            if value is not None or not metric.where_possible:
+                met[metric.key(goal)] = ok
+            if goal.acceptance:
+                acceptance[goal.acceptance] = {"value": value, "goal": goal.words, "met": ok}
+    return met, acceptance
+
+
+def _finite(v) -> float | None:
+    return None if v is None or not math.isfinite(v) else v
+
 
 # What validation logs (training.module): losses fall, the expert's accuracy rises.
 TRAINING: dict[str, bool] = {"val/l1": False, "val/l1_lower": False, "val/sync": False, "val/expert": False,

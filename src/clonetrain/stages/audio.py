@@ -115,21 +115,21 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "speaking_rate_per_s": features.speaking_rate(wav, sr, segments_out),
         "voice": features.voice_profile(wav, sr, segments_out),
     }
-    sf.write(out_dir / "audio.wav", wav, sr, subtype="PCM_16")
-    np.save(out_dir / "mel.npy", mel)
+    sf.write(files.output(out_dir, "audio", "audio"), wav, sr, subtype="PCM_16")
+    np.save(files.output(out_dir, "audio", "mel"), mel)
     if spec.encoder == "mel":
-        feature_file, n_features = "mel.npy", len(mel)
+        feature_file, n_features = files.name_of("audio", "mel"), len(mel)
     else:
         # Computed on the corrected sound, so the features line up with the picture as the mel does.
         feats = spec.compute(wav, sr)
-        np.save(out_dir / "whisper.npy", feats.astype(np.float16))  # half the disk; the model's noise is larger
-        feature_file, n_features = "whisper.npy", len(feats)
-    write_json_atomic(out_dir / "features.json", {"file": feature_file, "spec": spec.to_dict()})
-    np.save(out_dir / "energy.npy", energy)
-    np.save(out_dir / "speech.npy", speech)
-    write_json_atomic(out_dir / "vad.json", {"sample_rate": sr, "segments": segments_out})
-    write_json_atomic(out_dir / "offsets.json", offsets)
-    write_json_atomic(out_dir / "profile.json", profile)
+        np.save(files.output(out_dir, "audio", "whisper"), feats.astype(np.float16))  # half the disk; the model's noise is larger
+        feature_file, n_features = files.name_of("audio", "whisper"), len(feats)
+    write_json_atomic(files.output(out_dir, "audio", "features"), {"file": feature_file, "spec": spec.to_dict()})
+    np.save(files.output(out_dir, "audio", "energy"), energy)
+    np.save(files.output(out_dir, "audio", "speech"), speech)
+    write_json_atomic(files.output(out_dir, "audio", "vad"), {"sample_rate": sr, "segments": segments_out})
+    write_json_atomic(files.output(out_dir, "audio", "offsets"), offsets)
+    write_json_atomic(files.output(out_dir, "audio", "profile"), profile)
 
     result.counts = {"mel_frames": int(len(mel)), "mel_per_video_frame": sr / c.hop_length / fps,
                      "feature_frames": int(n_features), "features_per_video_frame": spec.frames_per_video_frame(fps),

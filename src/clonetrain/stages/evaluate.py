@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 
 from clonetrain import avatar, tracking, verdict
 from clonetrain.contract import files
+from clonetrain.contract import metrics as metric_decl
 from clonetrain.contract.clip import load_clip
 from clonetrain.contract.series import write_frame_series
 from clonetrain.contract.sound import frames_sound
@@ -46,22 +47,6 @@ from clonetrain.vision.landmarks import Landmarker, make_landmarker
 from clonetrain.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
-
-
-# Issue 13's acceptance targets: name -> (its key in `targets`, the goal in words, met?). The offset's key
-# is the older target's, which says the same.
-TARGET_GOALS = {
-    "cross_speaker_mouth_r": ("cross_speaker_mouth_r>=0.5", ">= 0.5 (mean over the drivers)", lambda v: v >= 0.5),
-    "heldout_mouth_r": ("heldout_mouth_r>=0.75", ">= 0.75", lambda v: v >= 0.75),
-    "heldout_lmd_vs_static": ("heldout_lmd_vs_static<=0.5",
-                              "<= 0.5 (the clone's held-out mouth LMD over the static frame's)", lambda v: v <= 0.5),
-    "mouth_sharpness_ratio": ("mouth_sharpness_ratio>=0.85", ">= 0.85 (held-out mouth box, generated over real)",
-                              lambda v: v >= 0.85),
-    "silence_closed_fraction": ("silence_closed_fraction>=0.9", ">= 0.9 (driver pauses, pooled over drivers)",
-                                lambda v: v >= 0.9),
-    "offset_frames": ("offset_within_1_frame", "within +-1 frame (held-out generated frames)",
-                      lambda v: abs(v) <= 1),
-}
 
 
 def driver_paths(cfg: DictConfig) -> tuple[Path, list[drivers.DriverSpec]]:
@@ -103,7 +88,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         base_gen = checkpoint.load_base_generator(Path(base), generator.spec)
         outputs["base_untuned"] = generate(base_gen, reference, real, mels, cfg.evaluate.batch_size)
 
-    landmarker = make_landmarker(cfg.landmarks.backend, cfg.landmarks.fan_weights, cfg.landmarks.device)
+    landmarker = make_landmarker(cfg.landmarks)
     try:
         real_pts = metrics.judge_landmarks(landmarker, real, runs)
         series = {name: metrics.judge(landmarker, gen, real, real_pts, runs) for name, gen in outputs.items()}
@@ -127,28 +112,19 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     uncertainty = {f"clone_vs_{b}": paired.paired_bootstrap(series["clone"], series[b], mouth_real,
                                                           paired.block_for(clip.fps))
                    for b in outputs if b != "clone"}
-    write_frame_series(out_dir / "frames.npz", idx, clip.fps, series)
+    write_frame_series(files.output(out_dir, "evaluate", "frames"), idx, clip.fps, series)
     if xspk_series:  # no drivers (evaluate.drivers=[] or no footage folder): nothing to compare later
-        paired.write_driver_series(out_dir / "cross_speaker.npz", xspk_series)
-    static_lmd = results["static_frame"]["lmd_mouth"]
-    targets = {
-        "mouth_open_corr>=0.5": results["clone"]["mouth_open_corr"] >= 0.5,
-        "lmd_mouth<=0.7*static": results["clone"]["lmd_mouth"] <= 0.7 * static_lmd,
-        "offset_within_1_frame": results["clone"]["offset_frames"] is not None
-        and abs(results["clone"]["offset_frames"]) <= 1,
-        "beats_every_baseline": all(all(v.values()) for v in comparison.values()),
-    }
-    target_values = acceptance(results)
-    # The issue's targets join the list; cross-speaker ones only when it was measured (not a miss when skipped).
-    targets.update({TARGET_GOALS[k][0]: v["met"] for k, v in target_values.items()
-                    if v["value"] is not None or not k.startswith(("cross_speaker", "silence"))})
+        paired.write_driver_series(files.output(out_dir, "evaluate", "cross_speaker"), xspk_series)
+    # Every goal declared on a metric (contract.metrics); a cross-speaker one only when it was measured.
+    targets, target_values = metric_decl.goal_values(results)
+    targets["beats_every_baseline"] = all(all(v.values()) for v in comparison.values())
     report = {"heldout_frames": int(idx.size), "heldout_from_frame": lo, "judge": cfg.landmarks.backend,
               "training_steps": meta.get("steps"), "base": base, "metrics": results, "comparison": comparison,
               "uncertainty": uncertainty, "cross_speaker": xspk, "targets": targets, "target_values": target_values}
     # The one verdict every later reader shows (report, model card, registry, render).
     report["verdict"] = judged = verdict.clone_verdict(targets, results["clone"], a.min_peak_margin,
                                                        verdict.footage_facts(cfg, ws), verdict.training_facts(ws), base)
-    write_json_atomic(out_dir / "metrics.json", report)
+    write_json_atomic(files.output(out_dir, "evaluate", "metrics"), report)
 
     # Contact sheet: held-out mouths at a closed, a middling and a wide-open real mouth, then one per driver.
     ranked = np.flatnonzero(np.isfinite(mouth_real))
@@ -156,23 +132,23 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     picks = dict.fromkeys(int(ranked[int(q * (len(ranked) - 1))]) for q in (0.1, 0.5, 0.95)) if ranked.size else {}
     rows = [(f"held-out|frame {idx[p]}", [(real[p], boxes[p]), (outputs["clone"][p], boxes[p]), (static[p], boxes[p])])
             for p in picks]
-    contact_sheet.write(out_dir / "mouths.png", rows + xspk_rows)
+    contact_sheet.write(files.output(out_dir, "evaluate", "mouths"), rows + xspk_rows)
 
     # A side-by-side clip over the held-out sound: real | static | clone.
     wav, sr = frames_sound(files.path(ws, "audio", "audio"), lo, clip.n, clip.fps)
-    sf.write(out_dir / "heldout.wav", wav, sr, subtype="PCM_16")
+    sf.write(files.output(out_dir, "evaluate", "heldout_sound"), wav, sr, subtype="PCM_16")
     # Frames without a usable face are shown as they are in all three columns.
     whole = np.asarray(clip.faces[held])
     columns = [whole.copy(), whole.copy(), whole.copy()]
     for col, faces in zip(columns, (real, static, outputs["clone"])):
         col[idx - lo] = faces
-    write_comparison(columns, clip.fps, out_dir / "heldout.wav", out_dir / "heldout.mp4",
+    write_comparison(columns, clip.fps, files.output(out_dir, "evaluate", "heldout_sound"), files.output(out_dir, "evaluate", "heldout"),
                      ["real", "static frame", "clone"], [False, False, True], ws.clone)
 
     c = results["clone"]
     tracking.log_run(cfg, f"{ws.clone}-evaluate", {f"eval/{k}": v for k, v in c.items()},
                      summary={f"target/{k}": v for k, v in targets.items()},
-                     videos={"eval/heldout_real_static_clone": out_dir / "heldout.mp4"})
+                     videos={"eval/heldout_real_static_clone": files.output(out_dir, "evaluate", "heldout")})
     result = StageResult(counts={"heldout_frames": int(idx.size), **{f"clone_{k}": v for k, v in c.items()}})
     result.summary = [f"{idx.size} held-out frames judged by {cfg.landmarks.backend} landmarks"]
     for name, m in results.items():
@@ -200,23 +176,6 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     result.warnings = [f"target {k}: {judged['targets'][k]}" for k in judged["missed"]]
     result.warnings += [f"cross-speaker: {w}" for w in xspk["warnings"]]
     return result
-
-
-def acceptance(results: dict) -> dict:
-    """{target: {"value", "goal", "met"}} from the metrics (value None: not measured, so not met)."""
-    c, static = results["clone"], results["static_frame"]
-    ratio = (c["lmd_mouth"] / static["lmd_mouth"] if c.get("lmd_mouth") is not None and static.get("lmd_mouth")
-             and np.isfinite(c["lmd_mouth"]) else None)
-    values = {"cross_speaker_mouth_r": c.get("cross_speaker_mouth_r"), "heldout_mouth_r": c.get("mouth_open_corr"),
-              "heldout_lmd_vs_static": round(ratio, 4) if ratio is not None else None,
-              "mouth_sharpness_ratio": c.get("mouth_sharpness_ratio"),
-              "silence_closed_fraction": c.get("silence_closed_fraction"), "offset_frames": c.get("offset_frames")}
-    out = {}
-    for name, (_, goal, test) in TARGET_GOALS.items():
-        v = values[name]
-        v = None if v is None or not np.isfinite(v) else v
-        out[name] = {"value": v, "goal": goal, "met": bool(v is not None and test(v))}
-    return out
 
 
 def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, reference: np.ndarray,

@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from clonetrain.contract import files
+from clonetrain.contract.build import build
 from clonetrain.contract.faces import (BLURRED, INTERPOLATED, NO_FACE, PROFILE, SEVERAL_FACES, TOO_SMALL, UNUSABLE,
                                        describe_flags)
 from clonetrain.errors import FootageError
@@ -27,7 +28,7 @@ from clonetrain.manifest import StageResult
 from clonetrain.progress import Progress
 from clonetrain.media import convert
 from clonetrain.vision import crops, tracking
-from clonetrain.vision.detector import FaceDetector, MediaPipeFaceDetector
+from clonetrain.vision.detector import FaceDetector
 from clonetrain.workspace import Workspace, write_json_atomic
 
 
@@ -45,8 +46,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.faces
     takes = [t for t in files.read_json(ws, "ingest", "takes") if t["status"] == "ok"]
     n = int(files.load(ws, "ingest", "frames")["take"].shape[0])
-    big = np.lib.format.open_memmap(out_dir / f"crops_{c.crop_size}.npy", "w+", np.uint8, (n, c.crop_size, c.crop_size, 3))
-    small = np.lib.format.open_memmap(out_dir / f"crops_{c.train_size}.npy", "w+", np.uint8, (n, c.train_size, c.train_size, 3))
+    big = np.lib.format.open_memmap(files.output(out_dir, "faces", "crops", c.crop_size), "w+", np.uint8, (n, c.crop_size, c.crop_size, 3))
+    small = np.lib.format.open_memmap(files.output(out_dir, "faces", "crops", c.train_size), "w+", np.uint8, (n, c.train_size, c.train_size, 3))
     box = np.full((n, 4), np.nan, np.float32)
     raw_box = np.full((n, 4), np.nan, np.float32)
     square = np.full((n, 3), np.nan, np.float32)
@@ -58,7 +59,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
 
     result = StageResult()
     take_rows = []
-    detector = MediaPipeFaceDetector(c.min_confidence)
+    detector = build(c.detector, "faces.detector")
     try:
         for take in takes:
             video, first, count = files.path(ws, "ingest", "take_video", take["video"]), take["first_frame"], take["frames"]
@@ -124,10 +125,10 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                            "film the person facing the camera, face filling at least a fifth of the frame",
                            code="no_face")
 
-    np.savez(out_dir / "faces.npz", box=box, raw_box=raw_box, square=square, score=score, flags=flags,
+    np.savez(files.output(out_dir, "faces", "faces"), box=box, raw_box=raw_box, square=square, score=score, flags=flags,
              sharpness=sharp, profile=profile, n_faces=n_faces, crop_size=np.array(c.crop_size),
              train_size=np.array(c.train_size))
-    write_json_atomic(out_dir / "takes.json", take_rows)
+    write_json_atomic(files.output(out_dir, "faces", "takes"), take_rows)
     usable = int(np.count_nonzero((flags & UNUSABLE) == 0))
     result.counts = {"frames": n, "usable_frames": usable, **describe_flags(flags)}
     med = np.nanmedian(np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])) if usable else 0.0

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from clonetrain import consent as consent_mod
+from clonetrain.contract import files
 from clonetrain.audio import vad
 from clonetrain.errors import FootageError, NotEnoughFootageError
 from clonetrain.manifest import StageResult, sha256_file
@@ -49,13 +50,13 @@ def _sound_beside(video: Path) -> Path | None:
 
 
 def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
-    files = []
+    found = []
     for v in _videos(cfg, ws):
-        files.append(v)
+        found.append(v)
         if (s := _sound_beside(v)) is not None:
-            files.append(s)
+            found.append(s)
     consent = ws.raw_dir / consent_mod.FILENAME
-    return files + ([consent] if consent.is_file() else [])
+    return found + ([consent] if consent.is_file() else [])
 
 
 def _ingest_take(video: Path, index: int, cfg: DictConfig, out_dir: Path) -> tuple[dict, np.ndarray, list[str]]:
@@ -73,7 +74,7 @@ def _ingest_take(video: Path, index: int, cfg: DictConfig, out_dir: Path) -> tup
         raise FootageError(video.name, "has no sound track, so lip-sync cannot be learned from it",
                            f"put the take's recorded sound beside it as {video.stem}.wav", code="no_audio")
 
-    dst = out_dir / "takes" / f"{index:03d}.mp4"
+    dst = files.output(out_dir, "ingest", "take_file", index)
     dst.parent.mkdir(exist_ok=True)
     convert.normalise_video(video, dst, c.fps, c.max_side, c.crf)
     n_frames, width, height = convert.count_frames(dst)
@@ -171,13 +172,13 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                                "this clone cannot be trained for lip-sync until takes with the person speaking are added")
 
     segments = [seg for r in ok for seg in r.pop("segments")]
-    sf.write(out_dir / "audio.wav", np.concatenate(sounds), c.sample_rate, subtype="PCM_16")
-    np.savez(out_dir / "frames.npz", take=np.concatenate(take_of_frame), frame=np.concatenate(frame_in_take),
+    sf.write(files.output(out_dir, "ingest", "audio"), np.concatenate(sounds), c.sample_rate, subtype="PCM_16")
+    np.savez(files.output(out_dir, "ingest", "frames"), take=np.concatenate(take_of_frame), frame=np.concatenate(frame_in_take),
              lipsync=np.concatenate(lipsync_frame), fps=np.array(c.fps))
-    write_json_atomic(out_dir / "takes.json", rows)
-    write_json_atomic(out_dir / "vad.json", {"sample_rate": c.sample_rate, "segments": segments})
+    write_json_atomic(files.output(out_dir, "ingest", "takes"), rows)
+    write_json_atomic(files.output(out_dir, "ingest", "vad"), {"sample_rate": c.sample_rate, "segments": segments})
     # The record frozen with the footage: it proves what this was built under; the live record still decides.
-    write_json_atomic(out_dir / "consent.json", consent.as_record())
+    write_json_atomic(files.output(out_dir, "ingest", "consent"), consent.as_record())
 
     result.counts = {"takes": len(rows), "takes_ok": len(ok), "frames": offset_frames,
                      "usable_s": round(usable, 2), "speech_s": round(speech, 2), "lipsync_ready": lipsync_ready}

@@ -33,7 +33,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     n = len(crops)
 
     points = np.full((n, 68, 2), np.nan, np.float32)
-    landmarker = make_landmarker(c.backend, c.fan_weights, c.device, c.batch_size)
+    landmarker = make_landmarker(c)
     try:
         # Runs of consecutive usable frames of one take: the tracker is reset at every cut.
         cut = np.flatnonzero(np.diff(take) != 0) + 1
@@ -62,7 +62,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     points_frame = smoothed * to_frame + sq[:, None, :2]
     pose = geometry.head_pose(smoothed, crop_size)
     mouth = geometry.mouth_opening(smoothed).astype(np.float32)
-    np.savez(out_dir / "landmarks.npz", points=smoothed, points_frame=points_frame.astype(np.float32),
+    np.savez(files.output(out_dir, "landmarks", "landmarks"), points=smoothed, points_frame=points_frame.astype(np.float32),
              valid=valid, pose=pose, mouth_open=mouth, crop_size=np.array(crop_size))
 
     result = StageResult()

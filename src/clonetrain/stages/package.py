@@ -85,7 +85,7 @@ Mouth shapes of sounds absent from the training footage may be wrong. Clone LMD 
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
-    pkg = out_dir / "pkg"
+    pkg = files.output(out_dir, "package", "staging")
     (pkg / "avatar").mkdir(parents=True)
     version = registry.next_version(ws.root, ws.clone)
     model = files.path(ws, "train", "model")

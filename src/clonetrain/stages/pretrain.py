@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from torch.utils.data import ConcatDataset
 
+from clonetrain.contract import files
 from clonetrain.errors import ClonetrainError
 from clonetrain.manifest import StageResult
 from clonetrain.audio.model_input import check_matches
@@ -80,10 +81,10 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                 meta={"base": ws.clone, "corpus": list(cfg.pretrain.corpus),
                       "continued_from": str(init) if init else None,
                       "continued_from_sha256": sha256_file(init) if init else None})
-    write_json_atomic(out_dir / "corpus.json", rows)
+    write_json_atomic(files.output(out_dir, "pretrain", "corpus"), rows)
     result = StageResult(counts={**{k: v for k, v in stats.items() if k not in ("metrics", "mouth_control")},
                                  **stats["metrics"]})
     result.details = {"mouth_control": stats["mouth_control"]}
     result.summary = [f"base {ws.clone!r} from {len(rows)} clones: {stats['steps']} steps in {stats['seconds']:.0f} s",
-                      f"model: {out_dir.parent / 'pretrain' / 'model.safetensors'}"]
+                      f"model: {files.output(out_dir.parent / 'pretrain', 'pretrain', 'model')}"]
     return result

@@ -34,7 +34,6 @@ from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
 # The stages whose warnings are the footage's findings.
 PREPROCESSING = ("ingest", "faces", "landmarks", "audio")
 # The real footage with its landmarks over the corrected sound (not the clone: that is evaluate/heldout.mp4).
-FOOTAGE_CHECK = "footage_check.mp4"
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -195,7 +194,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     tables += voice_report.sections(ws)
     page = html.page(ws.clone, verdict, level, findings, tables, plots, thumbs, footer,
                      sections=mouths.section(files.folder(ws, "evaluate")) if evaluation else "")
-    write_text_atomic(out_dir / "report.html", page)
+    write_text_atomic(files.output(out_dir, "report", "page"), page)
     report = {
         "clone": ws.clone, "created": created, "verdict": verdict, "level": level, "ready_for_lipsync": bool(ready),
         "clone_verdict": evaluated, "footage_verdict": footage["headline"], "findings": findings, "takes": rows,
@@ -205,15 +204,15 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "offsets": [{k: o[k] for k in ("file", "offset_frames", "offset_ms", "peak_correlation", "reliable",
                                        "corrected_frames")} for o in offsets.values()],
     }
-    write_json_atomic(out_dir / "report.json", report)
+    write_json_atomic(files.output(out_dir, "report", "report"), report)
     write_video(_preview_frames(crops, lm["points"], usable, lm["mouth_open"]), (crop_size, crop_size), fps,
-                out_dir / FOOTAGE_CHECK, audio=files.path(ws, "audio", "audio"),
+                files.output(out_dir, "report", "footage_check"), audio=files.path(ws, "audio", "audio"),
                 metadata={"comment": f"clonetrain footage preview of clone {ws.clone} (source footage, not generated)"})
 
     result = StageResult(counts={"level": level, "ready_for_lipsync": bool(ready), "findings": len(findings)})
     final = out_dir.parent / "report"
     result.summary = [verdict, f"report: {final / 'report.html'}",
-                      f"footage check (real footage, landmarks, sound): {final / FOOTAGE_CHECK}"]
+                      f"footage check (real footage, landmarks, sound): {final / files.name_of('report', 'footage_check')}"]
     if evaluated is not None:
         result.summary.append(f"the clone (real | static | AI-generated, held out): "
                               f"{files.path(ws, 'evaluate', 'heldout', required=False)}")

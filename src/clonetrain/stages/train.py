@@ -78,10 +78,10 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     preview = None
     if cfg.train.preview_seconds > 0:
         preview = heldout_preview(clip, split, meta["reference_frame"], files.path(ws, "audio", "audio"),
-                                  out_dir / "samples" / "heldout.mp4", cfg.train.preview_seconds)
+                                  files.output(out_dir, "train", "preview"), cfg.train.preview_seconds)
     stats = fit(cfg, train_ds, val_ds, out_dir, ws.resume_dir("train"), f"{ws.clone}-train", features=clip.features,
                 init=base, init_expert=expert, meta=meta, preview=preview)
-    write_json_atomic(out_dir / "split.json", {
+    write_json_atomic(files.output(out_dir, "train", "split"), {
         "frames": clip.n, "holdout_from_frame": split, "reference_frame": meta["reference_frame"],
         "train_windows": len(train_ds), "heldout_windows": len(val_ds), "base": meta["base"], "adopted": meta["adopted"],
         "base_sha256": meta["base_sha256"], "base_expert": meta["base_expert"],

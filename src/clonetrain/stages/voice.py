@@ -29,7 +29,7 @@ from clonetrain.contract.reads import whole
 from clonetrain.errors import ClonetrainError
 from clonetrain.manifest import StageResult
 from clonetrain.voice import judge, tts as tts_mod, world
-from clonetrain.voice.model import FEATURES_PER_SECOND, SUB, VoiceModel, VoiceSettings, move_f0
+from clonetrain.voice.model import VoiceModel, VoiceSettings, move_f0
 from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
 
 SR = 16000
@@ -123,8 +123,8 @@ def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.A
         metrics["heldout_reconstructed"].update(
             {f"{k}_vs_transcript": v for k, v in judge.intelligibility([recon_held], [held_text], language,
                                                                         models=("base",)).items()})
-    _write_wav(out_dir / "samples" / "heldout_original.wav", held_wav)
-    _write_wav(out_dir / "samples" / "heldout_reconstructed.wav", recon_held)
+    _write_wav(files.output(out_dir, "voice", "sample", "heldout_original"), held_wav)
+    _write_wav(files.output(out_dir, "voice", "sample", "heldout_reconstructed"), recon_held)
 
     try:
         engine = tts_mod.fresh(c.tts, c.tts_noise, seed=0)  # seeded: runs compare on the same sound
@@ -146,7 +146,7 @@ def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.A
         metrics[name] = {"speaker_similarity": judge.similarity(np.concatenate(wavs), reference),
                          **judge.intelligibility(wavs, texts, "en")}
         for i, w in enumerate(wavs[:2]):
-            _write_wav(out_dir / "samples" / f"{name}_{i}.wav", w)
+            _write_wav(files.output(out_dir, "voice", "sample", f"{name}_{i}"), w)
     metrics["converted_tts"]["conversion_rtf"] = judge.rtf(seconds, sum(len(x) for x in spoken) / SR)
     return metrics, notes
 
@@ -178,7 +178,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     if speech_s < c.min_speech_s:
         record["reason"] = (f"only {speech_s:.1f} s of clean speech in the footage; a voice needs at least "
                             f"{c.min_speech_s:g} s (voice_model.min_speech_s)")
-        write_json_atomic(out_dir / "voice.json", record)
+        write_json_atomic(files.output(out_dir, "voice", "record"), record)
         result.warnings.append(f"no voice: {record['reason']}. The lip-sync clone is built without one; add takes "
                                "of the person speaking for a voice")
         result.counts = {"available": False, "speech_s": round(speech_s, 2)}
@@ -191,7 +191,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     analysis = world.analyse(wav)
     vm = VoiceModel.build(wav, build, settings, analysis=analysis, features=feats)
     vm.info.update({"clone": ws.clone, "built_from_s": [round(build[0][0], 2), round(build[-1][1], 2)]})
-    vm.save(out_dir / "voice.npz")
+    vm.save(files.output(out_dir, "voice", "model"))
     build_seconds = time.perf_counter() - started
 
     held_text, language = _heldout_text(ws, held)
@@ -206,7 +206,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "metrics": metrics, "targets": targets(metrics),
         "seconds": {"build": round(build_seconds, 2), "total": round(time.perf_counter() - started, 2)},
     })
-    write_json_atomic(out_dir / "voice.json", record)
+    write_json_atomic(files.output(out_dir, "voice", "record"), record)
     result.counts = {"available": True, "train_speech_s": record["train_speech_s"],
                      "heldout_speech_s": record["heldout_speech_s"], "frames": vm.info["frames"]}
     result.summary = [f"voice from {record['train_speech_s']:.0f} s of speech ({vm.info['frames']} frames), "

@@ -25,7 +25,8 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from clonetrain import quiet
-from clonetrain.contract import metrics
+from clonetrain.contract import files, metrics
+from clonetrain.contract.build import build
 from clonetrain.errors import ClonetrainError
 from clonetrain.models import checkpoint
 from clonetrain.models.checkpoint import CheckpointError
@@ -46,26 +47,21 @@ def resolve_precision(setting: str) -> str:
 
 
 def make_logger(cfg: DictConfig, run_name: str, save_dir: Path):
-    name = cfg.logger.name
-    if name == "none":
-        return False
-    if name == "csv":
-        from lightning.pytorch.loggers import CSVLogger
+    """The Lightning logger `logger.lightning` names (conf/logger/*.yaml), or False for none."""
+    return build(cfg.logger.lightning, "logger.lightning", save_dir=str(save_dir), name=run_name) or False
 
-        return CSVLogger(save_dir=str(save_dir), name=run_name)
-    if name == "wandb":
-        # Offline unless told otherwise: no account and no network needed; `wandb sync` uploads later.
-        os.environ.setdefault("WANDB_SILENT", "true")
-        os.environ["WANDB_MODE"] = str(cfg.logger.mode)
-        from lightning.pytorch.loggers import WandbLogger
 
-        save_dir.mkdir(parents=True, exist_ok=True)
-        logger = WandbLogger(project=cfg.logger.project, name=run_name, save_dir=str(save_dir),
-                             offline=cfg.logger.mode == "offline", log_model=False)
-        # Lightning passes anonymous=None, which wandb now answers with "The anonymous setting has no effect".
-        logger._wandb_init.pop("anonymous", None)
-        return logger
-    raise ClonetrainError(f"unknown logger {name!r}", "use logger=wandb, logger=csv or logger=none")
+def wandb_logger(save_dir: str, name: str, project: str, mode: str):
+    """wandb, offline unless told otherwise: no account and no network needed; `wandb sync` uploads later."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ["WANDB_MODE"] = str(mode)
+    from lightning.pytorch.loggers import WandbLogger
+
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    logger = WandbLogger(project=project, name=name, save_dir=save_dir, offline=mode == "offline", log_model=False)
+    # Lightning passes anonymous=None, which wandb now answers with "The anonymous setting has no effect".
+    logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 class SampleGrids(Callback):
@@ -78,8 +74,9 @@ class SampleGrids(Callback):
         if trainer.sanity_checking or module.sample_batch is None or not trainer.is_global_zero:
             return
         grid = (sample_grid(module.sample_batch).clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(self.out_dir / f"step{trainer.global_step:06d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        path = files.output(self.out_dir, "train", "sample_grid", trainer.global_step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
         logger = trainer.logger
         if logger is not None and hasattr(logger, "log_image"):
             logger.log_image(key="val/samples", images=[grid], step=trainer.global_step,
@@ -223,7 +220,8 @@ def adopt(module: LipSyncModule, init: Path | None, out_dir: Path, meta: dict | 
         raise ClonetrainError("train.max_steps=0 trains nothing, and there is no model.base to adopt",
                               "give model.base=PATH/model.safetensors, or train.max_steps > 0")
     meta = {**(meta or {}), "steps": 0, "seconds": 0.0, "metrics": {}, "init": str(init), "adopted": True}
-    checkpoint.save(out_dir / "model.safetensors", module.generator, module.expert, meta)
+    # (pretrain names its model file as train does)
+    checkpoint.save(files.output(out_dir, "train", "model"), module.generator, module.expert, meta)
     return {"steps": 0, "seconds": 0.0, "resumed_from_step": None, "best_step": None, "best_monitor": None,
             "stopped_by": "adopted model.base (train.max_steps=0)", "metrics": {}, "precision": "n/a",
             "processes": 1, "tracker_run_id": None, "device": "none", "mouth_control": None}
@@ -266,7 +264,7 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
         ModelCheckpoint(dirpath=str(resume_dir), every_n_train_steps=t.checkpoint_every, save_top_k=0, save_last=True),
         EarlyStopping(monitor=t.monitor, patience=t.early_stop_patience, mode=metrics.mode(t.monitor),
                       check_on_train_epoch_end=False),
-        SampleGrids(out_dir / "samples"),
+        SampleGrids(out_dir),
         best := best_weights(resume_dir, t.monitor),
         TrainingProgress(cfg.progress_every_s, t.max_minutes * 60, t.max_steps, t.monitor),
     ]
@@ -316,7 +314,7 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
     meta = {**(meta or {}), "steps": trainer.global_step, "seconds": round(seconds, 1), "metrics": logged,
             "init": str(init) if init else None, "init_expert": str(init_expert) if init_expert else None,
             "best_step": best_step, f"best_{t.monitor}": best_score, "mouth_control": control_fit}
-    checkpoint.save(out_dir / "model.safetensors", generator, module.expert, meta)
+    checkpoint.save(files.output(out_dir, "train", "model"), generator, module.expert, meta)
     return {"steps": trainer.global_step, "seconds": round(seconds, 1), "resumed_from_step": resumed_from,
             "best_step": best_step, "best_monitor": round(best_score, 5) if best_score is not None else None,
             "stopped_by": stopped_by(trainer, t.max_steps), "metrics": logged, "precision": resolve_precision(tr.precision),

@@ -59,6 +59,8 @@ class MeshLandmarker:
     """Face mesh in tracking mode: consecutive frames reuse the last face region, which is both faster and
     steadier than detecting in every frame."""
 
+    name = "mediapipe"
+
     def __init__(self):
         self._mesh = None
         self.reset()
@@ -141,6 +143,8 @@ def load_fan(path: Path, device: str):
 class FanLandmarker:
     """2DFAN-4 on 256 px crops: 64x64 heatmaps, decoded with sub-pixel refinement."""
 
+    name = "fan"
+
     def __init__(self, weights: str = "", device: str = "auto", batch_size: int = 32):
         import torch
 
@@ -188,11 +192,16 @@ def decode_heatmaps(heat: np.ndarray) -> np.ndarray:
     return pts + 0.5
 
 
-def make_landmarker(backend: str, fan_weights: str = "", device: str = "auto", batch_size: int = 32) -> Landmarker:
-    if backend == "mediapipe":
-        return MeshLandmarker()
-    if backend == "fan":
-        return FanLandmarker(fan_weights, device, batch_size)
+def make_landmarker(section) -> Landmarker:
+    """The landmark model the config's `landmarks` section names: `model` holds its class (`_target_`) and
+    arguments (conf/landmarks/<name>.yaml), `backend` its name in the records, which must be the model's."""
+    from clonetrain.contract.build import build
     from clonetrain.errors import ClonetrainError
 
-    raise ClonetrainError(f"unknown landmark backend {backend!r}", "use landmarks=mediapipe or landmarks=fan")
+    made = build(section.model, "landmarks.model")
+    if getattr(made, "name", None) != section.backend:
+        made.close()
+        raise ClonetrainError(f"landmarks.backend={section.backend!r}, but landmarks.model builds "
+                              f"{type(made).__name__} ({getattr(made, 'name', None)!r})",
+                              "choose both with the preset: landmarks=mediapipe or landmarks=fan")
+    return made
