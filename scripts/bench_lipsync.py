@@ -9,7 +9,7 @@
 
 1. Preprocess talk_man_60s (the clone under test) and talk_de_anchor_20s (the short-footage clone).
 2. The base: every clip of ../shared/corpus (72 people, none of them in ../shared/footage) becomes a clone of its
-   own, is preprocessed and kept when its sound follows its mouth (`python -m clonetrain.corpus`: the project's
+   own, is preprocessed and kept when its sound follows its mouth (`python -m clonetrain corpus`: the project's
    offset estimate, a clear peak; the report says what was dropped and why), then a base is pretrained on the
    kept clips for --pretrain-minutes. A base is trained once and serves every clone.
 3. Fine-tune the clone from the base, and train it from scratch, each for the same budget: --train-minutes
@@ -81,8 +81,8 @@ def add_clone(data: Path, clone: str, files: dict[str, str]) -> None:
             os.symlink(FOOTAGE / src, raw / name)
     today = dt.date.today()
     record = raw / "consent.yaml"
-    from clonetrain.consent import require_live
-    from clonetrain.errors import ClonetrainError
+    from clonetrain.product.consent import require_live
+    from clonetrain.core.errors import ClonetrainError
 
     try:  # a record still in force is kept: rewriting it would make ingest, and all after it, run again
         require_live(data, clone, use="train")
@@ -106,7 +106,7 @@ def build_base(data: Path, encoder: str, minutes: float, times: dict) -> Path:
     consent.parent.mkdir(parents=True, exist_ok=True)
     consent.write_text(CORPUS_CONSENT.format(today=today, expires=today + dt.timedelta(days=30)))
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "clonetrain.corpus", str(CORPUS_DIR), "--base", "base", "--consent", str(consent),
+    cmd = [sys.executable, "-m", "clonetrain", "corpus", str(CORPUS_DIR), "--base", "base", "--consent", str(consent),
            "--root", str(data), "--pretrain", "logger=csv", f"audio_features.encoder={encoder}",
            f"train.max_minutes={minutes}", "train.max_steps=1000000", "train.batch_size=16", "train.val_every=500"]
     print("$", " ".join(cmd[1:]), flush=True)
@@ -192,7 +192,7 @@ def main() -> int:
     train(short_clone, args.train_minutes, FIRST_SEED, from_base=True)
 
     from clonetrain.evaluation import versus
-    from clonetrain.manifest import sha256_file
+    from clonetrain.core.manifest import sha256_file
 
     def read(clone: str, stage: str, name: str) -> dict:
         return json.loads((data / "work" / clone / stage / name).read_text())

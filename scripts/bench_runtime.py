@@ -89,11 +89,12 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=5.0, help="length of the sustained-speed run")
     args = ap.parse_args()
 
-    from clonetrain import avatar, config
+    from clonetrain.product import avatar
+    from clonetrain.core import config
     from clonetrain.media import convert
     from clonetrain.motion import measure
     from clonetrain.stages.render import speech_frames
-    from clonetrain.workspace import Workspace
+    from clonetrain.core.workspace import Workspace
     from hydra import compose, initialize_config_dir
 
     raw = args.data / "raw" / CLONE

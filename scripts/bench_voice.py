@@ -57,8 +57,9 @@ def build_clone(data: Path, clone: str, video: Path, *overrides: str) -> tuple[f
     """ingest -> transcribe -> voice for one clip; returns the voice stage's seconds and the workspace."""
     from hydra import compose, initialize_config_dir
 
-    from clonetrain import config as config_mod, pipeline
-    from clonetrain.workspace import Workspace
+    from clonetrain.core import config as config_mod
+    from clonetrain.core import pipeline
+    from clonetrain.core.workspace import Workspace
 
     raw = data / "raw" / clone
     raw.mkdir(parents=True, exist_ok=True)

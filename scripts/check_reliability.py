@@ -63,7 +63,7 @@ def clean_failure(proc: subprocess.CompletedProcess, needle: str) -> tuple[bool,
 
 
 def cfg_for(root: Path, *overrides: str, clone: str = CLONE):
-    from clonetrain.nightly import compose
+    from clonetrain.product.nightly import compose
 
     cfg = compose(root, clone, [*TINY, *overrides])
     stage = next((o.split("=", 1)[1] for o in overrides if o.startswith("stage=")), "all")
@@ -72,7 +72,7 @@ def cfg_for(root: Path, *overrides: str, clone: str = CLONE):
 
 
 def run_stage(root: Path, *overrides: str, clone: str = CLONE):
-    from clonetrain import pipeline
+    from clonetrain.core import pipeline
 
     return pipeline.run(cfg_for(root, *overrides, clone=clone))
 
@@ -83,7 +83,7 @@ def render_cli(root: Path, audio: Path, *overrides: str, clone: str = CLONE) -> 
 
 def promote(root: Path) -> None:
     """Make v0001 live by hand (the tiny clone is below the promotion floor), so render uses the package."""
-    from clonetrain import registry
+    from clonetrain.product import registry
 
     registry.promote(root, CLONE, "v0001", "promoted by hand for this case")
 
@@ -116,12 +116,12 @@ class Case:
 
 # ------------------------------------------------------------------------------------------------------ cases
 def tampered_archive_beside_good_folder(root, ctx):
-    from clonetrain import package
+    from clonetrain.product import clone_package
 
     d = root / "loose"
     good = d / f"{CLONE}-v0001"
     shutil.copytree(root / "clones" / CLONE / "v0001", good)
-    before = package.file_table(good)
+    before = clone_package.file_table(good)
     archive = d / f"{CLONE}-v0001.tar.gz"
     with tarfile.open(root / "clones" / CLONE / f"{CLONE}-v0001.tar.gz") as src, tarfile.open(archive, "w:gz") as dst:
         for m in src.getmembers():
@@ -130,24 +130,24 @@ def tampered_archive_beside_good_folder(root, ctx):
                 data, m.size = data + b"x", len(data) + 1
             dst.addfile(m, io.BytesIO(data) if data is not None else None)
     try:
-        package.load(archive)
+        clone_package.load(archive)
         return False, "loaded"
-    except package.PackageError as err:
-        intact = package.file_table(good) == before
+    except clone_package.PackageError as err:
+        intact = clone_package.file_table(good) == before
         leftovers = list(d.glob(".*"))
         return intact and not leftovers, f"refused ({err.message[-60:]}); good folder intact={intact}, leftovers={len(leftovers)}"
 
 
 def archive_extraction_is_reused(root, ctx):
-    from clonetrain import package
+    from clonetrain.product import clone_package
 
     d = root / "loose"
     d.mkdir()
     archive = d / f"{CLONE}-v0001.tar.gz"
     shutil.copy(root / "clones" / CLONE / f"{CLONE}-v0001.tar.gz", archive)
-    a = package.load(archive).path
+    a = clone_package.load(archive).path
     mtime = (a / "model.safetensors").stat().st_mtime_ns
-    b = package.load(archive).path
+    b = clone_package.load(archive).path
     same = a == b and (b / "model.safetensors").stat().st_mtime_ns == mtime
     return same and len(list(d.iterdir())) == 2, f"second load reused {b.name} (untouched={same}); {len(list(d.iterdir()))} entries"
 
@@ -162,7 +162,7 @@ def render_from_archive_leaves_no_copy(root, ctx):
 
 def same_stem_renders_both_kept(root, ctx):
     from clonetrain.stages import render
-    from clonetrain.workspace import Workspace
+    from clonetrain.core.workspace import Workspace
 
     outs = [render.run(cfg_for(root, "stage=render", f"audio={ctx[k]}"), Workspace(root, CLONE)) for k in ("speech_mp3", "speech_m4a")]
     first_sha = hashlib.sha256(outs[0].read_bytes()).hexdigest()
@@ -207,7 +207,7 @@ def consent_deleted_after_training(root, ctx):
 
 
 def consent_revoked_by_cli(root, ctx):
-    proc = cli("--root", str(root), "revoke", CLONE, module="clonetrain.consent")
+    proc = cli("consent", "--root", str(root), "revoke", CLONE)
     if proc.returncode:
         return False, proc.stderr.strip()[-150:]
     return clean_failure(render_cli(root, ctx["speech_wav"]), "revoked")
@@ -254,7 +254,7 @@ def consent_renewed_renders_without_retraining(root, ctx):
 
 
 def expired_consent_stops_training_even_if_up_to_date(root, ctx):
-    from clonetrain.errors import ConsentError
+    from clonetrain.core.errors import ConsentError
 
     path = consent_path(root)
     # The workspace's ingest output is up to date; the consent still expires.
@@ -269,7 +269,7 @@ def expired_consent_stops_training_even_if_up_to_date(root, ctx):
 
 
 def forged_package_refused(root, ctx):
-    from clonetrain import package
+    from clonetrain.product import clone_package
 
     forged = root / "forged" / "v0001"
     shutil.copytree(root / "clones" / CLONE / "v0001", forged)
@@ -277,21 +277,21 @@ def forged_package_refused(root, ctx):
     c["expires"] = "2999-12-31"
     (forged / "consent.json").write_text(json.dumps(c))
     m = json.loads((forged / "manifest.json").read_text())
-    m["files"], m["consent_sha256"] = package.file_table(forged), package.sha256(forged / "consent.json")
+    m["files"], m["consent_sha256"] = clone_package.file_table(forged), clone_package.sha256(forged / "consent.json")
     (forged / "manifest.json").write_text(json.dumps(m))
-    package.verify(forged)  # every hash matches
+    clone_package.verify(forged)  # every hash matches
     return clean_failure(render_cli(root, ctx["speech_wav"], f"render.package={forged}"), "not the anchor v0001 this studio published")
 
 
 def forged_live_package_in_place(root, ctx):
     """The same forgery, done to the registered live folder itself."""
     promote(root)
-    from clonetrain import package
+    from clonetrain.product import clone_package
 
     live = root / "clones" / CLONE / "v0001"
     m = json.loads((live / "manifest.json").read_text())
     (live / "model_card.md").write_text("edited")
-    m["files"] = package.file_table(live)
+    m["files"] = clone_package.file_table(live)
     (live / "manifest.json").write_text(json.dumps(m))
     return clean_failure(render_cli(root, ctx["speech_wav"]), "not the anchor v0001 this studio published")
 
@@ -328,13 +328,13 @@ def manifest_without_files(root, ctx):
 
 def corrupt_registry(root, ctx):
     (root / "registry.db").write_bytes(b"\0garbage" * 500)
-    ok1, obs1 = clean_failure(cli("--root", str(root), "list", module="clonetrain.registry"), "cannot be read")
+    ok1, obs1 = clean_failure(cli("registry", "--root", str(root), "list"), "cannot be read")
     ok2, obs2 = clean_failure(render_cli(root, ctx["speech_wav"]), "cannot be read")
     return ok1 and ok2, f"list: {obs1[:60]} | render: {obs2[:60]}"
 
 
 def locked_registry(root, ctx):
-    from clonetrain import registry
+    from clonetrain.product import registry
 
     holder = sqlite3.connect(root / "registry.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
@@ -352,7 +352,7 @@ def locked_registry(root, ctx):
 
 
 def _writer(root: str, clone: str) -> None:
-    from clonetrain import registry
+    from clonetrain.product import registry
 
     for i in range(20):
         registry.add_version(Path(root), clone, f"v{i + 1:04d}", {"path": "x"})
@@ -361,7 +361,7 @@ def _writer(root: str, clone: str) -> None:
 
 
 def concurrent_registry_writers(root, ctx):
-    from clonetrain import registry
+    from clonetrain.product import registry
 
     procs = [multiprocessing.get_context("spawn").Process(target=_writer, args=(str(root), f"w{i}")) for i in range(4)]
     for p in procs:
@@ -376,7 +376,7 @@ def concurrent_registry_writers(root, ctx):
 
 
 def json_registry_migrates_once(root, ctx):
-    from clonetrain import registry
+    from clonetrain.product import registry
 
     data = registry.read(root)
     for suffix in ("", "-wal", "-shm"):
@@ -406,8 +406,8 @@ def missing_clone_folder(root, ctx):
 
 
 def lock_names_holder(root, ctx):
-    from clonetrain import pipeline
-    from clonetrain.workspace import Workspace
+    from clonetrain.core import pipeline
+    from clonetrain.core.workspace import Workspace
 
     with pipeline.clone_lock(Workspace(root, CLONE)):
         proc = cli("stage=report", f"clone={CLONE}", f"paths.root={root}")
@@ -415,7 +415,7 @@ def lock_names_holder(root, ctx):
 
 
 def floor_keeps_first_version_candidate(root, ctx):
-    from clonetrain import nightly, registry
+    from clonetrain.product import nightly, registry
 
     row = nightly.run_nightly(root, TINY, only=[CLONE])["clones"][0]
     ok = row["status"] == "kept" and "below the promotion floor" in row["reason"] and registry.live(root, CLONE) is None
@@ -423,7 +423,7 @@ def floor_keeps_first_version_candidate(root, ctx):
 
 
 def nan_fails_gate(root, ctx):
-    from clonetrain import nightly
+    from clonetrain.product import nightly
 
     live = {"lmd_mouth": 0.05, "mouth_open_corr": 0.5, "psnr_lower": 25.0, "ssim_lower": 0.8, "offset_frames": 0.2}
     ok, why = nightly.gate({**live, "mouth_open_corr": float("nan")}, live, 0.02)
@@ -432,7 +432,7 @@ def nan_fails_gate(root, ctx):
 
 
 def nightly_clones_honoured(root, ctx):
-    from clonetrain import nightly
+    from clonetrain.product import nightly
 
     before = (root / "work" / CLONE / "package" / "manifest.json").stat().st_mtime_ns
     s = nightly.run_nightly(root, [*TINY, "nightly.clones=[beta]"])
@@ -442,7 +442,7 @@ def nightly_clones_honoured(root, ctx):
 
 
 def killed_nightly_leaves_summary(root, ctx):
-    proc = subprocess.Popen([sys.executable, "-m", "clonetrain.nightly", "--root", str(root), *TINY, "force=true"],
+    proc = subprocess.Popen([sys.executable, "-m", "clonetrain", "nightly", "--root", str(root), *TINY, "force=true"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = root / "nightly" / "latest.json"
     deadline = time.time() + 120
@@ -458,7 +458,7 @@ def killed_nightly_leaves_summary(root, ctx):
 
 
 def nightly_takes_down_after_revocation(root, ctx):
-    from clonetrain import consent, nightly, registry
+    from clonetrain.product import consent, nightly, registry
 
     registry.promote(root, CLONE, "v0001", "by hand")
     consent.revoke(root, CLONE)
@@ -468,7 +468,7 @@ def nightly_takes_down_after_revocation(root, ctx):
 
 
 def kill_after_publish_then_rerun(root, ctx):
-    from clonetrain import registry
+    from clonetrain.product import registry
 
     clones = root / "clones" / CLONE
     for attempt in range(3):
@@ -507,7 +507,7 @@ def stale_extraction_removed(root, ctx):
 
 
 def refused_archive_leaves_nothing(root, ctx):
-    from clonetrain import package
+    from clonetrain.product import clone_package
 
     evil = root / "loose" / "evil.tar.gz"
     evil.parent.mkdir()
@@ -516,9 +516,9 @@ def refused_archive_leaves_nothing(root, ctx):
         info.size = 5
         tar.addfile(info, io.BytesIO(b"pwned"))
     try:
-        package.load(evil)
+        clone_package.load(evil)
         return False, "loaded"
-    except package.PackageError:
+    except clone_package.PackageError:
         left = list(evil.parent.iterdir())
         return left == [evil] and not (root / "outside.txt").exists(), f"refused; folder holds {[p.name for p in left]}"
 
@@ -563,16 +563,16 @@ def one_take_failure_fix(root, ctx):
 
 
 def second_nightly_exits(root, ctx):
-    from clonetrain import nightly
+    from clonetrain.product import nightly
 
     with nightly.nightly_lock(root):
-        proc = cli("--root", str(root), module="clonetrain.nightly")
+        proc = cli("nightly", "--root", str(root))
     ok = proc.returncode == 3 and "another nightly run is in progress" in proc.stderr and "Traceback" not in proc.stderr
     return ok, f"exit {proc.returncode}: {proc.stderr.strip()[:100]}"
 
 
 def registry_deleted(root, ctx):
-    from clonetrain import registry
+    from clonetrain.product import registry
 
     for suffix in ("", "-wal", "-shm"):
         (root / f"registry.db{suffix}").unlink(missing_ok=True)
@@ -583,18 +583,18 @@ def registry_deleted(root, ctx):
 
 
 def registered_archive_deleted(root, ctx):
-    from clonetrain import package
+    from clonetrain.product import clone_package
 
     archive = root / "clones" / CLONE / f"{CLONE}-v0001.tar.gz"
     archive.unlink()
     run_stage(root, "stage=report")
-    with package.opened(archive) as p:
+    with clone_package.opened(archive) as p:
         ok = p.version == "v0001"
     return ok, f"archive rebuilt by the next run and verifies={ok}"
 
 
 def truncated_archive(root, ctx):
-    from clonetrain import package
+    from clonetrain.product import clone_package
 
     d = root / "loose"
     d.mkdir()
@@ -602,9 +602,9 @@ def truncated_archive(root, ctx):
     data = (root / "clones" / CLONE / f"{CLONE}-v0001.tar.gz").read_bytes()
     half.write_bytes(data[: len(data) // 2])
     try:
-        package.load(half)
+        clone_package.load(half)
         return False, "loaded"
-    except package.PackageError as err:
+    except clone_package.PackageError as err:
         left = sorted(p.name for p in d.iterdir())
         return left == [half.name], f"refused ({err.message[-50:]}); folder holds {left}"
 
@@ -697,7 +697,7 @@ CASES = [
 # ------------------------------------------------------------------------------------------------------- main
 def build_base(work: Path) -> tuple[Path, dict]:
     """One tiny clone, trained, evaluated and packaged once (v0001, a candidate); speech files for the renders."""
-    from clonetrain import config
+    from clonetrain.core import config
 
     config.register()
     base = work / "base"

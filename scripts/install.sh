@@ -23,4 +23,4 @@ python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[dev]"
 # librosa compiles its numba kernels on first use (~15 s of CPU) and caches them on disk: do it now, not in the
 # audio stage's first run.
-python -c "from clonetrain.audio.features import warm_up; warm_up()"
+python -c "from clonetrain.audio_analysis.features import warm_up; warm_up()"

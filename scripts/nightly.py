@@ -1,11 +1,11 @@
-"""Nightly retraining of every clone (see clonetrain/nightly.py):
+"""Nightly retraining of every clone (see clonetrain/product/nightly.py):
 
     python scripts/nightly.py [--root data] [hydra overrides...]
 """
 
 import sys
 
-from clonetrain.nightly import main
+from clonetrain.product.nightly import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,7 +23,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import write_result  # noqa: E402
 
-from clonetrain.audio import whisper  # noqa: E402
+from clonetrain.audio_analysis import whisper  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 CONTEXT = 5

@@ -14,9 +14,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from clonetrain import config as config_mod
-from clonetrain import pipeline
-from clonetrain.workspace import Workspace
+from clonetrain.core import config as config_mod
+from clonetrain.core import pipeline
+from clonetrain.core.workspace import Workspace
 
 PROJECT = Path(__file__).resolve().parents[1]
 FOOTAGE = PROJECT.parent / "shared" / "footage"

@@ -31,20 +31,20 @@ def test_late_sound_is_found_within_a_frame_and_corrected(clips, tmp_path):
     assert abs(off["corrected_frames"] - 8) <= 1
     assert any("behind video, corrected" in w for w in ws.read_manifest("audio")["warnings"])
     # After correction the mouth follows the corrected sound at the natural lag again.
-    from clonetrain.audio import features, sync
+    from clonetrain.audio_analysis import features, sync
     import soundfile as sf
 
     wav, sr = sf.read(ws.stage_dir("audio") / "audio.wav", dtype="float32")
     lm = np.load(ws.stage_dir("landmarks") / "landmarks.npz")
     e = features.frame_energy(wav, sr, 25, len(lm["mouth_open"]))
     again = sync.estimate_offset(lm["mouth_open"], e, lm["valid"], 15)
-    from clonetrain.config import AudioCfg
+    from clonetrain.core.config import AudioCfg
 
     assert abs(again.frames - AudioCfg().mouth_lead_frames) <= 1
 
 
 def test_an_offset_two_lags_fit_equally_is_not_trusted(preprocessed, tmp_path):
-    from clonetrain.audio import sync
+    from clonetrain.audio_analysis import sync
 
     lm = np.load(preprocessed.stage_dir("landmarks") / "landmarks.npz")
     energy = np.load(preprocessed.stage_dir("audio") / "energy.npy")
@@ -55,7 +55,7 @@ def test_an_offset_two_lags_fit_equally_is_not_trusted(preprocessed, tmp_path):
     # The real mouth blended with itself 8 frames later: two lags now fit about equally.
     twin = mouth + np.r_[np.full(8, mouth[0]), mouth[:-8]]
     both = sync.estimate_offset(twin, energy, valid & np.r_[np.zeros(8, bool), valid[:-8]], 15)
-    from clonetrain.config import AudioCfg
+    from clonetrain.core.config import AudioCfg
 
     assert both.margin() < AudioCfg().min_peak_margin < clear.margin()
     # The audio stage then leaves the sound alone and says why.

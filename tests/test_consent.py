@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from clonetrain import consent
-from clonetrain.errors import ConsentError
+from clonetrain.product import consent
+from clonetrain.core.errors import ConsentError
 
 TODAY = dt.date(2026, 6, 1)
 GOOD = "person: A\nrecorded_by: B\ndate: 2026-01-01\npermitted_uses: [livestream_commerce]\nexpires: 2027-01-01\n"
@@ -61,14 +61,14 @@ def test_deleted_consent_and_a_missing_clone_are_told_apart(tmp_path):
 def test_revoke_from_the_command_line_stops_everything(tmp_path):
     root = _root(tmp_path, "# signed release 17\n" + GOOD.replace("2027-01-01", "2099-01-01"))
     consent.require_live(root, "anna")
-    proc = subprocess.run([sys.executable, "-m", "clonetrain.consent", "--root", str(root), "revoke", "anna"],
+    proc = subprocess.run([sys.executable, "-m", "clonetrain", "consent", "--root", str(root), "revoke", "anna"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     text = (root / "raw" / "anna" / "consent.yaml").read_text()
     assert text.startswith("# signed release 17") and f"revoked: {dt.date.today()}" in text  # the record is kept
     with pytest.raises(ConsentError, match="revoked"):
         consent.require_live(root, "anna", use="train")
-    status = subprocess.run([sys.executable, "-m", "clonetrain.consent", "--root", str(root), "status", "anna"],
+    status = subprocess.run([sys.executable, "-m", "clonetrain", "consent", "--root", str(root), "status", "anna"],
                             capture_output=True, text=True)
     assert status.returncode == 2 and "revoked" in status.stderr and "Traceback" not in status.stderr
 

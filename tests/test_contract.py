@@ -46,14 +46,19 @@ def test_no_import_runs_back_up_the_layers_and_stage_paths_live_in_the_contract(
                     and p.name not in ("pipeline.py", "__main__.py", "nightly.py")]
     for path in below_stages:
         assert not any(m.startswith("clonetrain.stages") for m in _imports(path)), path
-    # The contract sits below training, evaluation, models, report and the stages.
-    upper = ("clonetrain.stages", "clonetrain.training", "clonetrain.evaluation", "clonetrain.models",
-             "clonetrain.report", "clonetrain.pipeline")
-    for path in (SRC / "contract").glob("*.py"):
-        assert not any(m.startswith(upper) for m in _imports(path)), path
+    # Infrastructure (core/) is the floor; only its runner, the pipeline, reaches up (to the stages and consent).
+    for path in (SRC / "core").glob("*.py"):
+        if path.name != "pipeline.py":
+            assert all(m.startswith("clonetrain.core") for m in _imports(path)), path
+    # The contract and the reusable parts sit below training, evaluation, the report, the product and the stages.
+    upper = ("clonetrain.stages", "clonetrain.training", "clonetrain.evaluation", "clonetrain.report_page",
+             "clonetrain.product", "clonetrain.runtime", "clonetrain.studio", "clonetrain.core.pipeline")
+    for part in ("contract", "audio_analysis", "vision", "media", "models", "motion", "voice"):
+        for path in (SRC / part).glob("*.py"):
+            assert not any(m.startswith(upper) for m in _imports(path)), path
     # Another stage's folder is reached through contract.files only.
     for path in SRC.rglob("*.py"):
-        if path.relative_to(SRC).as_posix() not in ("contract/files.py", "workspace.py", "pipeline.py"):
+        if path.relative_to(SRC).as_posix() not in ("contract/files.py", "core/workspace.py", "core/pipeline.py"):
             assert "stage_dir(" not in path.read_text(), path
     # A stage names the files it writes in the contract too (contract.files.output), never by a literal.
     for path in [*(SRC / "stages").glob("*.py"), *(SRC / "training").glob("*.py")]:
@@ -77,7 +82,7 @@ def test_every_goal_is_judged_from_its_metrics_declaration():
     assert not metric_decl.goal_values(results)[0]["offset_within_1_frame"]
     # Every goal's metric is declared, so the nightly floor's defaults name real targets.
     keys = {m.key(g) for m in metric_decl.HELDOUT for g in m.goals}
-    from clonetrain.config import NightlyCfg
+    from clonetrain.core.config import NightlyCfg
     assert set(NightlyCfg().floor) - {"beats_every_baseline"} <= keys
 
 
@@ -87,7 +92,7 @@ def test_the_parts_that_swap_are_built_from_their_config_target(tmp_path):
     from lightning.pytorch.loggers import CSVLogger
 
     from clonetrain.contract.build import build
-    from clonetrain.errors import ClonetrainError, WeightsMissingError
+    from clonetrain.core.errors import ClonetrainError, WeightsMissingError
     from clonetrain.training.fit import make_logger
     from clonetrain.vision.detector import MediaPipeFaceDetector
     from clonetrain.vision.landmarks import make_landmarker

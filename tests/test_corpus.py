@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from clonetrain import corpus
-from clonetrain.errors import ClonetrainError
+from clonetrain.product import corpus
+from clonetrain.core.errors import ClonetrainError
 from clonetrain.evaluation import paired
 from clonetrain.models import checkpoint
-from clonetrain.workspace import Workspace
+from clonetrain.core.workspace import Workspace
 
 from conftest import TINY, run, write_consent
 

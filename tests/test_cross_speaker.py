@@ -16,12 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
-from clonetrain import nightly
+from clonetrain.product import nightly
 from clonetrain.contract import metrics as metric_decl
 from clonetrain.evaluation import cross_speaker, drivers, mouth
 from clonetrain.models.inference import speech_windows
 from clonetrain.stages import evaluate
-from clonetrain.workspace import Workspace
+from clonetrain.core.workspace import Workspace
 from clonetrain.vision.landmarks import MeshLandmarker
 from conftest import TINY, ffmpeg, make_cfg, run
 

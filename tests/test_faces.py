@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from clonetrain.errors import FootageError
+from clonetrain.core.errors import FootageError
 from clonetrain.contract.faces import BLURRED, NO_FACE, SEVERAL_FACES
 from clonetrain.vision.tracking import iou
 from conftest import ffmpeg, make_clone, run_until

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from clonetrain.errors import ConsentError, NotEnoughFootageError
+from clonetrain.core.errors import ConsentError, NotEnoughFootageError
 from conftest import ffmpeg, make_clone, run
 
 
@@ -117,7 +117,7 @@ def test_cli_reports_errors_without_a_traceback(tmp_path):
 
 
 def test_a_file_ffprobe_cannot_finish_reading_is_a_clear_footage_error(footage, monkeypatch):
-    from clonetrain.errors import FootageError
+    from clonetrain.core.errors import FootageError
     from clonetrain.media import probe
 
     assert probe.probe(footage / "talk_woman_8s.mp4").duration_s > 7  # read as usual under the limit

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clonetrain.errors import WeightsMissingError
+from clonetrain.core.errors import WeightsMissingError
 from clonetrain.vision import landmarks as lmk
 
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from clonetrain import avatar
+from clonetrain.product import avatar
 from clonetrain.media import convert
 from clonetrain.media.frames import FrameStore, Video
 from clonetrain.motion import library, measure, plan as mp
@@ -116,7 +116,7 @@ def test_render_plays_listening_footage_in_a_pause(trained, footage, tmp_path):
     record = json.loads(out.with_suffix(".provenance.json").read_text())
     shown = np.array(record["footage_frames"])
     assert len(shown) == record["frames"] == 213
-    from clonetrain.workspace import Workspace
+    from clonetrain.core.workspace import Workspace
     ws = Workspace(trained, "man")
     # The pool the render played from: the avatar's own (usable training frames).
     pool = avatar.from_workspace(make_cfg(trained, "man", *TINY, "render.footage_seconds=0"), ws).pool

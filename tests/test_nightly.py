@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from clonetrain import consent, nightly, registry
-from clonetrain.errors import LockedError
+from clonetrain.product import consent, nightly, registry
+from clonetrain.core.errors import LockedError
 from conftest import TINY, make_clone
 
 # Clones trained for 4 steps miss every evaluation target: the floor is lowered to test the rest of the logic.

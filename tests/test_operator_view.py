@@ -19,7 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from clonetrain import registry, verdict
+from clonetrain.product import registry
+from clonetrain.evaluation import verdict
 from clonetrain.media.convert import iter_frames
 from clonetrain.vision.detector import MediaPipeFaceDetector
 from conftest import PROJECT, TINY, run
@@ -113,7 +114,7 @@ def test_the_face_detector_prints_nothing(footage, capfd):
 
 
 def test_a_terminal_gets_a_bar_over_the_time_budget(capsys):
-    from clonetrain.progress import Progress
+    from clonetrain.core.progress import Progress
 
     with Progress("train", 90, "s", every_s=1e9, bar=True,
                   bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget{postfix}") as p:

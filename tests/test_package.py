@@ -10,10 +10,10 @@ import ffmpeg
 import pytest
 import torch
 
-from clonetrain import package, registry
-from clonetrain.audio.model_input import FeatureSpec
+from clonetrain.product import clone_package, registry
+from clonetrain.audio_analysis.model_input import FeatureSpec
 from clonetrain.contract.clip import load_clip
-from clonetrain.workspace import Workspace
+from clonetrain.core.workspace import Workspace
 from conftest import TINY, ffmpeg as run_ffmpeg, run
 
 
@@ -27,7 +27,7 @@ def packaged(trained, tmp_path_factory):
 
 def test_package_is_complete_and_registered(packaged):
     folder = packaged / "clones" / "man" / "v0001"
-    p = package.load(folder)
+    p = clone_package.load(folder)
     m = p.manifest
     assert p.clone == "man" and p.version == "v0001"
     for name in ("model.safetensors", "generator.torchscript", "consent.json", "voice_profile.json", "metrics.json",
@@ -35,7 +35,7 @@ def test_package_is_complete_and_registered(packaged):
                  "avatar/reference.png", "avatar/motion.json"):
         assert name in m["files"], name
     assert m["source_takes"][0]["file"] == "take1.mp4" and len(m["source_takes"][0]["sha256"]) == 64
-    assert m["versions"]["torch"] and m["consent_sha256"] == package.sha256(folder / "consent.json")
+    assert m["versions"]["torch"] and m["consent_sha256"] == clone_package.sha256(folder / "consent.json")
     segments = json.loads((folder / "avatar" / "motion.json").read_text())["segments"]
     assert "talking" in {s["speech"] for s in segments}
     # The library tiles the packaged footage (render.footage_seconds=4 in TINY) with entry and exit poses.
@@ -63,7 +63,7 @@ def test_exported_graph_runs_without_clonetrain(packaged):
 def test_archive_round_trip(packaged, tmp_path):
     archive = tmp_path / "man-v0001.tar.gz"
     shutil.copy(packaged / "clones" / "man" / "man-v0001.tar.gz", archive)
-    p = package.load(archive)
+    p = clone_package.load(archive)
     assert p.path == tmp_path / "man-v0001" and p.version == "v0001"
 
 
@@ -72,16 +72,16 @@ def test_tampered_or_truncated_files_are_refused(packaged, tmp_path):
     shutil.copytree(packaged / "clones" / "man" / "v0001", folder)
     metrics = folder / "metrics.json"
     metrics.write_text(metrics.read_text().replace("lmd_mouth", "lmd_mouti"))
-    with pytest.raises(package.PackageError, match="metrics.json was changed after packaging"):
-        package.load(folder)
+    with pytest.raises(clone_package.PackageError, match="metrics.json was changed after packaging"):
+        clone_package.load(folder)
     shutil.copy(packaged / "clones" / "man" / "v0001" / "metrics.json", metrics)
     model = folder / "model.safetensors"
     model.write_bytes(model.read_bytes()[:1000])
-    with pytest.raises(package.PackageError, match="model.safetensors has 1000 bytes"):
-        package.load(folder)
+    with pytest.raises(clone_package.PackageError, match="model.safetensors has 1000 bytes"):
+        clone_package.load(folder)
     model.unlink()
-    with pytest.raises(package.PackageError, match="incomplete: missing model.safetensors"):
-        package.load(folder)
+    with pytest.raises(clone_package.PackageError, match="incomplete: missing model.safetensors"):
+        clone_package.load(folder)
 
 
 def test_archive_that_escapes_its_folder_is_refused(tmp_path):
@@ -91,16 +91,16 @@ def test_archive_that_escapes_its_folder_is_refused(tmp_path):
         info = tarfile.TarInfo("../../outside.txt")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    with pytest.raises(package.PackageError, match="outside"):
-        package.load(evil)
+    with pytest.raises(clone_package.PackageError, match="outside"):
+        clone_package.load(evil)
     assert not (tmp_path.parent / "outside.txt").exists()
     link = tmp_path / "link.tar.gz"
     with tarfile.open(link, "w:gz") as tar:
         info = tarfile.TarInfo("pkg/model.safetensors")
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(info)
-    with pytest.raises(package.PackageError, match="link or device"):
-        package.load(link)
+    with pytest.raises(clone_package.PackageError, match="link or device"):
+        clone_package.load(link)
 
 
 def test_render_from_the_package_alone(packaged, footage, tmp_path):
@@ -125,10 +125,10 @@ def test_render_from_the_package_alone(packaged, footage, tmp_path):
 def test_extraction_never_touches_an_existing_folder(packaged, tmp_path):
     good = tmp_path / "man-v0001"
     shutil.copytree(packaged / "clones" / "man" / "v0001", good)
-    before = package.file_table(good)
+    before = clone_package.file_table(good)
     archive = tmp_path / "man-v0001.tar.gz"
     shutil.copy(packaged / "clones" / "man" / "man-v0001.tar.gz", archive)
-    assert package.load(archive).path == good  # the same package, already extracted: reused, not re-extracted
+    assert clone_package.load(archive).path == good  # the same package, already extracted: reused, not re-extracted
     # A tampered archive beside the good folder: refused, and the good folder is exactly as it was.
     with tarfile.open(archive) as src, tarfile.open(tmp_path / "bad.tar.gz", "w:gz") as dst:
         for m in src.getmembers():
@@ -138,15 +138,15 @@ def test_extraction_never_touches_an_existing_folder(packaged, tmp_path):
                 m.size = len(data)
             dst.addfile(m, io.BytesIO(data) if data is not None else None)
     (tmp_path / "bad.tar.gz").replace(archive)
-    with pytest.raises(package.PackageError, match="metrics.json was changed"):
-        package.load(archive)
-    assert package.file_table(good) == before and package.verify(good)
+    with pytest.raises(clone_package.PackageError, match="metrics.json was changed"):
+        clone_package.load(archive)
+    assert clone_package.file_table(good) == before and clone_package.verify(good)
     assert not list(tmp_path.glob(".*extracting*"))  # no leftover scratch folder, refused or not
     # A different package in the way: refused, both left alone.
     (good / "model_card.md").write_text("edited by hand")
     shutil.copy(packaged / "clones" / "man" / "man-v0001.tar.gz", archive)
-    with pytest.raises(package.PackageError, match="already exists and is not this archive's package"):
-        package.load(archive)
+    with pytest.raises(clone_package.PackageError, match="already exists and is not this archive's package"):
+        clone_package.load(archive)
     assert (good / "model_card.md").read_text() == "edited by hand"
 
 
@@ -156,11 +156,11 @@ def test_a_damaged_manifest_is_a_package_error(packaged, tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     del manifest["files"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(package.PackageError, match="no valid 'files' table"):
-        package.load(folder)
+    with pytest.raises(clone_package.PackageError, match="no valid 'files' table"):
+        clone_package.load(folder)
     (folder / "manifest.json").write_text("[1, 2]")
-    with pytest.raises(package.PackageError, match="not a JSON object"):
-        package.load(folder)
+    with pytest.raises(clone_package.PackageError, match="not a JSON object"):
+        clone_package.load(folder)
 
 
 def _forge(folder):
@@ -169,33 +169,33 @@ def _forge(folder):
     c["expires"] = "2999-01-01"
     (folder / "consent.json").write_text(json.dumps(c))
     m = json.loads((folder / "manifest.json").read_text())
-    m["files"] = package.file_table(folder)
-    m["consent_sha256"] = package.sha256(folder / "consent.json")
+    m["files"] = clone_package.file_table(folder)
+    m["consent_sha256"] = clone_package.sha256(folder / "consent.json")
     (folder / "manifest.json").write_text(json.dumps(m))
-    package.verify(folder)  # every checksum matches: only the registry (or a signature) can tell
+    clone_package.verify(folder)  # every checksum matches: only the registry (or a signature) can tell
 
 
 def test_a_forged_package_is_refused_by_the_registry_or_the_signing_key(packaged, tmp_path, monkeypatch):
     folder = tmp_path / "v0001"
     shutil.copytree(packaged / "clones" / "man" / "v0001", folder)
-    assert registry.check_trusted(packaged, package.load(folder)) == "registry"
+    assert registry.check_trusted(packaged, clone_package.load(folder)) == "registry"
     _forge(folder)
-    with pytest.raises(package.PackageError, match="not the man v0001 this studio published"):
-        registry.check_trusted(packaged, package.load(folder))
+    with pytest.raises(clone_package.PackageError, match="not the man v0001 this studio published"):
+        registry.check_trusted(packaged, clone_package.load(folder))
     # With a studio key, a signed package is trusted beyond this registry; a forged one is not.
     key = tmp_path / "studio.key"
     key.write_bytes(b"k" * 32)
-    monkeypatch.setenv(package.SIGNING_KEY_ENV, str(key))
+    monkeypatch.setenv(clone_package.SIGNING_KEY_ENV, str(key))
     signed = tmp_path / "signed" / "v0001"
     shutil.copytree(packaged / "clones" / "man" / "v0001", signed)
-    package.sign(signed, key.read_bytes())
+    clone_package.sign(signed, key.read_bytes())
     empty_root = tmp_path / "other_studio"
-    assert registry.check_trusted(empty_root, package.load(signed)) == "signature"
-    sig = (signed / package.SIGNATURE).read_text()
+    assert registry.check_trusted(empty_root, clone_package.load(signed)) == "signature"
+    sig = (signed / clone_package.SIGNATURE).read_text()
     _forge(signed)
-    (signed / package.SIGNATURE).write_text(sig)
-    with pytest.raises(package.PackageError, match="no valid studio signature"):
-        registry.check_trusted(empty_root, package.load(signed))
+    (signed / clone_package.SIGNATURE).write_text(sig)
+    with pytest.raises(clone_package.PackageError, match="no valid studio signature"):
+        registry.check_trusted(empty_root, clone_package.load(signed))
 
 
 def test_leftovers_of_a_killed_publish_are_reconciled_on_the_next_run(packaged, tmp_path):
@@ -218,7 +218,7 @@ def test_leftovers_of_a_killed_publish_are_reconciled_on_the_next_run(packaged, 
     assert statuses == {"package": "skipped"}
     entry = registry.read(root)["clones"]["man"]["versions"]["v0001"]
     assert entry["status"] == "candidate" and "adopted" in entry["reason"]
-    assert registry.check_trusted(root, package.load(clones / "v0001")) == "registry"
-    assert (clones / "man-v0001.tar.gz").is_file() and package.load(clones / "man-v0001.tar.gz")
+    assert registry.check_trusted(root, clone_package.load(clones / "v0001")) == "registry"
+    assert (clones / "man-v0001.tar.gz").is_file() and clone_package.load(clones / "man-v0001.tar.gz")
     left = sorted(p.name for p in clones.iterdir())
     assert left == ["man-v0001", "man-v0001.tar.gz", "v0001"], left  # man-v0001/: the load just above

@@ -7,9 +7,9 @@ import socket
 
 import pytest
 
-from clonetrain import manifest, pipeline
-from clonetrain.errors import LockedError, UpstreamMissingError
-from clonetrain.manifest import sha256_file
+from clonetrain.core import manifest, pipeline
+from clonetrain.core.errors import LockedError, UpstreamMissingError
+from clonetrain.core.manifest import sha256_file
 from conftest import make_cfg, make_clone, run
 
 PRE = ["ingest", "transcribe", "faces", "landmarks", "audio", "report"]
@@ -48,11 +48,11 @@ def test_a_stage_reruns_when_what_it_read_changes_and_only_then(cloned, monkeypa
     def edited(*names):
         monkeypatch.setattr(manifest, "module_source", lambda name: real(name) + ("\n# edited\n" if name in names else ""))
 
-    edited("clonetrain.report.svg")  # the report's plots: only the report imports it
+    edited("clonetrain.report_page.svg")  # the report's plots: only the report imports it
     assert run(cloned, "man", "stage=preprocess") == {**{s: "skipped" for s in PRE}, "report": "ran"}
-    edited("clonetrain.report.svg", "clonetrain.voice.tts")  # text-to-speech: nothing in preprocessing uses it
+    edited("clonetrain.report_page.svg", "clonetrain.voice.tts")  # text-to-speech: nothing in preprocessing uses it
     assert run(cloned, "man", "stage=preprocess") == {s: "skipped" for s in PRE}
-    edited("clonetrain.report.svg", "clonetrain.contract.faces")  # the face flags: every reader of faces.npz
+    edited("clonetrain.report_page.svg", "clonetrain.contract.faces")  # the face flags: every reader of faces.npz
     assert run(cloned, "man", "stage=preprocess") == {"ingest": "skipped", "transcribe": "skipped", "faces": "ran",
                                                       "landmarks": "ran", "audio": "ran", "report": "ran"}
     # A setting of ingest's section that the report reads (the footage verdict's speech floor), and faces does not.

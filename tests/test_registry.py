@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from clonetrain import registry
-from clonetrain.registry import RegistryError
+from clonetrain.product import registry
+from clonetrain.product.registry import RegistryError
 
 
 def _add(root, clone, n):
@@ -77,7 +77,7 @@ def test_damaged_registries_are_clear_errors(tmp_path):
     (tmp_path / "registry.db").write_bytes(b"garbage, not an SQLite file" * 100)
     with pytest.raises(RegistryError, match="cannot be read"):
         registry.live(tmp_path, "anna")
-    proc = subprocess.run([sys.executable, "-m", "clonetrain.registry", "--root", str(tmp_path), "list"],
+    proc = subprocess.run([sys.executable, "-m", "clonetrain", "registry", "--root", str(tmp_path), "list"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "cannot be read" in proc.stderr and "Traceback" not in proc.stderr
 

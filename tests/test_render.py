@@ -7,11 +7,11 @@ import ffmpeg
 import numpy as np
 import pytest
 
-from clonetrain.errors import ConsentError
+from clonetrain.core.errors import ConsentError
 from clonetrain.media.convert import iter_frames
 from clonetrain.stages import render
 from clonetrain.stages.render import RenderError
-from clonetrain.workspace import Workspace
+from clonetrain.core.workspace import Workspace
 from conftest import assert_labelled, ffmpeg as run_ffmpeg
 from conftest import TINY, make_cfg, run
 
@@ -123,7 +123,7 @@ def test_a_stream_checks_the_live_consent_record(trained, speech, tmp_path, edit
 
 
 def test_a_missing_package_is_a_clear_error(trained, speech, tmp_path):
-    from clonetrain.package import PackageError
+    from clonetrain.product.clone_package import PackageError
 
     with pytest.raises(PackageError, match="no package at"):
         run(trained, "man", "stage=render", f"audio={speech}", f"render.package={tmp_path / 'nope.tar.gz'}", *TINY)

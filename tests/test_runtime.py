@@ -10,11 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from clonetrain import avatar
+from clonetrain.product import avatar
 from clonetrain.media import convert
 from clonetrain.motion import measure
 from clonetrain.runtime import FFmpegSink, Session, SinkError
-from clonetrain.workspace import Workspace
+from clonetrain.core.workspace import Workspace
 from conftest import assert_labelled, TINY, ffmpeg, make_cfg, run
 
 

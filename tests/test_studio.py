@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from clonetrain import consent, registry
+from clonetrain.product import consent, registry
 from clonetrain.media.convert import iter_frames
 from clonetrain.studio import auth
 from clonetrain.studio.app import ROUTES

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from clonetrain.errors import ClonetrainError, UpstreamMissingError
+from clonetrain.core.errors import ClonetrainError, UpstreamMissingError
 from clonetrain.models import checkpoint
 from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert
 from clonetrain.training.data import WindowDataset, load_clip
 from clonetrain.training.module import LipSyncModule
-from clonetrain.workspace import Workspace
+from clonetrain.core.workspace import Workspace
 from conftest import TINY, make_clone, run
 
 TINY_SPEC = ModelSpec(channels=4, max_channels=16, audio_dim=16, expert_dim=8)
@@ -341,8 +341,8 @@ def test_no_usable_training_frame_says_why():
     import numpy as np
     import pytest
 
-    from clonetrain.errors import UpstreamMissingError
-    from clonetrain.audio.model_input import FeatureSpec
+    from clonetrain.core.errors import UpstreamMissingError
+    from clonetrain.audio_analysis.model_input import FeatureSpec
     from clonetrain.training.data import Clip, WindowDataset
 
     n = 10

@@ -14,7 +14,7 @@ from clonetrain.media.convert import decode_audio, iter_frames
 from clonetrain.voice import asr, tts
 from clonetrain.voice.model import VoiceModel
 from clonetrain.voice.render import VoiceRenderError
-from clonetrain.workspace import Workspace
+from clonetrain.core.workspace import Workspace
 from conftest import assert_labelled, TINY, run
 
 SENTENCE = "Welcome back to the stream, today we are looking at three new products."
@@ -159,7 +159,7 @@ def test_a_live_stream_speaks_text_in_the_clone_s_voice(voiced, tmp_path):
 def test_converted_pitch_is_the_person_s_on_the_source_s_voicing(voiced, footage, tmp_path):
     """The pitch comes from the person's matched frames (a man's, here), voiced exactly where the source speaks;
     a model saved before centring and matched pitch still loads and converts as it was built."""
-    from clonetrain.audio import whisper
+    from clonetrain.audio_analysis import whisper
     from clonetrain.voice import world
 
     vm = VoiceModel.load(Workspace(voiced, "man").stage_dir("voice") / "voice.npz")
@@ -185,8 +185,8 @@ def test_converted_pitch_is_the_person_s_on_the_source_s_voicing(voiced, footage
 def test_pitch_method_follows_the_clone_s_language():
     from omegaconf import OmegaConf
 
-    from clonetrain.config import VoiceCfg
-    from clonetrain.errors import ClonetrainError
+    from clonetrain.core.config import VoiceCfg
+    from clonetrain.core.errors import ClonetrainError
     from clonetrain.stages.voice import settings_of
 
     c = OmegaConf.structured(VoiceCfg)

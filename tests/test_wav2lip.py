@@ -16,11 +16,11 @@ import torch
 from conftest import TINY, run
 from safetensors.torch import load_file
 
-from clonetrain.audio.features import log_mel
+from clonetrain.audio_analysis.features import log_mel
 from clonetrain.models import checkpoint
 from clonetrain.models.lipsync import ModelSpec, build_expert, build_generator
 from clonetrain.models.wav2lip import WAV2LIP_AUDIO, MelAdapter
-from clonetrain.audio.model_input import FeatureSpec
+from clonetrain.audio_analysis.model_input import FeatureSpec
 
 SPEC = ModelSpec(arch="wav2lip")
 # (name, shape) pairs read off Rudrabha/Wav2Lip models/wav2lip.py and models/syncnet.py (conv.Conv2d holds

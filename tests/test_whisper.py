@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from clonetrain.audio import whisper
-from clonetrain.errors import WeightsMissingError
+from clonetrain.audio_analysis import whisper
+from clonetrain.core.errors import WeightsMissingError
 
 
 def _wav(path, start: float, seconds: float) -> np.ndarray:
@@ -107,8 +107,8 @@ def test_a_delay_in_the_sound_moves_the_model_input_by_as_many_frames(encoder, s
     by 8 video frames (320 ms) gives at frame k + 8 what the original gives at frame k."""
     from omegaconf import OmegaConf
 
-    from clonetrain.audio.model_input import FeatureSpec
-    from clonetrain.config import AudioCfg
+    from clonetrain.audio_analysis.model_input import FeatureSpec
+    from clonetrain.core.config import AudioCfg
 
     spec = FeatureSpec.from_cfg(OmegaConf.structured(AudioCfg(encoder=encoder)), 16000)
     fps, delay = 25, 8
@@ -131,9 +131,9 @@ def test_a_clone_trained_on_whisper_features_renders_and_refuses_mel(preprocesse
     import json
     import shutil
 
-    from clonetrain.audio.model_input import FeatureMismatchError
+    from clonetrain.audio_analysis.model_input import FeatureMismatchError
     from clonetrain.models import checkpoint
-    from clonetrain.errors import ClonetrainError
+    from clonetrain.core.errors import ClonetrainError
     from conftest import TINY, ffmpeg, run
 
     root = tmp_path / "data"
@@ -172,7 +172,7 @@ def test_a_clone_trained_on_whisper_features_renders_and_refuses_mel(preprocesse
 
 def test_older_packages_still_describe_their_log_mel():
     """Packages written before the encoder choice stored the audio_features settings: they read as log-mel."""
-    from clonetrain.audio.model_input import FeatureMismatchError, FeatureSpec, check_matches
+    from clonetrain.audio_analysis.model_input import FeatureMismatchError, FeatureSpec, check_matches
 
     old = {"n_mels": 80, "n_fft": 800, "hop_length": 200, "win_length": 800, "fmin": 55.0, "fmax": 7600.0,
            "max_offset_frames": 15, "mouth_lead_frames": 2.4}

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from clonetrain import consent
-from clonetrain.errors import CloneNameError, ConsentError
-from clonetrain.workspace import Workspace, write_json_atomic
+from clonetrain.product import consent
+from clonetrain.core.errors import CloneNameError, ConsentError
+from clonetrain.core.workspace import Workspace, write_json_atomic
 
 
 @pytest.mark.parametrize("bad", ["../x", "/etc", "a/b", "", "..", ".hidden", "x/../../y", "a" * 65, "a..b"])

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import ConcatDataset
 from clonetrain.training.data import WindowDataset, load_clip
 from clonetrain.training.fit import fit
-from clonetrain.workspace import Workspace
+from clonetrain.core.workspace import Workspace
 
 pack, jobs, base_cfg = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), OmegaConf.load(sys.argv[3])
 out = Path(os.environ.get("OUT", "/tmp/out"))

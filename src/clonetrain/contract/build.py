@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from clonetrain.contract.reads import SettingsView, plain
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 
 
 def build(node: Any, setting: str, **runtime: Any) -> Any:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clonetrain.audio.model_input import FeatureSpec, check_matches
+from clonetrain.audio_analysis.model_input import FeatureSpec, check_matches
 from clonetrain.contract import faces, files
-from clonetrain.errors import UpstreamMissingError
-from clonetrain.workspace import Workspace
+from clonetrain.core.errors import UpstreamMissingError
+from clonetrain.core.workspace import Workspace
 
 
 @dataclass

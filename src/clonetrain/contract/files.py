@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from clonetrain.contract import reads
-from clonetrain.errors import UpstreamMissingError
+from clonetrain.core.errors import UpstreamMissingError
 
 # stage -> {name: file inside its folder}. A name with {} is a pattern (crops_{}.npy at a size).
 FILES: dict[str, dict[str, str]] = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 
 
 @dataclass(frozen=True)

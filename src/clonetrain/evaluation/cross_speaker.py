@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from clonetrain import avatar
-from clonetrain.audio import sync
+from clonetrain.product import avatar
+from clonetrain.audio_analysis import sync
 from clonetrain.evaluation import metrics
 from clonetrain.evaluation.drivers import Driver
 from clonetrain.models.inference import generate, speech_windows

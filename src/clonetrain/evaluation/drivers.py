@@ -34,14 +34,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from clonetrain.audio import features, sync, vad
-from clonetrain.errors import ClonetrainError
+from clonetrain.audio_analysis import features, sync, vad
+from clonetrain.core.errors import ClonetrainError
 from clonetrain.evaluation import metrics
-from clonetrain.manifest import code_hash, digest, import_closure, sha256_file
+from clonetrain.core.manifest import code_hash, digest, import_closure, sha256_file
 from clonetrain.media import convert
 from clonetrain.vision import crops, geometry, tracking
 from clonetrain.vision.landmarks import Landmarker
-from clonetrain.workspace import write_json_atomic
+from clonetrain.core.workspace import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from clonetrain.audio import sync
+from clonetrain.audio_analysis import sync
 from clonetrain.contract import metrics as declared
 from clonetrain.contract.series import FrameSeries
 from clonetrain.vision import geometry

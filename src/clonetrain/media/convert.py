@@ -7,7 +7,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from clonetrain.errors import FootageError
+from clonetrain.core.errors import FootageError
 
 
 def _run(stream, name: str, what: str, **kwargs):

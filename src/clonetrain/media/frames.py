@@ -15,7 +15,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from clonetrain.errors import FootageError
+from clonetrain.core.errors import FootageError
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import ffmpeg
 
-from clonetrain.errors import FootageError
+from clonetrain.core.errors import FootageError
 
 # Leading bytes of the containers we accept; used to tell "not a video" from "an upload cut short".
 _MAGIC = {b"ftyp": 4, b"\x1a\x45\xdf\xa3": 0}

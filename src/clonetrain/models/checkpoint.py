@@ -15,9 +15,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 from clonetrain.models.lipsync import ModelSpec, build_expert, build_generator
-from clonetrain.workspace import atomic_path
+from clonetrain.core.workspace import atomic_path
 
 FORMAT = "clonetrain.lipsync/1"
 ADDED_LATER = ("mouth.", "control.", "control_levels.")  # generator weights that older checkpoints of this format lack

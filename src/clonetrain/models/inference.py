@@ -44,7 +44,7 @@ def speech_windows(settings: dict, wav: np.ndarray, sr: int, fps: float, n_frame
     cross-speaker drive both use this, and training windows the cached features with the same FeatureSpec, so a
     model is always fed what it was trained on. Frame k is centred on the sound at (k + 0.5) / fps seconds; past
     the end of the sound the edge is repeated."""
-    from clonetrain.audio.model_input import FeatureSpec
+    from clonetrain.audio_analysis.model_input import FeatureSpec
 
     spec = FeatureSpec.from_dict(settings)
     return spec.windows(spec.model_input(wav, sr), np.arange(n_frames) + 0.5, fps).astype(np.float32)

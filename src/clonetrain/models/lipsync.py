@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clonetrain.config import ModelCfg
+from clonetrain.core.config import ModelCfg
 from clonetrain.models.mouth_control import MouthControl
 
 MEL_WINDOW = 16  # mel frames per sample: 0.2 s at 80 mel frames per second

@@ -17,36 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clonetrain.motion.library import JumpScale, Pool, close_gaps
-
-
-@dataclass
-class PlanCfg:
-    # Pauses in the new speech shorter than this stay talking: a head does not settle between two words (the
-    # library labels the footage with the same rule).
-    min_pause_s: float = 0.4
-    # Turn to talking footage this long before the speech starts (render knows the whole speech in advance).
-    lead_s: float = 0.0
-    # How far ahead a landing's labels are compared with the speech's (nearer frames count more).
-    horizon_s: float = 1.0
-    # Cut only to a landing this close (in multiples of the footage's own p99 frame-to-frame change) ...
-    max_cut: float = 1.0
-    # A cut must gain this much label agreement over playing on.
-    min_gain: float = 0.15
-    # Each unit of jump costs this much agreement: of two landings that fit the speech alike, the closer wins.
-    jump_weight: float = 0.2
-    # Footage shown within the last recent_s seconds costs this much agreement: fewer visible repeats.
-    recent_s: float = 8.0
-    recent_penalty: float = 0.15
-    # In pauses at least this long, nodding footage is preferred by this much.
-    nod_pause_s: float = 1.5
-    nod_bonus: float = 0.05
-    # Listening footage is short in most takes: in a pause longer than what lies ahead of it the path may turn
-    # round inside it (never in talking footage), but only on a frame where the head is nearly still (moving under turn_below of the p99 change on both sides), so no
-    # gesture is ever seen backwards.
-    turn_below: float = 0.5
-    # A forced cut (the footage ran out) further than blend_above is cross-faded over blend_frames frames.
-    blend_above: float = 0.5
-    blend_frames: int = 4
+from clonetrain.core.config import PlanCfg  # the path planner's settings (render.motion)
 
 
 @dataclass

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clonetrain.avatar import Avatar
-from clonetrain.errors import ClonetrainError
+from clonetrain.product.avatar import Avatar
+from clonetrain.core.errors import ClonetrainError
 from clonetrain.media.label import burn_label
 from clonetrain.media.paste import paste
 from clonetrain.models.inference import generate, speech_windows

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 
 # Container per URL scheme or file extension, where ffmpeg cannot guess it from a URL.
 FORMATS = {"rtmp": "flv", "rtmps": "flv", "srt": "mpegts", "udp": "mpegts", "tcp": "mpegts", "pipe": "mpegts"}

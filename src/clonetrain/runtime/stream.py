@@ -26,7 +26,7 @@ from clonetrain.media.label import LABEL
 from clonetrain.motion.plan import PlanCfg
 from clonetrain.runtime.session import Session
 from clonetrain.runtime.sink import FFmpegSink
-from clonetrain.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
 

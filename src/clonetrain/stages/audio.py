@@ -28,12 +28,12 @@ import numpy as np
 import soundfile as sf
 from omegaconf import DictConfig
 
-from clonetrain.audio import features, sync, vad
-from clonetrain.audio.model_input import FeatureSpec
+from clonetrain.audio_analysis import features, sync, vad
+from clonetrain.audio_analysis.model_input import FeatureSpec
 from clonetrain.contract import files
 from clonetrain.contract.faces import usable as usable_face
-from clonetrain.manifest import StageResult
-from clonetrain.workspace import Workspace, write_json_atomic
+from clonetrain.core.manifest import StageResult
+from clonetrain.core.workspace import Workspace, write_json_atomic
 
 
 def _speech_mask(segments: list, n: int, fps: int) -> np.ndarray:

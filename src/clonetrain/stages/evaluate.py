@@ -30,21 +30,23 @@ import numpy as np
 import soundfile as sf
 from omegaconf import DictConfig
 
-from clonetrain import avatar, tracking, verdict
+from clonetrain.product import avatar
+from clonetrain.core import experiment_log
+from clonetrain.evaluation import verdict
 from clonetrain.contract import files
 from clonetrain.contract import metrics as metric_decl
 from clonetrain.contract.clip import load_clip
 from clonetrain.contract.series import write_frame_series
 from clonetrain.contract.sound import frames_sound
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 from clonetrain.evaluation import contact_sheet, cross_speaker, drivers, metrics, mouth, paired
-from clonetrain.manifest import StageResult, sha256_file
+from clonetrain.core.manifest import StageResult, sha256_file
 from clonetrain.media.compare import write_comparison
 from clonetrain.models import checkpoint
 from clonetrain.models.inference import generate
 from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import Landmarker, make_landmarker
-from clonetrain.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                      ["real", "static frame", "clone"], [False, False, True], ws.clone)
 
     c = results["clone"]
-    tracking.log_run(cfg, f"{ws.clone}-evaluate", {f"eval/{k}": v for k, v in c.items()},
+    experiment_log.log_run(cfg, f"{ws.clone}-evaluate", {f"eval/{k}": v for k, v in c.items()},
                      summary={f"target/{k}": v for k, v in targets.items()},
                      videos={"eval/heldout_real_static_clone": files.output(out_dir, "evaluate", "heldout")})
     result = StageResult(counts={"heldout_frames": int(idx.size), **{f"clone_{k}": v for k, v in c.items()}})

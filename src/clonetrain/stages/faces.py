@@ -23,13 +23,13 @@ from clonetrain.contract import files
 from clonetrain.contract.build import build
 from clonetrain.contract.faces import (BLURRED, INTERPOLATED, NO_FACE, PROFILE, SEVERAL_FACES, TOO_SMALL, UNUSABLE,
                                        describe_flags)
-from clonetrain.errors import FootageError
-from clonetrain.manifest import StageResult
-from clonetrain.progress import Progress
+from clonetrain.core.errors import FootageError
+from clonetrain.core.manifest import StageResult
+from clonetrain.core.progress import Progress
 from clonetrain.media import convert
 from clonetrain.vision import crops, tracking
 from clonetrain.vision.detector import FaceDetector
-from clonetrain.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace, write_json_atomic
 
 
 def _detect_take(detector: FaceDetector, video: Path, width: int, height: int, batch: int, desc: str,

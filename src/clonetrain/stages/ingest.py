@@ -20,13 +20,13 @@ import soundfile as sf
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from clonetrain import consent as consent_mod
+from clonetrain.product import consent as consent_mod
 from clonetrain.contract import files
-from clonetrain.audio import vad
-from clonetrain.errors import FootageError, NotEnoughFootageError
-from clonetrain.manifest import StageResult, sha256_file
+from clonetrain.audio_analysis import vad
+from clonetrain.core.errors import FootageError, NotEnoughFootageError
+from clonetrain.core.manifest import StageResult, sha256_file
 from clonetrain.media import convert, probe
-from clonetrain.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace, write_json_atomic
 
 
 SILENCE_PEAK = 1e-4  # float full scale; digital silence stays below it even after loudness normalisation

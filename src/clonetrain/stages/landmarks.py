@@ -16,11 +16,11 @@ from omegaconf import DictConfig
 
 from clonetrain.contract import files
 from clonetrain.contract.faces import usable as usable_face
-from clonetrain.manifest import StageResult
-from clonetrain.progress import Progress
+from clonetrain.core.manifest import StageResult
+from clonetrain.core.progress import Progress
 from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import make_landmarker
-from clonetrain.workspace import Workspace
+from clonetrain.core.workspace import Workspace
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:

@@ -1,9 +1,9 @@
 """package: turn the trained, evaluated clone into a versioned package and an archive of it, and register it.
 
 Reads  train/model.safetensors, evaluate/metrics.json, the preprocessed footage and the ingest consent record
-Writes pkg/ (the package, see clonetrain/package.py) in its stage folder; publishes it as
+Writes pkg/ (the package, see clonetrain/product/clone_package.py) in its stage folder; publishes it as
        data/clones/<clone>/<version>/ and data/clones/<clone>/<clone>-<version>.tar.gz, and registers the version
-       (status candidate; nightly or `python -m clonetrain.registry promote` makes it live)
+       (status candidate; nightly or `python -m clonetrain registry promote` makes it live)
 
     python -m clonetrain stage=package clone=anna
 """
@@ -20,8 +20,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from clonetrain import __version__, avatar, package, registry, tracking, verdict
-from clonetrain.manifest import StageResult, versions
+from clonetrain import __version__
+from clonetrain.product import avatar, clone_package, registry
+from clonetrain.core import experiment_log
+from clonetrain.evaluation import verdict
+from clonetrain.core.manifest import StageResult, versions
 from clonetrain.media.paste import lower_face_mask
 from clonetrain.media.write import write_video
 from clonetrain.models import checkpoint
@@ -31,7 +34,7 @@ from clonetrain.contract import metrics as declared
 from clonetrain.contract.clip import load_clip
 from clonetrain.contract.reads import unrecorded
 from clonetrain.voice import package as voice_package
-from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
+from clonetrain.core.workspace import Workspace, write_json_atomic, write_text_atomic
 
 
 def _export_torchscript(generator, path: Path) -> None:
@@ -131,10 +134,10 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                       + voice_package.card_section(ws))
     voice = voice_package.add(ws, pkg)
     manifest = {
-        "format": package.FORMAT, "clone": ws.clone, "version": version,
+        "format": clone_package.FORMAT, "clone": ws.clone, "version": version,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "files": package.file_table(pkg), "source_takes": takes,
-        "consent_sha256": package.sha256(pkg / "consent.json"), "consent_expires": consent["expires"],
+        "files": clone_package.file_table(pkg), "source_takes": takes,
+        "consent_sha256": clone_package.sha256(pkg / "consent.json"), "consent_expires": consent["expires"],
         "model": {**generator.spec.__dict__, "trained_steps": train_meta.get("steps"), "base": split.get("base")},
         # What a runtime needs to reproduce the model's audio input (audio.model_input.FeatureSpec).
         "audio": clip.features.to_dict(),
@@ -142,10 +145,10 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "voice": voice, "metrics": {**metrics["metrics"]["clone"], **voice_package.gate_metrics(ws)},
         "versions": versions(),
     }
-    write_json_atomic(pkg / package.MANIFEST, manifest)
-    package.verify(pkg)
-    if (key := package.signing_key()) is not None:
-        package.sign(pkg, key)  # a studio key: the package is trusted by its signature beyond this registry
+    write_json_atomic(pkg / clone_package.MANIFEST, manifest)
+    clone_package.verify(pkg)
+    if (key := clone_package.signing_key()) is not None:
+        clone_package.sign(pkg, key)  # a studio key: the package is trusted by its signature beyond this registry
 
     # Publish: folder then archive, each appearing whole or not at all; then register.
     dest = ws.root / "clones" / ws.clone / version
@@ -154,13 +157,13 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     shutil.copytree(pkg, tmp)
     tmp.rename(dest)
     archive = dest.with_name(f"{ws.clone}-{version}.tar.gz")
-    package.make_archive(dest, archive)
-    entry = package.registry_entry(ws.root, dest, archive, metrics, files.manifest(ws, "ingest")["counts"],
+    clone_package.make_archive(dest, archive)
+    entry = clone_package.registry_entry(ws.root, dest, archive, metrics, files.manifest(ws, "ingest")["counts"],
                            ws.fingerprints.get("package"))
     judged = verdict.of_metrics(metrics)
     registry.add_version(ws.root, ws.clone, version, entry)
     # The clone in the tracker too, from the training run that made it (wandb, offline unless told otherwise).
-    tracking.log_clone(cfg, dest, ws.clone, version, manifest["metrics"], judged,
+    experiment_log.log_clone(cfg, dest, ws.clone, version, manifest["metrics"], judged,
                        files.manifest(ws, "train")["details"].get("tracker_run_id"))
     result = StageResult(counts={"version": version, "files": len(manifest["files"]),
                                  "motion_segments": len(motion)})
@@ -170,6 +173,6 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     result.summary = [f"{ws.clone} {version}: {dest}", f"archive: {archive}",
                       "motion library: " + ", ".join(f"{k} {v:.0f} s" for k, v in by_label.items()),
                       f"verdict: {verdict.text(judged) if judged else 'not evaluated'}",
-                      f"a candidate: render uses it once promoted (python -m clonetrain.registry promote "
+                      f"a candidate: render uses it once promoted (python -m clonetrain registry promote "
                       f"{ws.clone} {version})"]
     return result

@@ -18,22 +18,22 @@ from omegaconf import DictConfig
 from torch.utils.data import ConcatDataset
 
 from clonetrain.contract import files
-from clonetrain.errors import ClonetrainError
-from clonetrain.manifest import StageResult
-from clonetrain.audio.model_input import check_matches
+from clonetrain.core.errors import ClonetrainError
+from clonetrain.core.manifest import StageResult
+from clonetrain.audio_analysis.model_input import check_matches
 from clonetrain.training.data import WindowDataset, check_configured, load_clip
-from clonetrain.manifest import sha256_file
+from clonetrain.core.manifest import sha256_file
 from clonetrain.models import checkpoint
 from clonetrain.stages import train as train_stage
 from clonetrain.training.fit import fit
-from clonetrain.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace, write_json_atomic
 
 
 def _corpus(cfg: DictConfig, ws: Workspace) -> list[Workspace]:
     if not cfg.pretrain.corpus:
         raise ClonetrainError("pretrain.corpus is empty", "name the preprocessed clones to learn from, e.g. "
                               f"python -m clonetrain stage=pretrain clone={ws.clone} pretrain.corpus=[anna,ben]")
-    from clonetrain.consent import require_live
+    from clonetrain.product.consent import require_live
 
     for c in cfg.pretrain.corpus:
         require_live(ws.root, c, use="train")  # a base learns from people too: each one's consent must be in force

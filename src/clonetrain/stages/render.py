@@ -30,19 +30,21 @@ from typing import Callable, Iterator
 import numpy as np
 from omegaconf import DictConfig
 
-from clonetrain import __version__, avatar as avatar_mod, verdict
-from clonetrain import consent as consent_mod
-from clonetrain.errors import ClonetrainError, FootageError
-from clonetrain.manifest import sha256_file
+from clonetrain import __version__
+from clonetrain.product import avatar as avatar_mod
+from clonetrain.evaluation import verdict
+from clonetrain.product import consent as consent_mod
+from clonetrain.core.errors import ClonetrainError, FootageError
+from clonetrain.core.manifest import sha256_file
 from clonetrain.media import convert
 from clonetrain.media.label import LABEL, burn_label
 from clonetrain.media.paste import paste
 from clonetrain.media.write import write_video
 from clonetrain.models.inference import generate, speech_windows
-from clonetrain.progress import Progress
+from clonetrain.core.progress import Progress
 from clonetrain.motion.plan import PlanCfg
 from clonetrain.voice import render as voice_render
-from clonetrain.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ def _package_path(cfg: DictConfig, ws: Workspace) -> Path | None:
     """render.package if given, else the clone's live package, else None (the training output)."""
     if cfg.render.package:
         return Path(cfg.render.package).expanduser()
-    from clonetrain import registry
+    from clonetrain.product import registry
 
     return registry.live_path(ws.root, ws.clone)
 
@@ -104,7 +106,7 @@ def source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> Iter
     """The avatar to render, for as long as the block runs: from a trusted package (an archive is extracted to a
     temporary folder, removed afterwards: the footage is read from it as the render goes) or from the training
     output; its frozen consent checked against the live one."""
-    from clonetrain import package, registry
+    from clonetrain.product import clone_package, registry
 
     path = _package_path(cfg, ws)
     if path is None:
@@ -114,7 +116,7 @@ def source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> Iter
             av.frames.preload(cfg.render.cache_mb << 20)
             yield av
         return
-    with package.opened(path) as pkg:
+    with clone_package.opened(path) as pkg:
         if pkg.clone != ws.clone:
             raise RenderError(f"package {path} is clone {pkg.clone!r}, not {ws.clone!r}",
                               f"render it as clone={pkg.clone}, under that clone's consent")
@@ -196,7 +198,7 @@ def provenance(av: avatar_mod.Avatar, current: consent_mod.Consent | None, audio
 
 def speech_frames(wav: np.ndarray, sr: int, fps: int, n: int) -> np.ndarray:
     """(n,) bool: output frames whose centre lies in speech (Silero VAD)."""
-    from clonetrain.audio.vad import speech_segments
+    from clonetrain.audio_analysis.vad import speech_segments
 
     centres = (np.arange(n) + 0.5) / fps
     mask = np.zeros(n, bool)
@@ -272,7 +274,7 @@ def run(cfg: DictConfig, ws: Workspace) -> Path:
         log.info("render: %s speaks %s", av.clone, f"{stem} in its generated voice" if script else stem)
         if av.version is None:
             log.info("render: no live version of %s, so from its training output (make a package live: "
-                     "python -m clonetrain.registry promote %s VERSION)", av.clone, av.clone)
+                     "python -m clonetrain registry promote %s VERSION)", av.clone, av.clone)
         voice = None
         if script is not None:
             # The converted speech is muxed into the video (which holds it) and not kept beside it: a second

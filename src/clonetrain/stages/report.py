@@ -19,17 +19,17 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
-from clonetrain import verdict as verdict_mod
+from clonetrain.evaluation import verdict as verdict_mod
 from clonetrain.contract import files
 from clonetrain.contract import metrics as declared
 from clonetrain.contract.faces import usable as usable_face
 from clonetrain.evaluation import paired
 from clonetrain.evaluation.metrics import HIGHER_IS_BETTER
-from clonetrain.manifest import StageResult
+from clonetrain.core.manifest import StageResult
 from clonetrain.media.write import write_video
-from clonetrain.report import html, mouths, svg
-from clonetrain.report import voice as voice_report
-from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
+from clonetrain.report_page import html, mouths, svg
+from clonetrain.report_page import voice as voice_report
+from clonetrain.core.workspace import Workspace, write_json_atomic, write_text_atomic
 
 # The stages whose warnings are the footage's findings.
 PREPROCESSING = ("ingest", "faces", "landmarks", "audio")

@@ -20,15 +20,15 @@ from omegaconf import DictConfig
 
 from clonetrain.contract import files
 from clonetrain.contract.clip import check_configured, load_clip
-from clonetrain.errors import ClonetrainError
-from clonetrain.manifest import StageResult, sha256_file
-from clonetrain.audio.model_input import check_matches
+from clonetrain.core.errors import ClonetrainError
+from clonetrain.core.manifest import StageResult, sha256_file
+from clonetrain.audio_analysis.model_input import check_matches
 from clonetrain.models import checkpoint
 from clonetrain.models.checkpoint import CheckpointError
 from clonetrain.training.data import WindowDataset, reference_frame
 from clonetrain.training.fit import fit
 from clonetrain.training.preview import heldout_preview
-from clonetrain.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace, write_json_atomic
 
 
 def base_path(cfg: DictConfig) -> Path | None:

@@ -20,9 +20,9 @@ import soundfile as sf
 from omegaconf import DictConfig
 
 from clonetrain.contract import files
-from clonetrain.manifest import StageResult
+from clonetrain.core.manifest import StageResult
 from clonetrain.voice import asr
-from clonetrain.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace, write_json_atomic
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:

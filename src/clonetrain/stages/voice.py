@@ -23,14 +23,14 @@ import numpy as np
 import soundfile as sf
 from omegaconf import DictConfig
 
-from clonetrain.audio import whisper
+from clonetrain.audio_analysis import whisper
 from clonetrain.contract import files
 from clonetrain.contract.reads import whole
-from clonetrain.errors import ClonetrainError
-from clonetrain.manifest import StageResult
+from clonetrain.core.errors import ClonetrainError
+from clonetrain.core.manifest import StageResult
 from clonetrain.voice import judge, tts as tts_mod, world
 from clonetrain.voice.model import VoiceModel, VoiceSettings, move_f0
-from clonetrain.workspace import Workspace, atomic_path, write_json_atomic
+from clonetrain.core.workspace import Workspace, atomic_path, write_json_atomic
 
 SR = 16000
 

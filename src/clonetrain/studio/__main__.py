@@ -10,7 +10,7 @@ import getpass
 import logging
 import sys
 
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 from clonetrain.studio import auth, settings as settings_mod
 
 log = logging.getLogger("clonetrain.studio")

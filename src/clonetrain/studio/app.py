@@ -24,14 +24,14 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from clonetrain import consent, registry
+from clonetrain.product import consent, registry
 from clonetrain.contract import files
-from clonetrain.errors import ClonetrainError, ConsentError, LockedError
-from clonetrain.nightly import compose
+from clonetrain.core.errors import ClonetrainError, ConsentError, LockedError
+from clonetrain.product.nightly import compose
 from clonetrain.studio import audit, auth, overview, uploads
 from clonetrain.studio.jobs import JobError, Jobs, override
 from clonetrain.studio.settings import Settings, SettingsError
-from clonetrain.workspace import Workspace, atomic_path, validate_clone_id, write_text_atomic
+from clonetrain.core.workspace import Workspace, atomic_path, validate_clone_id, write_text_atomic
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent

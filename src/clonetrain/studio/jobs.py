@@ -4,7 +4,7 @@ line tool stays the one source of truth, and the page reads what it writes.
 Each job has a record (<root>/studio/jobs/<id>.json, written atomically) and a log (<id>.log: the command's stdout
 and stderr). Progress is read from that log: the pipeline logs "── stage: started ──", "── stage: done in ..",
 "stage: up to date", a progress line every `progress_every_s` (training's says its step and time budget) and, on
-failure, the error with its fix (clonetrain.errors). One job per clone at a time.
+failure, the error with its fix (clonetrain.core.errors). One job per clone at a time.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from clonetrain import pipeline
-from clonetrain.errors import ClonetrainError
-from clonetrain.reconcile import pid_alive
-from clonetrain.workspace import write_json_atomic
+from clonetrain.core import pipeline
+from clonetrain.core.errors import ClonetrainError
+from clonetrain.product.reconcile import pid_alive
+from clonetrain.core.workspace import write_json_atomic
 
 # What each kind of job runs: a stage group of the pipeline, or the render action.
 KINDS = {"check": "preprocess", "train": "all", "render": "render"}

@@ -8,11 +8,12 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from clonetrain import consent, nightly, registry, verdict
+from clonetrain.product import consent, nightly, registry
+from clonetrain.evaluation import verdict
 from clonetrain.contract import files
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 from clonetrain.studio import uploads
-from clonetrain.workspace import Workspace, validate_clone_id
+from clonetrain.core.workspace import Workspace, validate_clone_id
 
 # The clone's files the page may show, by a fixed name: (stage, file, media type). Nothing else is served.
 LOOK = {  # what the page shows: stage, its file's name in the contract (contract.files), media type

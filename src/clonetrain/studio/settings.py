@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 
 ROLES = ("upload", "approve", "render", "admin")
 LOCALHOST = ("127.0.0.1", "localhost", "::1")
@@ -87,7 +87,7 @@ def _users(data: object, path: Path) -> dict[str, User]:
 
 def load(path: str | Path | None) -> Settings:
     """Read the settings file (None: defaults, no users, which serves nothing but a page saying to add one)."""
-    from clonetrain.config import default_data_root
+    from clonetrain.core.config import default_data_root
 
     if path is None:
         return Settings(root=Path(default_data_root()).resolve())
@@ -121,7 +121,7 @@ def load(path: str | Path | None) -> Settings:
 
 def add_user(path: str | Path, name: str, roles: list[str], password_hash: str) -> None:
     """Add (or replace) a user in the settings file, written atomically; the rest of the file is kept."""
-    from clonetrain.workspace import validate_clone_id, write_text_atomic
+    from clonetrain.core.workspace import validate_clone_id, write_text_atomic
 
     validate_clone_id(name)  # the same safe alphabet: a user name shows up in logs and the audit trail
     if unknown := [r for r in roles if r not in ROLES]:

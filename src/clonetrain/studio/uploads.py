@@ -22,9 +22,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
-from clonetrain.errors import ClonetrainError, FootageError
+from clonetrain.core.errors import ClonetrainError, FootageError
 from clonetrain.media import probe
-from clonetrain.workspace import write_json_atomic
+from clonetrain.core.workspace import write_json_atomic
 
 # ffprobe's format_name of the containers a take may come in -> the extension the studio stores it under.
 VIDEO_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2": ".mp4", "matroska,webm": ".mkv"}

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 # The clip is the contract's (render, avatar, evaluate and package read it too); named here for older imports.
 from clonetrain.contract.clip import Clip, check_configured, load_clip, read_features  # noqa: F401
-from clonetrain.errors import UpstreamMissingError
+from clonetrain.core.errors import UpstreamMissingError
 from clonetrain.models.mouth_control import zscore
 
 

@@ -24,15 +24,15 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
-from clonetrain import quiet
+from clonetrain.core import quiet
 from clonetrain.contract import files, metrics
 from clonetrain.contract.build import build
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 from clonetrain.models import checkpoint
 from clonetrain.models.checkpoint import CheckpointError
 from clonetrain.models.lipsync import ModelSpec
 from clonetrain.models.wav2lip import WAV2LIP_AUDIO
-from clonetrain.progress import Progress, clock
+from clonetrain.core.progress import Progress, clock
 from clonetrain.training.module import LipSyncModule, sample_grid
 
 log = logging.getLogger(__name__)

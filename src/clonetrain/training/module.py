@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from clonetrain.models.inference import masked_input
-from clonetrain.config import TrainCfg
+from clonetrain.core.config import TrainCfg
 from clonetrain.models.lipsync import ModelSpec, build_expert, build_generator, lower_half
 
 

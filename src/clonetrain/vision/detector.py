@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from clonetrain.quiet import native_stderr
+from clonetrain.core.quiet import native_stderr
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from clonetrain.errors import WeightsMissingError
-from clonetrain.quiet import native_stderr
+from clonetrain.core.errors import WeightsMissingError
+from clonetrain.core.quiet import native_stderr
 
 
 class Landmarker(Protocol):
@@ -61,7 +61,8 @@ class MeshLandmarker:
 
     name = "mediapipe"
 
-    def __init__(self):
+    def __init__(self, still: bool = False):
+        self.still = still  # every frame on its own (no tracking), as for unrelated images
         self._mesh = None
         self.reset()
 
@@ -71,7 +72,7 @@ class MeshLandmarker:
         with native_stderr("mediapipe"):
             if self._mesh is not None:
                 self._mesh.close()
-            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
+            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=self.still, max_num_faces=1,
                                                          refine_landmarks=False, min_detection_confidence=0.3,
                                                          min_tracking_confidence=0.3)
             # The graph opens its models in the background and logs as it does: a blank frame (no face, so no
@@ -196,7 +197,7 @@ def make_landmarker(section) -> Landmarker:
     """The landmark model the config's `landmarks` section names: `model` holds its class (`_target_`) and
     arguments (conf/landmarks/<name>.yaml), `backend` its name in the records, which must be the model's."""
     from clonetrain.contract.build import build
-    from clonetrain.errors import ClonetrainError
+    from clonetrain.core.errors import ClonetrainError
 
     made = build(section.model, "landmarks.model")
     if getattr(made, "name", None) != section.backend:

@@ -1,5 +1,5 @@
 """Speech recognition with faster-whisper over the Whisper models shipped in pip packages (see
-clonetrain.audio.whisper.model_dir): words with timings, the language, and word error rate.
+clonetrain.audio_analysis.whisper.model_dir): words with timings, the language, and word error rate.
 
     from clonetrain.voice import asr
     t = asr.transcribe(wav_16k, model="base")      # {"language", "language_probability", "text", "words": [...]}
@@ -14,7 +14,7 @@ import unicodedata
 
 import numpy as np
 
-from clonetrain.errors import WeightsMissingError
+from clonetrain.core.errors import WeightsMissingError
 
 SAMPLE_RATE = 16000
 # Languages written without spaces between words: their error rate is counted per character.
@@ -29,7 +29,7 @@ def load(model: str = "base", compute_type: str = "int8", cpu_threads: int = 0):
     except ImportError:
         raise WeightsMissingError("faster-whisper is not installed, so speech cannot be transcribed",
                                   "pip install faster-whisper") from None
-    from clonetrain.audio import whisper
+    from clonetrain.audio_analysis import whisper
 
     return WhisperModel(str(whisper.model_dir(model)), device="cpu", compute_type=compute_type,
                         cpu_threads=cpu_threads, local_files_only=True)

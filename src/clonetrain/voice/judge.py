@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from clonetrain.errors import WeightsMissingError
+from clonetrain.core.errors import WeightsMissingError
 from clonetrain.voice import asr
 
 SAMPLE_RATE = 16000

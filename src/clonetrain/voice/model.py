@@ -10,7 +10,7 @@ f0="moved", the source's melody at the person's mean and spread of log-F0); the 
 noise) is the source's own. WORLD synthesises the result.
 
 The model is one .npz (+ nothing else): the person's features and envelopes, the pitch statistics and the
-settings. It loads with numpy alone; converting needs clonetrain.audio.whisper (torch) and pyworld, no training
+settings. It loads with numpy alone; converting needs clonetrain.audio_analysis.whisper (torch) and pyworld, no training
 code.
 
     vm = VoiceModel.build(wav_16k, segments=[(0.0, 41.2), ...])
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 from clonetrain.voice import world
 
 SAMPLE_RATE = 16000
@@ -138,7 +138,7 @@ class VoiceModel:
               analysis: world.Analysis | None = None, features: np.ndarray | None = None) -> "VoiceModel":
         """From 16 kHz speech and the (start, end) seconds of the speech to learn from (the rest is ignored).
         `analysis`/`features` of the whole `wav` may be passed when already computed."""
-        from clonetrain.audio import whisper
+        from clonetrain.audio_analysis import whisper
 
         s = settings or VoiceSettings()
         feats = features if features is not None else whisper.encode(wav, layers=s.layers,
@@ -232,7 +232,7 @@ class VoiceModel:
 
     def convert(self, wav: np.ndarray) -> np.ndarray:
         """Any speaker's 16 kHz speech, in the person's voice (16 kHz float32, same length)."""
-        from clonetrain.audio import whisper
+        from clonetrain.audio_analysis import whisper
 
         wav = np.asarray(wav, np.float32)
         feats = whisper.encode(wav, layers=self.settings.layers, subtract_silence=self.settings.subtract_silence)
@@ -245,7 +245,7 @@ class VoiceModel:
 
     # ---- files ----------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        from clonetrain.workspace import atomic_path
+        from clonetrain.core.workspace import atomic_path
 
         meta = {"format": FORMAT, "log_f0_mean": self.log_f0_mean, "log_f0_std": self.log_f0_std,
                 "settings": {**self.settings.__dict__, "layers": list(self.settings.layers)}, "info": self.info,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 from clonetrain.voice import package as voice_package
 from clonetrain.voice import tts as tts_mod
 
@@ -76,7 +76,7 @@ def script(cfg, read_speech) -> Script:
     """The speech to convert: the text spoken by the TTS, or audio= as is (read by render's `read_speech`)."""
     if cfg.text or cfg.text_file:
         return script_from_text(cfg, tts_mod.SAMPLE_RATE)
-    from clonetrain.manifest import sha256_file
+    from clonetrain.core.manifest import sha256_file
 
     path, wav = read_speech(cfg.audio, tts_mod.SAMPLE_RATE)
     return Script(wav=wav, stem=path.stem, provenance={"source": "audio", "source_sha256": sha256_file(path),
@@ -86,7 +86,7 @@ def script(cfg, read_speech) -> Script:
 def convert(script: Script, av, ws, out: Path) -> tuple[Path, dict]:
     """The script in the clone's voice (the package's voice model, else the voice stage's), written as a WAV
     beside `out` (the render muxes it), and the provenance to add."""
-    from clonetrain.manifest import sha256_file
+    from clonetrain.core.manifest import sha256_file
     from clonetrain.voice.model import VoiceModel
 
     clone = av.clone
@@ -104,7 +104,7 @@ def convert(script: Script, av, ws, out: Path) -> tuple[Path, dict]:
              time.perf_counter() - t0)
     path = out.with_suffix(".voice.wav")
     path.parent.mkdir(parents=True, exist_ok=True)
-    from clonetrain.workspace import atomic_path
+    from clonetrain.core.workspace import atomic_path
 
     with atomic_path(path) as tmp:
         sf.write(tmp, np.clip(wav, -1, 1), 16000, subtype="PCM_16", format="WAV")

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 
 SAMPLE_RATE = 16000
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clonetrain.errors import WeightsMissingError
+from clonetrain.core.errors import WeightsMissingError
 
 SAMPLE_RATE = 16000
 FRAME_MS = 5.0

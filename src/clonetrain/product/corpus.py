@@ -7,7 +7,7 @@ has a clear correlation peak (audio_features.min_peak_margin) near lag 0. Clips 
 that mouths move at random, so they are dropped and the report says why (as LatentSync gates its data on
 SyncNet confidence).
 
-    python -m clonetrain.corpus ARCHIVE --base base --consent archive_consent.yaml [--exclude 'talk_*'] \
+    python -m clonetrain corpus ARCHIVE --base base --consent archive_consent.yaml [--exclude 'talk_*'] \
         [--root data] [--pretrain] [hydra overrides, e.g. audio_features.encoder=whisper]
 
 Writes raw/<base>-<clip>/ (the clip, hard-linked or copied, and the archive's consent record), the clones'
@@ -28,10 +28,10 @@ import sys
 from pathlib import Path
 
 from clonetrain.contract import files
-from clonetrain.errors import ClonetrainError
-from clonetrain.workspace import Workspace, atomic_path, validate_clone_id, write_json_atomic
+from clonetrain.core.errors import ClonetrainError
+from clonetrain.core.workspace import Workspace, atomic_path, validate_clone_id, write_json_atomic
 
-log = logging.getLogger("clonetrain.corpus")
+log = logging.getLogger("clonetrain.product.corpus")
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 # What a pretraining clip needs of the pipeline: no transcript, no voice, no report.
@@ -77,7 +77,7 @@ def _place(src: Path, dst: Path) -> None:
 
 def import_archive(root: Path, base: str, clips: list[Path], consent_file: Path) -> list[str]:
     """One clone per clip, each with a copy of the archive's consent record. Returns the clone ids."""
-    from clonetrain import consent
+    from clonetrain.product import consent
 
     validate_clone_id(base)
     if not consent_file.is_file():
@@ -145,7 +145,7 @@ def usable_windows(ws: Workspace, image_size: int, length: int) -> int:
 
 
 def compose(root: Path, clone: str, stage: str, overrides: list[str]):
-    from clonetrain.nightly import compose as nightly_compose
+    from clonetrain.product.nightly import compose as nightly_compose
 
     cfg = nightly_compose(root, clone, overrides)
     cfg.stage = stage
@@ -154,7 +154,7 @@ def compose(root: Path, clone: str, stage: str, overrides: list[str]):
 
 def preprocess(root: Path, clones: list[str], overrides: list[str]) -> dict[str, str]:
     """Run the preprocessing a base needs for every clone; a clone that fails is reported, not fatal."""
-    from clonetrain import pipeline
+    from clonetrain.core import pipeline
 
     failed = {}
     for i, clone in enumerate(clones, 1):
@@ -198,7 +198,7 @@ def build(root: Path, base: str, archive: Path, consent_file: Path, exclude: lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    from clonetrain import config, quiet
+    from clonetrain.core import config, quiet
 
     config.register()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("corpus %s: kept %d of %d clips (%s)", args.base, report["kept"], report["clips"],
                  Workspace(args.root, args.base).work_dir / "corpus" / "corpus.json")
         if args.pretrain:
-            from clonetrain import pipeline
+            from clonetrain.core import pipeline
 
             kept = [r["clone"] for r in report["rows"] if r["kept"]]
             pipeline.run(compose(args.root.resolve(), args.base, "pretrain",

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from clonetrain.errors import CloneNameError
+from clonetrain.core.errors import CloneNameError
 
 _CLONE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

@@ -5,11 +5,11 @@ footage. A copy is frozen into the ingest output and into every package, but the
 package was built under: training, rendering and any runtime ask `require_live`, which reads the clone's current
 record, so a consent that was revoked, has expired, was deleted or does not permit the use stops them at once.
 
-    from clonetrain import consent
+    from clonetrain.product import consent
     consent.require_live(root, "anna", use="render")     # raises ConsentError, else returns the Consent
 
-    python -m clonetrain.consent status anna [--root data]
-    python -m clonetrain.consent revoke anna [--root data] [--date 2026-11-25]
+    python -m clonetrain consent status anna [--root data]
+    python -m clonetrain consent revoke anna [--root data] [--date 2026-11-25]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from clonetrain.errors import ConsentError
+from clonetrain.core.errors import ConsentError
 
 FILENAME = "consent.yaml"
 REQUIRED = ("person", "recorded_by", "date", "permitted_uses", "expires")
@@ -126,7 +126,7 @@ def _as_uses(value, path: Path) -> tuple[str, ...]:
 
 def parse(path: Path, clone: str) -> Consent:
     """Read and validate the record's form (not whether it is in force today); raises ConsentError."""
-    from clonetrain.manifest import sha256_file
+    from clonetrain.core.manifest import sha256_file
 
     fill = f"create {path} like this:\n{_template(clone)}"
     if not path.is_file():
@@ -186,7 +186,7 @@ def load(raw_dir: Path, clone: str, today: dt.date | None = None, use: str = "tr
 def require_live(root: str | Path, clone: str, use: str = "render", today: dt.date | None = None) -> Consent:
     """The one check every runtime makes before using a clone: its CURRENT record in raw/<clone>/ permits `use`
     today. Deleted, revoked, expired or not permitting the use: ConsentError."""
-    from clonetrain.workspace import Workspace
+    from clonetrain.core.workspace import Workspace
 
     return load(Workspace(root, clone).raw_dir, clone, today, use)
 
@@ -202,7 +202,7 @@ def check_frozen(frozen: dict, current: Consent, clone: str, where: str) -> None
 
 def revoke(root: str | Path, clone: str, on: dt.date | None = None) -> Path:
     """Mark the clone's consent revoked (a `revoked:` line appended, atomically; the rest of the file is kept)."""
-    from clonetrain.workspace import Workspace, write_text_atomic
+    from clonetrain.core.workspace import Workspace, write_text_atomic
 
     path = Workspace(root, clone).raw_dir / FILENAME
     current = parse(path, clone)
@@ -218,10 +218,10 @@ def revoke(root: str | Path, clone: str, on: dt.date | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from clonetrain.config import default_data_root
-    from clonetrain.errors import ClonetrainError
+    from clonetrain.core.config import default_data_root
+    from clonetrain.core.errors import ClonetrainError
 
-    ap = argparse.ArgumentParser(prog="python -m clonetrain.consent", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m clonetrain consent", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=Path(default_data_root()))
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -76,7 +76,7 @@ def warm_up() -> None:
     second of noise. The audio stage's first run after an install otherwise spends ~15 s compiling them;
     scripts/install.sh calls this once.
 
-        python -c "from clonetrain.audio.features import warm_up; warm_up()"
+        python -c "from clonetrain.audio_analysis.features import warm_up; warm_up()"
     """
     sr = 16000
     wav = np.random.default_rng(0).standard_normal(2 * sr).astype(np.float32) * 0.1

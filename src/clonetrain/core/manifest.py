@@ -41,7 +41,7 @@ def digest(obj: Any) -> str:
 
 
 # Modules that only log or word errors: their code never shapes an output, so editing them reruns nothing.
-LOG_ONLY = frozenset({"clonetrain.errors", "clonetrain.progress", "clonetrain.quiet"})
+LOG_ONLY = frozenset({"clonetrain.core.errors", "clonetrain.core.progress", "clonetrain.core.quiet"})
 
 
 def module_source(name: str) -> str:
@@ -54,7 +54,7 @@ def module_source(name: str) -> str:
 def _is_module(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
-    except (ImportError, AttributeError, ValueError):  # `from clonetrain.errors import X`: X is not a module
+    except (ImportError, AttributeError, ValueError):  # `from clonetrain.core.errors import X`: X is not a module
         return False
 
 

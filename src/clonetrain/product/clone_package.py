@@ -13,7 +13,7 @@ its TorchScript generator. Layout of data/clones/<clone>/<version>/:
                           motion.json (segments labelled by speech and head motion, with entry/exit poses)
     voice_profile.json, metrics.json, config.yaml, model_card.md
 
-    import clonetrain.package as pkg
+    import clonetrain.product.clone_package as pkg
     p = pkg.load("data/clones/anna/v0003")          # or the .tar.gz: extracted beside it, then verified
     with pkg.opened("anna-v0003.tar.gz") as p: ...  # an archive in a temporary folder, removed afterwards
 
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from clonetrain import verdict
-from clonetrain.errors import ClonetrainError
+from clonetrain.evaluation import verdict
+from clonetrain.core.errors import ClonetrainError
 
 FORMAT = "clonetrain.package/1"
 MANIFEST = "manifest.json"
@@ -242,7 +242,7 @@ def load(path: str | os.PathLike) -> Package:
     raises PackageError."""
     path = Path(path)
     if not path.exists():
-        raise PackageError(f"no package at {path}", "check the path, or list the packages: python -m clonetrain.registry list")
+        raise PackageError(f"no package at {path}", "check the path, or list the packages: python -m clonetrain registry list")
     if path.is_file():
         path = safe_extract(path, path.parent / archive_stem(path))
     return Package(path=path, manifest=verify(path))
@@ -254,7 +254,7 @@ def opened(path: str | os.PathLike) -> Iterator[Package]:
     folder that is removed afterwards (a render leaves no copy behind)."""
     path = Path(path)
     if not path.exists():
-        raise PackageError(f"no package at {path}", "check the path, or list the packages: python -m clonetrain.registry list")
+        raise PackageError(f"no package at {path}", "check the path, or list the packages: python -m clonetrain registry list")
     if path.is_dir():
         yield Package(path=path, manifest=verify(path))
         return

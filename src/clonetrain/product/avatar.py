@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clonetrain import verdict
+from clonetrain.evaluation import verdict
 from clonetrain.contract import files
-from clonetrain.errors import ClonetrainError, UpstreamMissingError
+from clonetrain.core.errors import ClonetrainError, UpstreamMissingError
 from clonetrain.media.frames import FrameStore, Video
 from clonetrain.motion import library, plan as motion_plan
 from clonetrain.vision import crops as crops_mod
@@ -32,7 +32,7 @@ class Avatar:
     consent: dict
     model_sha256: str
     fps: int
-    verdict: dict | None = None  # the evaluated clone's verdict (clonetrain.verdict); None if never evaluated
+    verdict: dict | None = None  # the evaluated clone's verdict (clonetrain.evaluation.verdict); None if never evaluated
     package_dir: Path | None = None  # the package folder, when loaded from one (its voice/ lives there)
 
     def crop(self, i: int, frame: np.ndarray) -> np.ndarray:
@@ -111,7 +111,7 @@ def footage_pool(ws, frame_ids: np.ndarray, fps: int) -> library.Pool:
 
 
 def from_workspace(cfg, ws) -> Avatar:
-    from clonetrain.manifest import sha256_file
+    from clonetrain.core.manifest import sha256_file
     from clonetrain.models import checkpoint
     from clonetrain.contract.clip import load_clip
 
@@ -135,7 +135,7 @@ def from_workspace(cfg, ws) -> Avatar:
 
 
 def from_package(pkg) -> Avatar:
-    """Everything render needs from an opened, verified package (clonetrain.package.Package). The footage is read
+    """Everything render needs from an opened, verified package (clonetrain.product.clone_package.Package). The footage is read
     from the package folder frame by frame as the render goes: keep the package open until it is done."""
     import cv2
 

@@ -2,10 +2,10 @@
 change), so concurrent nightly runs and promotions never lose an entry. It records, per clone, every version with
 its metrics, source takes and time, which one is live, and a history of every change.
 
-    python -m clonetrain.registry list [--root data]
-    python -m clonetrain.registry show CLONE
-    python -m clonetrain.registry history CLONE
-    python -m clonetrain.registry promote CLONE VERSION
+    python -m clonetrain registry list [--root data]
+    python -m clonetrain registry show CLONE
+    python -m clonetrain registry history CLONE
+    python -m clonetrain registry promote CLONE VERSION
 
 A registry.json from an older clonetrain is migrated once (and kept, renamed registry.json.migrated).
 """
@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from clonetrain.errors import ClonetrainError
+from clonetrain.core.errors import ClonetrainError
 
 FILENAME = "registry.db"
 LEGACY = "registry.json"
@@ -226,7 +226,7 @@ def promote(root: Path, clone: str, version: str, reason: str) -> None:
     with connect(root, write=True) as con:
         if not con.execute("SELECT 1 FROM versions WHERE clone=? AND version=?", (clone, version)).fetchone():
             raise RegistryError(f"clone {clone!r} has no version {version!r}",
-                                "list the versions: python -m clonetrain.registry list")
+                                "list the versions: python -m clonetrain registry list")
         (previous,) = con.execute("SELECT live FROM clones WHERE clone=?", (clone,)).fetchone()
         if previous and previous != version:
             con.execute("UPDATE versions SET status='retired' WHERE clone=? AND version=?", (clone, previous))
@@ -277,26 +277,26 @@ def check_trusted(root: Path, pkg) -> str:
     the manifest's hashes recomputed), so the manifest itself must match the hash the registry stored when the
     version was published, or carry a valid signature under the studio's key. Returns how it was trusted;
     raises PackageError."""
-    from clonetrain import package
+    from clonetrain.product import clone_package
 
     entry = version(root, pkg.clone, pkg.version)
-    key = package.signing_key()
+    key = clone_package.signing_key()
     if entry is not None:
         if entry.get("package_sha256") != pkg.manifest_sha256:
-            raise package.PackageError(
+            raise clone_package.PackageError(
                 f"package {pkg.path} is not the {pkg.clone} {pkg.version} this studio published: its manifest "
                 f"differs from the one registered (edited after packaging); refused",
                 f"use the published package {Path(root) / entry.get('path', '')}")
-        if key is not None and (pkg.path / package.SIGNATURE).exists() and not package.signature_valid(pkg.path, key):
-            raise package.PackageError(f"package {pkg.path} has a signature that the studio key does not confirm; refused")
+        if key is not None and (pkg.path / clone_package.SIGNATURE).exists() and not clone_package.signature_valid(pkg.path, key):
+            raise clone_package.PackageError(f"package {pkg.path} has a signature that the studio key does not confirm; refused")
         return "registry"
-    if key is not None and package.signature_valid(pkg.path, key):
+    if key is not None and clone_package.signature_valid(pkg.path, key):
         return "signature"
-    raise package.PackageError(
+    raise clone_package.PackageError(
         f"package {pkg.path} ({pkg.clone} {pkg.version}) is not in the registry {db_path(root)}"
         + (" and carries no valid studio signature" if key is not None else "") + "; refused",
-        "render packages this studio published (python -m clonetrain.registry list), or sign packages with a studio "
-        f"key (${package.SIGNING_KEY_ENV}) to move them between studios")
+        "render packages this studio published (python -m clonetrain registry list), or sign packages with a studio "
+        f"key (${clone_package.SIGNING_KEY_ENV}) to move them between studios")
 
 
 # The columns of `registry list`: (header, width, value of a version entry). Add a column by appending here.
@@ -320,13 +320,13 @@ COLUMNS: list[Column] = [
     Column("mouth r", 8, _metric("mouth_open_corr"), right=True),
     Column("LMD", 7, _metric("lmd_mouth"), right=True),
     Column("takes", 5, lambda c, ver, v: len(v.get("takes", [])), right=True),
-    # evaluate's verdict (clonetrain.verdict), recorded by the package stage: ok, or how many targets were missed.
+    # evaluate's verdict (clonetrain.evaluation.verdict), recorded by the package stage: ok, or how many targets were missed.
     Column("verdict", 18, lambda c, ver, v: _verdict(v)),
 ]
 
 
 def _verdict(entry: dict) -> str:
-    from clonetrain import verdict
+    from clonetrain.evaluation import verdict
 
     return verdict.short(entry.get("verdict"))
 
@@ -351,9 +351,9 @@ _table = table  # the name used before
 
 
 def main(argv: list[str] | None = None) -> int:
-    from clonetrain.config import default_data_root
+    from clonetrain.core.config import default_data_root
 
-    ap = argparse.ArgumentParser(prog="python -m clonetrain.registry", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m clonetrain registry", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=Path(default_data_root()))
     sub = ap.add_subparsers(dest="cmd", required=True)

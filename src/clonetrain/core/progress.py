@@ -15,7 +15,7 @@ import logging
 import sys
 import time
 
-log = logging.getLogger("clonetrain.progress")
+log = logging.getLogger("clonetrain.core.progress")
 
 
 def clock(seconds: float) -> str:

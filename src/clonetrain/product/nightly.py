@@ -1,7 +1,7 @@
 """Nightly retraining of every clone: retrain what changed, gate on held-out quality, promote or keep.
 
     python scripts/nightly.py [--root data] [hydra overrides...]
-    python -m clonetrain.nightly [--root data] [hydra overrides...]
+    python -m clonetrain nightly [--root data] [hydra overrides...]
 
 For each clone under raw/ (or nightly.clones): run stage=all (every stage whose inputs and config are unchanged
 is skipped in seconds; training resumes from its checkpoints after a kill), and when a new package version was
@@ -28,14 +28,17 @@ from typing import Iterator
 
 from omegaconf import DictConfig
 
-from clonetrain import consent, pipeline, registry, tracking
+from clonetrain.product import consent
+from clonetrain.core import pipeline
+from clonetrain.product import registry
+from clonetrain.core import experiment_log
 from clonetrain.contract import metrics as declared
-from clonetrain.errors import ClonetrainError, ConsentError, LockedError
+from clonetrain.core.errors import ClonetrainError, ConsentError, LockedError
 from clonetrain.voice import package as voice_package
-from clonetrain.workspace import Workspace, write_json_atomic, write_text_atomic
+from clonetrain.core.workspace import Workspace, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[3]
 
 
 @contextlib.contextmanager
@@ -132,7 +135,7 @@ def compose(root: Path, clone: str, overrides: list[str]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from clonetrain import config
+    from clonetrain.core import config
 
     config.register()
     with initialize_config_dir(config_dir=str(PROJECT / "conf"), version_base="1.3"):
@@ -185,7 +188,7 @@ def process_clone(root: Path, clone: str, overrides: list[str]) -> dict:
         registry.mark(root, clone, version, "candidate", reason)  # says why it stays one
     row.update(status=status, reason=reason)
     row["seconds"] = round(time.perf_counter() - started, 2)
-    tracking.log_run(cfg, f"nightly-{clone}", {f"nightly/{k}": v for k, v in (row.get("metrics") or {}).items()},
+    experiment_log.log_run(cfg, f"nightly-{clone}", {f"nightly/{k}": v for k, v in (row.get("metrics") or {}).items()},
                      summary={"status": row["status"], "reason": row["reason"], "version": version})
     return row
 
@@ -254,10 +257,10 @@ def _html(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from clonetrain.config import default_data_root
+    from clonetrain.core.config import default_data_root
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    ap = argparse.ArgumentParser(prog="nightly", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m clonetrain nightly", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=Path(default_data_root()))
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every clone, e.g. train.max_minutes=30")
     args = ap.parse_args(argv)

@@ -26,12 +26,14 @@ from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from clonetrain import consent, quiet, reconcile
+from clonetrain.product import consent
+from clonetrain.core import quiet
+from clonetrain.product import reconcile
 from clonetrain.contract.reads import RUN_CONTROL, Reads, SettingsView, plain, recording
-from clonetrain.errors import ClonetrainError, LockedError
-from clonetrain.manifest import (StageResult, code_hash, digest, file_entry, hash_outputs, import_closure,
+from clonetrain.core.errors import ClonetrainError, LockedError
+from clonetrain.core.manifest import (StageResult, code_hash, digest, file_entry, hash_outputs, import_closure,
                                  outputs_intact, versions)
-from clonetrain.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import II, MISSING, OmegaConf
+from omegaconf import MISSING, OmegaConf
 
-from clonetrain.motion.plan import PlanCfg
 
 
 def default_footage_dir() -> str:
@@ -22,7 +21,7 @@ def default_footage_dir() -> str:
     env = os.environ.get("CLONETRAIN_FOOTAGE")
     if env:
         return env
-    project = Path(__file__).resolve().parents[2]
+    project = Path(__file__).resolve().parents[3]
     if (project / "pyproject.toml").is_file():
         return str(project.parent / "shared" / "footage")
     return str(Path.cwd() / "footage")
@@ -33,7 +32,7 @@ def default_data_root() -> str:
     env = os.environ.get("CLONETRAIN_DATA")
     if env:
         return env
-    project = Path(__file__).resolve().parents[2]
+    project = Path(__file__).resolve().parents[3]
     if (project / "pyproject.toml").is_file():
         return str(project / "data")
     return str(Path.cwd() / "data")
@@ -269,7 +268,7 @@ class PretrainCfg:
     corpus: list[str] = field(default_factory=list)  # preprocessed clone ids to learn the base from
     # Mirror and recolour the corpus (see training.data.augment): a few people, seen as many.
     augment: bool = True
-    # python -m clonetrain.corpus keeps an archive's clip when its sound follows the mouth (a clear peak:
+    # python -m clonetrain corpus keeps an archive's clip when its sound follows the mouth (a clear peak:
     # audio_features.min_peak_margin and min_sync_correlation), at most this far off after the audio stage's
     # correction, with at least this many training windows.
     max_offset_frames: float = 1.5
@@ -299,6 +298,37 @@ class EvaluateCfg:
 
 
 @dataclass
+class PlanCfg:
+    """The motion path planner's settings (motion.plan; render.motion)."""
+    # Pauses in the new speech shorter than this stay talking: a head does not settle between two words (the
+    # library labels the footage with the same rule).
+    min_pause_s: float = 0.4
+    # Turn to talking footage this long before the speech starts (render knows the whole speech in advance).
+    lead_s: float = 0.0
+    # How far ahead a landing's labels are compared with the speech's (nearer frames count more).
+    horizon_s: float = 1.0
+    # Cut only to a landing this close (in multiples of the footage's own p99 frame-to-frame change) ...
+    max_cut: float = 1.0
+    # A cut must gain this much label agreement over playing on.
+    min_gain: float = 0.15
+    # Each unit of jump costs this much agreement: of two landings that fit the speech alike, the closer wins.
+    jump_weight: float = 0.2
+    # Footage shown within the last recent_s seconds costs this much agreement: fewer visible repeats.
+    recent_s: float = 8.0
+    recent_penalty: float = 0.15
+    # In pauses at least this long, nodding footage is preferred by this much.
+    nod_pause_s: float = 1.5
+    nod_bonus: float = 0.05
+    # Listening footage is short in most takes: in a pause longer than what lies ahead of it the path may turn
+    # round inside it (never in talking footage), but only on a frame where the head is nearly still (moving under turn_below of the p99 change on both sides), so no
+    # gesture is ever seen backwards.
+    turn_below: float = 0.5
+    # A forced cut (the footage ran out) further than blend_above is cross-faded over blend_frames frames.
+    blend_above: float = 0.5
+    blend_frames: int = 4
+
+
+@dataclass
 class RenderCfg:
     out: str = ""  # default: <root>/renders/<clone>/<audio stem>.mp4
     package: str = ""  # a package folder or archive; default: the clone's live package, else its training output
@@ -312,7 +342,7 @@ class RenderCfg:
     # How render walks through that footage under new speech (see clonetrain/motion/plan.py).
     motion: PlanCfg = field(default_factory=PlanCfg)
     # What this render is for: an action (render) or a named use (livestream_commerce, ...); the clone's current
-    # consent must permit it (clonetrain.consent.USES).
+    # consent must permit it (clonetrain.product.consent.USES).
     use: str = "render"
     # An earlier deliverable is never replaced unless this is set: the next free name is used (speech-2.mp4), and an
     # explicit render.out that exists is refused.
@@ -327,7 +357,7 @@ class StreamCfg:
     realtime: bool = True  # feed at the pace it is spoken (false: as fast as the machine goes)
     batch_size: int = 8
     timeout_s: float = 10.0  # a receiver that stops reading this long ends the stream
-    # What a stream is for: the clone's current consent must permit it (clonetrain.consent.USES): an action
+    # What a stream is for: the clone's current consent must permit it (clonetrain.product.consent.USES): an action
     # (render: whatever consent allows rendering) or a named use (live, livestream_commerce, ...).
     use: str = "render"
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clonetrain.config import AudioCfg
-from clonetrain.errors import ClonetrainError, UpstreamMissingError
+from clonetrain.core.config import AudioCfg
+from clonetrain.core.errors import ClonetrainError, UpstreamMissingError
 
 WINDOW_SECONDS = 0.2  # the sound around a frame the model hears: 5 video frames at 25 fps
 
@@ -83,7 +83,7 @@ class FeatureSpec:
             return cls(encoder="mel", dims=int(c.n_mels), per_second=per_second,
                        window=int(round(WINDOW_SECONDS * per_second)), center=-40.0, scale=40.0, **mel)
         if c.encoder == "whisper":
-            from clonetrain.audio import whisper
+            from clonetrain.audio_analysis import whisper
 
             if sample_rate != whisper.SAMPLE_RATE:
                 raise ClonetrainError(f"audio_features.encoder=whisper needs 16 kHz sound, ingest.sample_rate is "
@@ -104,11 +104,11 @@ class FeatureSpec:
             raise ClonetrainError(f"the sound is at {sr} Hz, the features are defined at {self.sample_rate} Hz",
                                   "resample the sound first (ingest and render decode at ingest.sample_rate)")
         if self.encoder == "mel":
-            from clonetrain.audio import features
+            from clonetrain.audio_analysis import features
 
             return features.log_mel(wav, sr, self.n_fft, self.hop_length, self.win_length, self.n_mels, self.fmin,
                                     self.fmax)
-        from clonetrain.audio import whisper
+        from clonetrain.audio_analysis import whisper
 
         return whisper.encode(wav, layers=self.layers, name=self.whisper_model,
                               subtract_silence=self.subtract_silence)

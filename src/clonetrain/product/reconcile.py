@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-from clonetrain import package, registry
+from clonetrain.product import clone_package, registry
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,11 @@ def _remove(path: Path, why: str, actions: list[str]) -> None:
 
 
 def _adopt(root: Path, clone: str, folder: Path, actions: list[str]) -> None:
-    from clonetrain.workspace import Workspace
+    from clonetrain.core.workspace import Workspace
 
     try:
-        manifest = package.verify(folder)
-    except package.PackageError as err:
+        manifest = clone_package.verify(folder)
+    except clone_package.PackageError as err:
         _remove(folder, f"an unregistered, incomplete package ({err.message})", actions)
         return
     if manifest["clone"] != clone or manifest["version"] != folder.name:
@@ -50,10 +50,10 @@ def _adopt(root: Path, clone: str, folder: Path, actions: list[str]) -> None:
         return
     archive = folder.with_name(f"{clone}-{folder.name}.tar.gz")
     if not archive.is_file():
-        package.make_archive(folder, archive)
+        clone_package.make_archive(folder, archive)
     metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
     ingest = Workspace(root, clone).read_manifest("ingest") or {}
-    entry = package.registry_entry(root, folder, archive, metrics, ingest.get("counts"), None)
+    entry = clone_package.registry_entry(root, folder, archive, metrics, ingest.get("counts"), None)
     reason = "adopted: published by a run that stopped before registering it"
     registry.add_version(root, clone, folder.name, entry, reason=reason)
     actions.append(f"adopted {folder.name} as a candidate ({reason})")
@@ -108,11 +108,11 @@ def reconcile(root: str | Path, clone: str, now: float | None = None) -> list[st
             actions.append(f"warning: registered {version} has no folder {path}")
         elif archive is not None and not archive.is_file():
             try:
-                package.verify(path)
-            except package.PackageError as err:
+                clone_package.verify(path)
+            except clone_package.PackageError as err:
                 actions.append(f"warning: registered {version} does not verify: {err.message}")
                 continue
-            package.make_archive(path, archive)
+            clone_package.make_archive(path, archive)
             actions.append(f"rebuilt the missing archive {archive.name}")
     _log(clone, actions)
     return actions

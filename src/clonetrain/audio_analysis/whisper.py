@@ -2,7 +2,7 @@
 every layer (ctranslate2's own `Whisper.encode()` gives the last one only, and the middle layers carry what is
 said with less of who says it).
 
-    from clonetrain.audio import whisper
+    from clonetrain.audio_analysis import whisper
     whisper.model_dir("base")                 # a CTranslate2 folder; faster-whisper loads it as is
     enc = whisper.Encoder.load("base")        # enc(log_mel[B, 80, 3000]) -> [stem, layer 1, ..., layer n]
     feats = whisper.encode(wav_16k, layers=(2, 3, 4))   # (T50, 3 * 512) at 50 frames per second
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clonetrain.errors import WeightsMissingError
+from clonetrain.core.errors import WeightsMissingError
 
 SAMPLE_RATE = 16000
 N_FFT, HOP = 400, 160          # 25 ms windows every 10 ms: 100 log-mel frames per second

@@ -1,0 +1,1 @@
+"""The product around the models: packages, the registry, nightly, consent, the avatar, the corpus."""

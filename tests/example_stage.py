@@ -1,0 +1,31 @@
+"""The worked examples of docs/architecture.md, run by tests/test_extending.py.
+
+- "Add a stage": `lipsdb` reads the landmarks and writes, per frame, whether the lips are apart.
+- "Add a backend": `StillMeshLandmarker`, MediaPipe's face mesh on every frame on its own (no tracking from the
+  frame before), built from `landmarks.model._target_`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clonetrain.contract import files
+from clonetrain.core.manifest import StageResult
+from clonetrain.vision.landmarks import MeshLandmarker
+
+
+def run(cfg, ws, out_dir) -> StageResult:
+    opening = files.load(ws, "landmarks", "landmarks")["mouth_open"]
+    apart = np.nan_to_num(opening) > cfg.lipsdb.min_open
+    np.savez(files.output(out_dir, "lipsdb", "lips"), apart=apart)
+    return StageResult(counts={"frames": int(apart.size), "apart": int(apart.sum())},
+                       summary=[f"lips apart in {int(apart.sum())}/{apart.size} frames"])
+
+
+class StillMeshLandmarker(MeshLandmarker):
+    """Each frame on its own: slower than tracking, but no frame's fit leans on the one before."""
+
+    name = "mesh-still"
+
+    def __init__(self):
+        super().__init__(still=True)
