@@ -37,6 +37,8 @@ class Metric:
     gated: bool = False           # the nightly gate compares it with the live version
     where_possible: bool = False  # measured only where the machine can (the drivers' footage): absent is not worse
     goals: tuple[Goal, ...] = ()  # the targets on it: the evaluation's verdict, the nightly floor, the benchmarks
+    table: bool = False           # a column of the report's held-out table
+    card: bool = False            # a column of the package's model card
 
     def met(self, goal: Goal, value: float) -> bool:
         if self.higher_is_better is None:
@@ -52,14 +54,19 @@ class Metric:
 
 # Held-out evaluation (stage=evaluate), in the order they are compared and shown.
 HELDOUT: tuple[Metric, ...] = (
-    Metric("mouth_open_corr", True, "mouth-opening r", series="mouth_open", pooled="corr", gated=True,
-           goals=(Goal(0.5), Goal(0.75, "heldout_mouth_r>=0.75", acceptance="heldout_mouth_r", words=">= 0.75"))),
-    Metric("psnr_lower", True, "PSNR lower face", series="psnr", gated=True),
-    Metric("ssim_lower", True, "SSIM lower face", series="ssim", gated=True),
-    Metric("lmd_mouth", False, "mouth LMD (lower is better)", series="lmd", gated=True,
+    Metric("lmd_mouth", False, "mouth LMD (lower is better)", series="lmd", gated=True, table=True, card=True,
            goals=(Goal(0.7, over_static=True),
                   Goal(0.5, "heldout_lmd_vs_static<=0.5", over_static=True, acceptance="heldout_lmd_vs_static",
                        words="<= 0.5 (the clone's held-out mouth LMD over the static frame's)"))),
+    Metric("mouth_open_corr", True, "mouth-opening r", series="mouth_open", pooled="corr", gated=True, table=True,
+           card=True,
+           goals=(Goal(0.5), Goal(0.75, "heldout_mouth_r>=0.75", acceptance="heldout_mouth_r", words=">= 0.75"))),
+    Metric("offset_frames", None, "offset (frames)", table=True, card=True,
+           goals=(Goal(1, "offset_within_1_frame", acceptance="offset_frames",
+                       words="within +-1 frame (held-out generated frames)"),)),
+    Metric("sync_peak_margin", True, "offset peak margin", table=True),
+    Metric("psnr_lower", True, "PSNR lower face", series="psnr", gated=True, table=True, card=True),
+    Metric("ssim_lower", True, "SSIM lower face", series="ssim", gated=True, table=True, card=True),
     Metric("cross_speaker_mouth_r", True, "cross-speaker mouth r", gated=True, where_possible=True,
            goals=(Goal(0.5, acceptance="cross_speaker_mouth_r", words=">= 0.5 (mean over the drivers)"),)),
     Metric("silence_closed_fraction", True, "shut in driver pauses", gated=True, where_possible=True,
@@ -67,20 +74,15 @@ HELDOUT: tuple[Metric, ...] = (
     Metric("mouth_sharpness_ratio", True, "mouth sharpness over real", gated=True,
            goals=(Goal(0.85, acceptance="mouth_sharpness_ratio",
                        words=">= 0.85 (held-out mouth box, generated over real)"),)),
-    Metric("offset_frames", None, "offset (frames)",
-           goals=(Goal(1, "offset_within_1_frame", acceptance="offset_frames",
-                       words="within +-1 frame (held-out generated frames)"),)),
-    Metric("sync_peak_margin", True, "offset peak margin"),
 )
 BY_NAME = {m.name: m for m in HELDOUT}
 # What the paired bootstrap compares (per-frame summaries) and what nightly gates, with their directions.
 PER_FRAME = {m.name: m.higher_is_better for m in HELDOUT if m.series}
 GATED = {m.name: m.higher_is_better for m in HELDOUT if m.gated}
 WHERE_POSSIBLE = tuple(m.name for m in HELDOUT if m.where_possible)
-# The held-out table of the report, in its column order, and the package card's (without the peak margin).
-TABLE = tuple(BY_NAME[n] for n in ("lmd_mouth", "mouth_open_corr", "offset_frames", "sync_peak_margin", "psnr_lower",
-                                   "ssim_lower"))
-CARD = tuple(m for m in TABLE if m.name != "sync_peak_margin")
+# The report's held-out table and the package card's, in declaration order.
+TABLE = tuple(m for m in HELDOUT if m.table)
+CARD = tuple(m for m in HELDOUT if m.card)
 
 
 
