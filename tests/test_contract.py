@@ -56,6 +56,8 @@ def test_no_import_runs_back_up_the_layers_and_stage_paths_live_in_the_contract(
     for part in ("contract", "audio_analysis", "vision", "media", "models", "motion", "voice"):
         for path in (SRC / part).glob("*.py"):
             assert not any(m.startswith(upper) for m in _imports(path)), path
+            # The parts know nothing of stage files or the config's structure: the contract sits above them.
+            assert part == "contract" or not any(m.startswith("clonetrain.contract") for m in _imports(path)), path
     # Another stage's folder is reached through contract.files only.
     for path in SRC.rglob("*.py"):
         if path.relative_to(SRC).as_posix() not in ("contract/files.py", "core/workspace.py", "core/pipeline.py"):
@@ -95,22 +97,25 @@ def test_the_parts_that_swap_are_built_from_their_config_target(tmp_path):
     from clonetrain.core.errors import ClonetrainError, WeightsMissingError
     from clonetrain.training.fit import make_logger
     from clonetrain.vision.detector import MediaPipeFaceDetector
-    from clonetrain.vision.landmarks import make_landmarker
+    from clonetrain.contract.build import build_landmarker
 
     cfg = make_cfg(tmp_path, "x", "faces.min_confidence=0.7")
     detector = build(cfg.faces.detector, "faces.detector")
     assert isinstance(detector, MediaPipeFaceDetector)
     detector.close()
-    landmarker = make_landmarker(cfg.landmarks)
+    landmarker = build_landmarker(cfg.landmarks)
     assert landmarker.name == "mediapipe"
     landmarker.close()
     # The FAN preset builds face-alignment's model: here its weights are missing, which says where to put them.
     with pytest.raises(WeightsMissingError, match="2DFAN4"):
-        make_landmarker(make_cfg(tmp_path, "x", "landmarks=fan", f"landmarks.fan_weights={tmp_path}").landmarks)
+        build_landmarker(make_cfg(tmp_path, "x", "landmarks=fan", f"landmarks.fan_weights={tmp_path}").landmarks)
     with pytest.raises(ClonetrainError, match="landmarks=fan"):
-        make_landmarker(make_cfg(tmp_path, "x", "landmarks.backend=fan").landmarks)
+        build_landmarker(make_cfg(tmp_path, "x", "landmarks.backend=fan").landmarks)
     with pytest.raises(ClonetrainError, match="faces.detector"):
         build(make_cfg(tmp_path, "x", "faces.detector._target_=clonetrain.vision.NoSuchDetector").faces.detector,
               "faces.detector")
     assert isinstance(make_logger(make_cfg(tmp_path, "x", "logger=csv"), "run", tmp_path), CSVLogger)
     assert make_logger(make_cfg(tmp_path, "x", "logger=none"), "run", tmp_path) is False
+    # The logger outside training (core.experiment_log) follows logger.name: the two cannot disagree.
+    with pytest.raises(ClonetrainError, match="logger=wandb, logger=csv or logger=none"):
+        make_logger(make_cfg(tmp_path, "x", "logger=csv", "logger.name=wandb"), "run", tmp_path)

@@ -121,7 +121,8 @@ def oracle(preprocessed, clips, driver_cache, tmp_path_factory):
            "-c:a", "aac", str(short))
     cfg = make_cfg(preprocessed.root, "man")
     settings = {"fps": 25, "sample_rate": 16000, "max_side": 1920, "crf": 17, "loudness_lufs": -23.0,
-                "min_confidence": 0.5, "crop_scale": 1.6, "smooth_window": 7, "max_gap": 5, "image_size": 96,
+                "detector": {"_target_": "clonetrain.vision.detector.MediaPipeFaceDetector", "min_confidence": 0.5},
+                "crop_scale": 1.6, "smooth_window": 7, "max_gap": 5, "image_size": 96,
                 "judge": "mediapipe", "max_offset_frames": 15, "mouth_lead_frames": 2.4,
                 "min_sync_correlation": 0.15, "min_peak_margin": 0.05}
     landmarker = MeshLandmarker()

@@ -636,3 +636,27 @@ def test_ffprobe_reads_an_upload_under_a_time_limit(footage, monkeypatch):
     monkeypatch.setattr(uploads, "PROBE_TIMEOUT_S", 1e-6)  # as if ffprobe hung on a crafted file
     with pytest.raises(uploads.UploadError, match="did not finish reading it"):
         uploads.inspect_take(footage / "talk_man_60s.mp4", "t.mp4")
+
+
+def test_a_job_log_s_progress_lines_reach_the_page():
+    """The page reads progress from the job's log, written in Hydra's log format by the real progress logger:
+    the parser must follow the logger wherever its module lives."""
+    import io
+    import logging
+
+    from clonetrain.core.progress import Progress, log
+    from clonetrain.studio.jobs import parse_log
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))  # Hydra's
+    log.addHandler(handler)
+    level, log.level = log.level, logging.INFO
+    try:
+        with Progress("train", 10, "steps", every_s=0, bar=False) as bar:
+            bar.update(3)
+    finally:
+        log.removeHandler(handler)
+        log.level = level
+    parsed = parse_log(out.getvalue(), "train", None)
+    assert parsed["progress"] and parsed["progress"].startswith("train: ")

@@ -13,7 +13,7 @@ import pytest
 from clonetrain.media.convert import decode_audio, iter_frames
 from clonetrain.voice import asr, tts
 from clonetrain.voice.model import VoiceModel
-from clonetrain.voice.render import VoiceRenderError
+from clonetrain.product.voice_render import VoiceRenderError
 from clonetrain.core.workspace import Workspace
 from conftest import assert_labelled, TINY, run
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from clonetrain.contract.reads import SettingsView, plain
+from clonetrain.contract.reads import whole
 from clonetrain.core.errors import ClonetrainError
 
 
@@ -24,7 +22,7 @@ def build(node: Any, setting: str, **runtime: Any) -> Any:
     dotted name, for the error."""
     if node is None:
         return None
-    spec = node.whole() if isinstance(node, SettingsView) else plain(node) if OmegaConf.is_config(node) else node
+    spec = whole(node)
     if not isinstance(spec, dict) or "_target_" not in spec:
         raise ClonetrainError(f"{setting} names no class to build (no _target_): {spec!r}",
                               f"set {setting}._target_ to a class, or choose a preset (see conf/)")
@@ -39,3 +37,15 @@ def build(node: Any, setting: str, **runtime: Any) -> Any:
             raise err.__cause__ from None
         raise ClonetrainError(f"{setting}: could not build {spec['_target_']!r}: {err}",
                               f"check {setting} (its _target_ and arguments) or choose a preset (see conf/)") from None
+
+
+def build_landmarker(section: Any):
+    """The landmark model the config's `landmarks` section names: `model` holds its class (`_target_`) and
+    arguments (conf/landmarks/<name>.yaml), `backend` its name in the records, which must be the model's."""
+    made = build(section.model, "landmarks.model")
+    if getattr(made, "name", None) != section.backend:
+        made.close()
+        raise ClonetrainError(f"landmarks.backend={section.backend!r}, but landmarks.model builds "
+                              f"{type(made).__name__} ({getattr(made, 'name', None)!r})",
+                              "choose both with the preset: landmarks=mediapipe or landmarks=fan")
+    return made

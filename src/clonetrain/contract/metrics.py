@@ -70,7 +70,8 @@ HELDOUT: tuple[Metric, ...] = (
     Metric("cross_speaker_mouth_r", True, "cross-speaker mouth r", gated=True, where_possible=True,
            goals=(Goal(0.5, acceptance="cross_speaker_mouth_r", words=">= 0.5 (mean over the drivers)"),)),
     Metric("silence_closed_fraction", True, "shut in driver pauses", gated=True, where_possible=True,
-           goals=(Goal(0.9, acceptance="silence_closed_fraction", words=">= 0.9 (driver pauses, pooled over drivers)"),)),
+           goals=(Goal(0.9, acceptance="silence_closed_fraction",
+                       words=">= 0.9 (driver pauses, pooled over drivers)"),)),
     Metric("mouth_sharpness_ratio", True, "mouth sharpness over real", gated=True,
            goals=(Goal(0.85, acceptance="mouth_sharpness_ratio",
                        words=">= 0.85 (held-out mouth box, generated over real)"),)),
@@ -97,12 +98,13 @@ def goal_values(results: dict) -> tuple[dict[str, bool], dict[str, dict]]:
             value = _finite(clone.get(metric.name))
             if goal.over_static:
                 base = _finite(static.get(metric.name))
-                value = round(value / base, 4) if value is not None and base else None
-            ok = value is not None and metric.met(goal, value)
+                value = value / base if value is not None and base else None
+            ok = bool(value is not None and metric.met(goal, value))
             if value is not None or not metric.where_possible:
                 met[metric.key(goal)] = ok
             if goal.acceptance:
-                acceptance[goal.acceptance] = {"value": value, "goal": goal.words, "met": ok}
+                shown = round(value, 4) if goal.over_static and value is not None else value
+                acceptance[goal.acceptance] = {"value": shown, "goal": goal.words, "met": ok}
     return met, acceptance
 
 

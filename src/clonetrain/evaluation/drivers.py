@@ -5,7 +5,7 @@ sound of real takes of other people and compares the generated mouth with the mo
 spoke. Each driver is a video (its own sound, or a separate sound file) turned into:
 
   audio.wav    its sound at 16 kHz, loudness-normalised as ingest does, moved by its own audio-video offset
-               (measured on the real take with audio.sync, as the audio stage does) so that frame k's sound is
+               (measured on the real take with audio_analysis.sync, as the audio stage does) so that frame k's sound is
                the sound the real mouth of frame k made
   driver.npz   per video frame: the judge's 68 points (at metrics.JUDGE_SIZE) on the real face, the real mouth
                opening, whether the judge found the face, whether the frame lies in speech (Silero VAD on the
@@ -35,6 +35,7 @@ import numpy as np
 import soundfile as sf
 
 from clonetrain.audio_analysis import features, sync, vad
+from clonetrain.contract.build import build
 from clonetrain.core.errors import ClonetrainError
 from clonetrain.evaluation import metrics
 from clonetrain.core.manifest import code_hash, digest, import_closure, sha256_file
@@ -131,8 +132,9 @@ def load(folder: Path, spec: DriverSpec) -> Driver:
 
 def prepare(spec: DriverSpec, settings: dict, cache: Path, landmarker: Landmarker) -> Driver:
     """The prepared driver, from the cache when it is there. `settings` (all JSON-able): fps, sample_rate,
-    max_side, crf, loudness_lufs, min_confidence, crop_scale, smooth_window, max_gap, image_size, judge,
-    max_offset_frames, mouth_lead_frames, min_sync_correlation, min_peak_margin. `landmarker` is the judge."""
+    max_side, crf, loudness_lufs, detector (the faces stage's node, built by contract.build), crop_scale,
+    smooth_window, max_gap, image_size, judge, max_offset_frames, mouth_lead_frames, min_sync_correlation,
+    min_peak_margin. `landmarker` is the judge."""
     folder = cache / key(spec, settings)
     if (folder / "driver.json").is_file():
         return load(folder, spec)
@@ -152,8 +154,6 @@ def prepare(spec: DriverSpec, settings: dict, cache: Path, landmarker: Landmarke
 
 
 def _build(spec: DriverSpec, s: dict, landmarker: Landmarker, out: Path) -> None:
-    from clonetrain.vision.detector import MediaPipeFaceDetector
-
     fps, sr, size = int(s["fps"]), int(s["sample_rate"]), int(s["image_size"])
     spf = sr // fps
     video = out / "video.mp4"
@@ -169,7 +169,7 @@ def _build(spec: DriverSpec, s: dict, landmarker: Landmarker, out: Path) -> None
     wav = np.pad(wav, (0, max(0, n * spf - len(wav))))[: n * spf]
 
     # Faces as the faces stage finds them: the main speaker, boxes smoothed, square crops.
-    detector = MediaPipeFaceDetector(s["min_confidence"])
+    detector = build(s["detector"], "faces.detector")
     try:
         dets = [detector.detect(f) for batch in convert.iter_frames(video, w, h) for f in batch]
     finally:
@@ -201,7 +201,7 @@ def _build(spec: DriverSpec, s: dict, landmarker: Landmarker, out: Path) -> None
     mouth = geometry.mouth_opening(points).astype(np.float64)
     valid = np.isfinite(mouth)
 
-    # Align the sound to the picture at the take's own offset (see audio.sync for the sign).
+    # Align the sound to the picture at the take's own offset (see audio_analysis.sync for the sign).
     energy = features.frame_energy(wav, sr, fps, n)
     est = sync.estimate_offset(mouth, energy, valid, s["max_offset_frames"])
     offset = est.frames - s["mouth_lead_frames"]

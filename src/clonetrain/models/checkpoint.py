@@ -75,7 +75,7 @@ def load(path: Path, device: str = "cpu") -> tuple[nn.Module, nn.Module, dict]:
 
 
 def spec_from_cfg(model_cfg, features=None) -> ModelSpec:
-    """The model `model_cfg` describes; its audio input follows `features` (an audio.model_input.FeatureSpec:
+    """The model `model_cfg` describes; its audio input follows `features` (an audio_analysis.model_input.FeatureSpec:
     the features the clone was preprocessed with), mel by default."""
     fields = {f.name for f in dataclasses.fields(ModelSpec)}
     spec = ModelSpec(**{k: v for k, v in dict(model_cfg).items() if k in fields})

@@ -39,7 +39,7 @@ def generate(generator: nn.Module, reference: np.ndarray, targets: np.ndarray, m
 
 def speech_windows(settings: dict, wav: np.ndarray, sr: int, fps: float, n_frames: int) -> np.ndarray:
     """What the generator hears for each of `n_frames` video frames of new speech: (n_frames, channels, window),
-    normalised as in training. `settings`: the audio.model_input.FeatureSpec (as a dict) of the features the
+    normalised as in training. `settings`: the audio_analysis.model_input.FeatureSpec (as a dict) of the features the
     model was trained with (a package's "audio", a clone's audio/features.json "spec"). Render and evaluate's
     cross-speaker drive both use this, and training windows the cached features with the same FeatureSpec, so a
     model is always fed what it was trained on. Frame k is centred on the sound at (k + 0.5) / fps seconds; past

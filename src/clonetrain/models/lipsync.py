@@ -2,7 +2,7 @@
 
 Generator input: a reference frame of the person and the target frame with its lower half masked (6 channels,
 S x S), plus the audio features around the target frame (1 x channels x window, 0.2 s: 16 log-mel frames, or 10
-Whisper frames; audio.model_input). Output: the target frame
+Whisper frames; audio_analysis.model_input). Output: the target frame
 with a mouth that matches the audio. The face is encoded by a U-Net encoder, the audio by a small conv net;
 the decoder upsamples from their joint embedding using the face encoder's skips.
 
@@ -37,7 +37,7 @@ class ModelSpec:
     n_mels: int = 80        # channels of the audio features (mel bands, or Whisper layers x width)
     sync_frames: int = ModelCfg.sync_frames
     expert_dim: int = ModelCfg.expert_dim
-    # The features the audio encoders hear (audio.model_input.FeatureSpec.signature): "mel" or e.g.
+    # The features the audio encoders hear (audio_analysis.model_input.FeatureSpec.signature): "mel" or e.g.
     # "whisper-base:2,3,4". Checked against the clone's features wherever the model meets them.
     audio_input: str = "mel"
     audio_window: int = MEL_WINDOW  # feature frames per input (0.2 s)

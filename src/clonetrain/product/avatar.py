@@ -1,6 +1,6 @@
 """What render needs of a clone, whether it comes from the training workspace or from a package: the clone's
 footage (frame by frame, at full resolution, never all in memory), its crop squares, its motion library, a
-reference crop, the generator, the audio features it hears (audio.model_input.FeatureSpec) and the consent
+reference crop, the generator, the audio features it hears (audio_analysis.model_input.FeatureSpec) and the consent
 record."""
 
 from __future__ import annotations

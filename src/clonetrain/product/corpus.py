@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     from clonetrain.core import config, quiet
 
     config.register()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m clonetrain corpus", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("archive", type=Path, help="folder of talking-head clips, one person speaking in each")
     ap.add_argument("--base", default="base", help="name of the base (and prefix of the clip clones)")
     ap.add_argument("--consent", type=Path, required=True, help="consent record covering the archive")

@@ -34,7 +34,7 @@ from clonetrain.product import registry
 from clonetrain.core import experiment_log
 from clonetrain.contract import metrics as declared
 from clonetrain.core.errors import ClonetrainError, ConsentError, LockedError
-from clonetrain.voice import package as voice_package
+from clonetrain.product import voice_package
 from clonetrain.core.workspace import Workspace, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ def chunks(source: str, sr: int, chunk_s: float):
 
 def run(cfg: DictConfig, ws: Workspace) -> dict:
     from clonetrain.stages import render
-    from clonetrain.voice import render as voice_render
+    from clonetrain.product import voice_render
 
     sr, c = cfg.ingest.sample_rate, cfg.stream
     if not c.out:

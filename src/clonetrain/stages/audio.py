@@ -8,8 +8,8 @@ Writes audio.wav     the sound with each take's offset corrected (16 kHz mono)
        mel.npy       (T, n_mels) log-mel dB; video frame j owns mel frames [j*sr/hop/fps, (j+1)*sr/hop/fps)
        whisper.npy   audio_features.encoder=whisper: (T50, layers x 512) float16, 50 frames/s (video frame j owns
                      frames [2j, 2j+2) at 25 fps), one fixed 30 s window grid from the first sample, minus the
-                     encoding of a silent window (audio.whisper.encode)
-       features.json what the model hears: {"file": mel.npy | whisper.npy, "spec": audio.model_input.FeatureSpec}
+                     encoding of a silent window (audio_analysis.whisper.encode)
+       features.json what the model hears: {"file": mel.npy | whisper.npy, "spec": audio_analysis.model_input.FeatureSpec}
        energy.npy    (N,) voice-band log energy per video frame (after correction)
        speech.npy    (N,) bool: the frame lies in speech
        vad.json      speech segments after correction

@@ -45,7 +45,9 @@ from clonetrain.media.compare import write_comparison
 from clonetrain.models import checkpoint
 from clonetrain.models.inference import generate
 from clonetrain.vision import geometry
-from clonetrain.vision.landmarks import Landmarker, make_landmarker
+from clonetrain.contract.build import build_landmarker
+from clonetrain.contract.reads import whole
+from clonetrain.vision.landmarks import Landmarker
 from clonetrain.core.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         base_gen = checkpoint.load_base_generator(Path(base), generator.spec)
         outputs["base_untuned"] = generate(base_gen, reference, real, mels, cfg.evaluate.batch_size)
 
-    landmarker = make_landmarker(cfg.landmarks)
+    landmarker = build_landmarker(cfg.landmarks)
     try:
         real_pts = metrics.judge_landmarks(landmarker, real, runs)
         series = {name: metrics.judge(landmarker, gen, real, real_pts, runs) for name, gen in outputs.items()}
@@ -198,7 +200,7 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
     a = cfg.audio_features
     settings = {"fps": clip.fps, "sample_rate": cfg.ingest.sample_rate, "max_side": cfg.ingest.max_side,
                 "crf": cfg.ingest.crf, "loudness_lufs": cfg.ingest.loudness_lufs,
-                "min_confidence": cfg.faces.min_confidence, "crop_scale": cfg.faces.crop_scale,
+                "detector": whole(cfg.faces.detector), "crop_scale": cfg.faces.crop_scale,
                 "smooth_window": cfg.faces.smooth_window, "max_gap": cfg.faces.max_gap, "image_size": size,
                 "judge": cfg.landmarks.backend, "max_offset_frames": a.max_offset_frames,
                 "mouth_lead_frames": a.mouth_lead_frames, "min_sync_correlation": a.min_sync_correlation,

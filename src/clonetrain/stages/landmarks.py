@@ -19,7 +19,7 @@ from clonetrain.contract.faces import usable as usable_face
 from clonetrain.core.manifest import StageResult
 from clonetrain.core.progress import Progress
 from clonetrain.vision import geometry
-from clonetrain.vision.landmarks import make_landmarker
+from clonetrain.contract.build import build_landmarker
 from clonetrain.core.workspace import Workspace
 
 
@@ -33,7 +33,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     n = len(crops)
 
     points = np.full((n, 68, 2), np.nan, np.float32)
-    landmarker = make_landmarker(c)
+    landmarker = build_landmarker(c)
     try:
         # Runs of consecutive usable frames of one take: the tracker is reset at every cut.
         cut = np.flatnonzero(np.diff(take) != 0) + 1

@@ -33,7 +33,7 @@ from clonetrain.contract import files
 from clonetrain.contract import metrics as declared
 from clonetrain.contract.clip import load_clip
 from clonetrain.contract.reads import unrecorded
-from clonetrain.voice import package as voice_package
+from clonetrain.product import voice_package
 from clonetrain.core.workspace import Workspace, write_json_atomic, write_text_atomic
 
 
@@ -139,7 +139,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "files": clone_package.file_table(pkg), "source_takes": takes,
         "consent_sha256": clone_package.sha256(pkg / "consent.json"), "consent_expires": consent["expires"],
         "model": {**generator.spec.__dict__, "trained_steps": train_meta.get("steps"), "base": split.get("base")},
-        # What a runtime needs to reproduce the model's audio input (audio.model_input.FeatureSpec).
+        # What a runtime needs to reproduce the model's audio input (audio_analysis.model_input.FeatureSpec).
         "audio": clip.features.to_dict(),
         "avatar": {"fps": fps, "size": [w, h], "footage_frames": len(ids), "mel_window": generator.spec.audio_window},
         "voice": voice, "metrics": {**metrics["metrics"]["clone"], **voice_package.gate_metrics(ws)},

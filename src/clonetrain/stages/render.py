@@ -43,7 +43,7 @@ from clonetrain.media.write import write_video
 from clonetrain.models.inference import generate, speech_windows
 from clonetrain.core.progress import Progress
 from clonetrain.motion.plan import PlanCfg
-from clonetrain.voice import render as voice_render
+from clonetrain.product import voice_render
 from clonetrain.core.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
            progress_every_s: float = 30.0, motion: PlanCfg | None = None, voice: dict | None = None,
            still_permitted: Callable[[], object] | None = None) -> dict:
     """Render `wav` with the avatar into `out` (see deliver for the name it gets); returns the provenance record.
-    `voice`: set when the sound is a generated voice (clonetrain.voice.render); recorded in the provenance.
+    `voice`: set when the sound is a generated voice (clonetrain.product.voice_render); recorded in the provenance.
     `still_permitted`: the consent check made again before the video is delivered (raises when revoked since)."""
     warn_if_weak(av)
     n_out = math.ceil(len(wav) / (sr / av.fps))

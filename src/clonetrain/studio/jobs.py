@@ -35,7 +35,7 @@ PROGRESS_EVERY_S = 2
 _STARTED = re.compile(r"── (\w+): started ──")
 _DONE = re.compile(r"── (\w+): done in ([\d.]+) s ──")
 _SKIPPED = re.compile(r"\] - (\w+): up to date")
-_PROGRESS = re.compile(r"\[clonetrain\.progress\]\[INFO\] - (.*)")
+_PROGRESS = re.compile(r"\[clonetrain\.core\.progress\]\[INFO\] - (.*)")
 _ERROR = re.compile(r"\[ERROR\] - (.*)")
 _RENDERED = re.compile(r"rendered (\S+\.mp4): ")
 

@@ -4,7 +4,7 @@ looks up frames and audio windows.
 A sample is a window of T consecutive usable frames of one take (T = model.sync_frames), each with a
 reference frame of the same person and its centred audio window, plus the audio window spanning the whole
 window (for the sync expert) and one taken from elsewhere in the same take (a negative for the expert). The
-audio is whichever features the audio stage computed (log-mel or Whisper; audio.model_input): "mel" below
+audio is whichever features the audio stage computed (log-mel or Whisper; audio_analysis.model_input): "mel" below
 names the model's audio input, whatever its encoder.
 """
 

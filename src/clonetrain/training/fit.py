@@ -47,8 +47,14 @@ def resolve_precision(setting: str) -> str:
 
 
 def make_logger(cfg: DictConfig, run_name: str, save_dir: Path):
-    """The Lightning logger `logger.lightning` names (conf/logger/*.yaml), or False for none."""
-    return build(cfg.logger.lightning, "logger.lightning", save_dir=str(save_dir), name=run_name) or False
+    """The Lightning logger `logger.lightning` names (conf/logger/*.yaml), or False for none. `logger.name` says
+    the same for what is logged outside training (core.experiment_log): the two must agree."""
+    logger = build(cfg.logger.lightning, "logger.lightning", save_dir=str(save_dir), name=run_name) or False
+    built = type(logger).__name__ if logger else "no logger"
+    if (cfg.logger.name == "wandb") != (built == "WandbLogger") or (cfg.logger.name == "none") != (not logger):
+        raise ClonetrainError(f"logger.name={cfg.logger.name!r}, but logger.lightning builds {built}",
+                              "choose both with the preset: logger=wandb, logger=csv or logger=none")
+    return logger
 
 
 def wandb_logger(save_dir: str, name: str, project: str, mode: str):
@@ -233,7 +239,7 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
     """Train, then write out_dir/model.safetensors. Resumes from resume_dir/last.ckpt when it is there.
     init: a base checkpoint; init_expert: a published lipsync_expert.pth (model=wav2lip), kept frozen;
     preview: renders a clip with the final generator (logged as val/heldout_clip); features: the
-    audio.model_input.FeatureSpec of the datasets' audio, which the model's audio input follows."""
+    audio_analysis.model_input.FeatureSpec of the datasets' audio, which the model's audio input follows."""
     t, tr = cfg.train, cfg.trainer
     quiet.lightning_logging()
     L.seed_everything(t.seed, workers=True)

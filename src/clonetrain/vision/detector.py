@@ -19,6 +19,9 @@ class Detection:
 
 
 class FaceDetector(Protocol):
+    """What the faces stage and the drivers build from `faces.detector` (its `_target_`, called with
+    min_confidence and the node's other keys)."""
+
     def detect(self, rgb: np.ndarray) -> list[Detection]: ...
 
     def close(self) -> None: ...

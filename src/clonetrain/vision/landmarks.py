@@ -191,18 +191,3 @@ def decode_heatmaps(heat: np.ndarray) -> np.ndarray:
     dy = np.where(inner_y, heat[ni, ki, np.clip(ys + 1, 0, h - 1), xs] - heat[ni, ki, np.clip(ys - 1, 0, h - 1), xs], 0)
     pts += 0.25 * np.stack([np.sign(dx), np.sign(dy)], -1)
     return pts + 0.5
-
-
-def make_landmarker(section) -> Landmarker:
-    """The landmark model the config's `landmarks` section names: `model` holds its class (`_target_`) and
-    arguments (conf/landmarks/<name>.yaml), `backend` its name in the records, which must be the model's."""
-    from clonetrain.contract.build import build
-    from clonetrain.core.errors import ClonetrainError
-
-    made = build(section.model, "landmarks.model")
-    if getattr(made, "name", None) != section.backend:
-        made.close()
-        raise ClonetrainError(f"landmarks.backend={section.backend!r}, but landmarks.model builds "
-                              f"{type(made).__name__} ({getattr(made, 'name', None)!r})",
-                              "choose both with the preset: landmarks=mediapipe or landmarks=fan")
-    return made

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from clonetrain.core.errors import ClonetrainError
-from clonetrain.voice import package as voice_package
+from clonetrain.product import voice_package
 from clonetrain.voice import tts as tts_mod
 
 log = logging.getLogger(__name__)
