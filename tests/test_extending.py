@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from clonetrain.contract import files
-from clonetrain.core import pipeline
+from clonetrain.core import manifest, pipeline
 from clonetrain.core.errors import ClonetrainError
 from clonetrain.core.workspace import Workspace
 from conftest import run
@@ -43,11 +43,18 @@ def test_a_new_stage_runs_records_its_reads_and_is_skipped_until_they_change(clo
     assert run(cloned, "man", "stage=lipsdb", "+lipsdb.min_open=0.2") == {"lipsdb": "ran"}
 
 
-def test_a_new_landmark_backend_is_named_by_its_class_and_recorded(cloned):
+def test_a_new_landmark_backend_is_named_by_its_class_and_recorded(cloned, monkeypatch):
     ws = Workspace(cloned, "man")
     tracked = files.load(ws, "landmarks", "landmarks")
-    assert run(cloned, "man", "stage=landmarks", "landmarks.model._target_=example_stage.StillMeshLandmarker",
-               "landmarks.backend=mesh-still") == {"landmarks": "ran"}
+    still = ("stage=landmarks", "landmarks.model._target_=example_stage.StillMeshLandmarker",
+             "landmarks.backend=mesh-still")
+    assert run(cloned, "man", *still) == {"landmarks": "ran"}
+    assert run(cloned, "man", *still) == {"landmarks": "skipped"}
+    # Its code is the stage's code too, though no import names it: an edit reruns the stage.
+    real = manifest.module_source
+    monkeypatch.setattr(manifest, "module_source",
+                        lambda name: real(name) + ("\n# edited\n" if name == "example_stage" else ""))
+    assert run(cloned, "man", *still) == {"landmarks": "ran"}
     still = files.load(ws, "landmarks", "landmarks")
     m = json.loads((ws.stage_dir("landmarks") / "manifest.json").read_text())
     assert m["config"]["landmarks.model"] == {"_target_": "example_stage.StillMeshLandmarker"}

@@ -61,6 +61,10 @@ def test_a_stage_reruns_when_what_it_read_changes_and_only_then(cloned, monkeypa
     m = json.loads((cloned / "work" / "man" / "report" / "manifest.json").read_text())
     assert m["config"]["ingest.min_speech_s"] == 12 and "faces.crop_scale" not in m["config"]
     assert "profile.json" in m["read"]["audio"] and m["upstream"]["evaluate"] is None  # read, and not there yet
+    # The landmark model, which the landmarks stage builds from `landmarks.model._target_` and imports nowhere.
+    edited("clonetrain.report_page.svg", "clonetrain.contract.faces", "clonetrain.vision.landmarks")
+    statuses = run(cloned, "man", "stage=preprocess")
+    assert statuses["landmarks"] == "ran" and statuses["faces"] == statuses["ingest"] == "skipped", statuses
 
 
 def test_changed_footage_reruns_from_ingest(cloned, clips):

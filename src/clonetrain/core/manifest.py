@@ -51,7 +51,7 @@ def module_source(name: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def _is_module(name: str) -> bool:
+def is_module(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, AttributeError, ValueError):  # `from clonetrain.core.errors import X`: X is not a module
@@ -83,7 +83,7 @@ def _imported(source: str, package: str) -> tuple[str, ...]:
             named = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
         else:
             continue
-        found += [m for m in named if m.split(".")[0] == package and _is_module(m)]
+        found += [m for m in named if m.split(".")[0] == package and is_module(m)]
     return tuple(dict.fromkeys(found))
 
 

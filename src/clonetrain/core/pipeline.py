@@ -32,7 +32,7 @@ from clonetrain.product import reconcile
 from clonetrain.contract.reads import RUN_CONTROL, Reads, SettingsView, plain, recording
 from clonetrain.core.errors import ClonetrainError, LockedError
 from clonetrain.core.manifest import (StageResult, code_hash, digest, file_entry, hash_outputs, import_closure,
-                                 outputs_intact, versions)
+                                      is_module, outputs_intact, versions)
 from clonetrain.core.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -156,8 +156,34 @@ def fingerprint(name: str, config: dict, inputs: dict, upstream: dict, code: str
                    "upstream": upstream, "code": code})
 
 
-def stage_code(stage: Stage) -> str:
-    return code_hash(import_closure(stage.module))
+def stage_code(stage: Stage, config: dict | None = None) -> str:
+    """The hash of the stage's code: its import closure, and the closure of every class it built from a setting's
+    `_target_` (contract.build: a landmark model, a detector), which no import names."""
+    modules = import_closure(stage.module)
+    for module in built_modules(config or {}):
+        # Its own package's modules and ours (a studio's class may build on clonetrain's).
+        modules += import_closure(module, module.split(".")[0]) + import_closure(module)
+    return code_hash(modules)
+
+
+def built_modules(config: dict) -> list[str]:
+    """The modules of the `_target_` classes in recorded settings (those that can be found; one that cannot
+    fails the stage's own build, with its error)."""
+    found = set()
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            target = value.get("_target_")
+            if isinstance(target, str) and "." in target and is_module(target.rsplit(".", 1)[0]):
+                found.add(target.rsplit(".", 1)[0])
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(config)
+    return sorted(found)
 
 
 def up_to_date(stage: Stage, cfg: DictConfig, ws: Workspace, module, force: bool) -> tuple[bool, str]:
@@ -170,7 +196,7 @@ def up_to_date(stage: Stage, cfg: DictConfig, ws: Workspace, module, force: bool
         return False, "never ran"
     config = {k: _setting(cfg, k) for k in previous.get("config", {})}
     upstream = _upstream(ws, previous.get("upstream", {}))
-    fp = fingerprint(stage.name, config, _inputs(module, cfg, ws, previous), upstream, stage_code(stage))
+    fp = fingerprint(stage.name, config, _inputs(module, cfg, ws, previous), upstream, stage_code(stage, config))
     if fp != previous["fingerprint"]:
         return False, "what it read changed"
     if not outputs_intact(ws.stage_dir(stage.name), previous):
@@ -183,7 +209,7 @@ def resume_key(stage: Stage, cfg: DictConfig, ws: Workspace) -> str:
     every setting that can shape an output, the clone's stage outputs and the stage's code. Coarser than the
     recorded reads (any such change starts afresh), never finer: a run never resumes another run's work."""
     settings = {k: plain(v) for k, v in cfg.items() if k not in RUN_CONTROL}
-    return digest({"stage": stage.name, "settings": settings, "code": stage_code(stage),
+    return digest({"stage": stage.name, "settings": settings, "code": stage_code(stage, settings),
                    "upstream": _upstream(ws, [s for s in STAGES if s != stage.name])})
 
 
@@ -211,7 +237,7 @@ def run_stage(stage: Stage, cfg: DictConfig, ws: Workspace, force: bool = False)
     started = time.perf_counter()
     try:
         result, reads, inputs = _run_module(stage, module, cfg, ws, out_dir)
-        code, upstream = stage_code(stage), _upstream(ws, reads.files)
+        code, upstream = stage_code(stage, reads.config), _upstream(ws, reads.files)
         outputs = hash_outputs(out_dir)
         manifest = {
             "stage": stage.name,
