@@ -122,3 +122,15 @@ def test_a_second_run_on_the_same_clone_is_refused(cloned):
 def test_unknown_stage_lists_the_choices(cloned):
     with pytest.raises(Exception, match="choose one of: preprocess, all, ingest"):
         run(cloned, "man", "stage=trian")
+
+
+def test_the_code_a_stage_built_from_a_setting_counts_and_libraries_do_not():
+    """`_target_` classes in recorded settings join the stage's code hash when they are ours or a studio's own
+    module; an installed library's (its version is recorded apart) and a missing module's do not."""
+    from clonetrain.core.pipeline import built_modules
+
+    config = {"landmarks.model": {"_target_": "clonetrain.vision.landmarks.FanLandmarker", "device": "auto"},
+              "x": [{"_target_": "torch.nn.Identity"}],
+              "y": {"nested": {"_target_": "example_stage.StillMeshLandmarker"}},
+              "z": {"_target_": "no_such_module.Thing"}, "faces.crop_scale": 1.6}
+    assert built_modules(config) == ["clonetrain.vision.landmarks", "example_stage"]

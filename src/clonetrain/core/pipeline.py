@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -167,15 +168,23 @@ def stage_code(stage: Stage, config: dict | None = None) -> str:
 
 
 def built_modules(config: dict) -> list[str]:
-    """The modules of the `_target_` classes in recorded settings (those that can be found; one that cannot
-    fails the stage's own build, with its error)."""
+    """The modules of the `_target_` classes in recorded settings: ours and a studio's own code. Not an installed
+    library's (its version is recorded apart, and its package is no code of ours to read), nor a module that
+    cannot be found (the stage's own build fails on it, with its error)."""
     found = set()
+
+    def ours(module: str) -> bool:
+        if module.split(".")[0] == "clonetrain":
+            return True
+        origin = importlib.util.find_spec(module).origin or ""
+        return not any(part in ("site-packages", "dist-packages") for part in Path(origin).parts)
 
     def walk(value) -> None:
         if isinstance(value, dict):
             target = value.get("_target_")
-            if isinstance(target, str) and "." in target and is_module(target.rsplit(".", 1)[0]):
-                found.add(target.rsplit(".", 1)[0])
+            module = target.rsplit(".", 1)[0] if isinstance(target, str) and "." in target else None
+            if module and is_module(module) and ours(module):
+                found.add(module)
             for v in value.values():
                 walk(v)
         elif isinstance(value, list):
