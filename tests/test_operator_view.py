@@ -123,3 +123,11 @@ def test_a_terminal_gets_a_bar_over_the_time_budget(capsys):
         p.update(to=45)
     err = capsys.readouterr().err
     assert "train  50%|" in err and "45/90 s of the time budget, step 12, loss 0.5" in err
+
+
+def test_the_footage_advice_never_asks_for_what_is_already_there():
+    """59.6 s of usable footage against a 60 s goal: the advice says 59 s, not "60 s now, 60 s or more"."""
+    f = verdict.Footage(usable_s=59.6, usable_speech_s=50.0, usable_face_pct=99.0, lipsync_ready=True,
+                        min_speech_s=10.0, warn_duration_s=60.0)
+    more = [a for a in verdict.advice(f, {}, None) if a.startswith("more footage")]
+    assert more == ["more footage: 59 s now, 60 s or more trains a better clone"]

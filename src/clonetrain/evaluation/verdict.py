@@ -122,7 +122,7 @@ def advice(f: Footage, training: dict, base: str | None) -> list[str]:
     training: the train stage's counts (steps, seconds, stopped_by) and its max_minutes / max_steps."""
     out = []
     if f.usable_s < f.warn_duration_s:
-        out.append(f"more footage: {f.usable_s:.0f} s now, {f.warn_duration_s:.0f} s or more trains a better clone")
+        out.append(f"more footage: {int(f.usable_s)} s now, {f.warn_duration_s:.0f} s or more trains a better clone")
     if f.usable_speech_s < 0.75 * max(f.usable_s, f.warn_duration_s):
         out.append(f"more speech: {f.usable_speech_s:.0f} s of the person talking to camera with a usable face")
     if not base:
