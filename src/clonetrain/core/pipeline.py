@@ -162,8 +162,10 @@ def stage_code(stage: Stage, config: dict | None = None) -> str:
     `_target_` (contract.build: a landmark model, a detector), which no import names."""
     modules = import_closure(stage.module)
     for module in built_modules(config or {}):
-        # Its own package's modules and ours (a studio's class may build on clonetrain's).
-        modules += import_closure(module, module.split(".")[0]) + import_closure(module)
+        # Ours, and a studio's class's own package's modules (it may build on clonetrain's and on its own).
+        modules += import_closure(module)
+        if (top := module.split(".")[0]) != "clonetrain":
+            modules += import_closure(module, top)
     return code_hash(modules)
 
 
