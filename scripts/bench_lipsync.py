@@ -4,6 +4,7 @@
                                     [--encoder whisper|mel] [--data /tmp/ct_bench]
     python scripts/bench_lipsync.py --base PATH/model.safetensors   (reuse a base instead of pretraining one)
     python scripts/bench_lipsync.py --base B --trained DIR          (evaluate clones trained elsewhere, see below)
+    python scripts/bench_lipsync.py --base B --data D --reevaluate  (today's evaluation of the clones trained in D)
     python scripts/bench_lipsync.py --baseline [--train-minutes 15]  (today's model from scratch, no base:
                                                             bench/results/lipsync_baseline_mel.json)
 
@@ -25,6 +26,10 @@
 <clone>.safetensors per clone (man, man_scratch, man_short, ..., de_short) and jobs.jsonl (one line per clone:
 steps, seconds, device). Each is adopted as the clone's model (stage=train train.max_steps=0) and evaluated here.
 Budgets are then steps, not minutes: what this 2-core CPU reaches in that time on a quiet machine.
+
+--reevaluate: the clones in --data were trained by an earlier run of this benchmark; only the evaluation runs
+again (an evaluation-side change, such as the mouth texture, re-measured on the same models). Their training
+numbers are read from their train manifests; `reevaluated` records it.
 
 --baseline trains only the from-scratch arm (clone man_scratch) once and evaluates it: the numbers of the model
 as it is, before issue 13 changes it. `--note` records the conditions (e.g. a CPU shared with other jobs).
@@ -133,6 +138,8 @@ def main() -> int:
     ap.add_argument("--trained", type=Path, action="append",
                     help="clones trained elsewhere: <clone>.safetensors and jobs.jsonl (repeatable: the first folder "
                          "holding a clone's file is used)")
+    ap.add_argument("--reevaluate", action="store_true",
+                    help="only evaluate again the clones an earlier run trained in --data (needs --base)")
     ap.add_argument("--suffix", default="", help="suffix of the fine-tuned clones' names (another base's arms)")
     ap.add_argument("--data", type=Path, default=Path("/tmp/clonetrain_bench"))
     ap.add_argument("--baseline", action="store_true",
@@ -146,8 +153,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.baseline:
         return baseline(args)
-    if args.trained and not args.base:
-        ap.error("--trained needs --base: the base those clones were fine-tuned from")
+    if (args.trained or args.reevaluate) and not args.base:
+        ap.error("--trained and --reevaluate need --base: the base those clones were fine-tuned from")
     args.out = args.out or ROOT / "bench" / "results" / "lipsync.json"
     data, enc = args.data, f"audio_features.encoder={args.encoder}"
     budgets = {"train": args.train_minutes, **({"short": args.short_minutes} if args.short_minutes > 0 else {})}
@@ -161,10 +168,14 @@ def main() -> int:
         add_clone(data, clone, CLONE_FILES)
     add_clone(data, short_clone, SHORT_FILES)
     for clone in [*clones, short_clone]:
-        times[f"preprocess_{clone}"] = clonetrain(data, clone, "stage=preprocess", enc)
+        if not args.reevaluate:
+            times[f"preprocess_{clone}"] = clonetrain(data, clone, "stage=preprocess", enc)
     base = args.base.resolve() if args.base else build_base(data, args.encoder, args.pretrain_minutes, times)
 
     def train(clone: str, minutes: float, seed: int, from_base: bool) -> None:
+        if args.reevaluate:
+            times[f"evaluate_{clone}"] = clonetrain(data, clone, "stage=evaluate", enc)
+            return
         if args.trained:  # adopt the model trained elsewhere, then evaluate it here
             found = [d.resolve() / f"{clone}.safetensors" for d in args.trained
                      if (d / f"{clone}.safetensors").is_file()]
@@ -238,6 +249,7 @@ def main() -> int:
         "budget_minutes": {"pretrain": None if args.base else args.pretrain_minutes, "train": args.train_minutes,
                            "short": args.short_minutes or None},
         "trained_elsewhere": bool(args.trained),
+        "reevaluated": args.reevaluate,
         "steps_per_minute": args.steps_per_minute,
         "seeds": seeds,
         "training": {c: training(c) for c in [*clones, short_clone]},

@@ -299,6 +299,18 @@ class EvaluateCfg:
 
 
 @dataclass
+class MouthTextureCfg:
+    """The person's own mouth detail added to every generated face (clonetrain.vision.mouth_texture): read by
+    evaluate (which measures what it brings), package (which ships the frames it takes detail from), render and
+    the live session."""
+    enabled: bool = True
+    amount: float = 1.0        # share of the source frame's fine detail added
+    detail_sigma: float = 1.0  # px at 96: fine detail is a frame minus its Gaussian blur at this sigma
+    switch_cost: float = 1.0   # keep the current source frame while it is within (1 + this) of the closest
+    bank_frames: int = 400     # training frames the detail is taken from, evenly spread (0: all)
+
+
+@dataclass
 class PlanCfg:
     """The motion path planner's settings (motion.plan; render.motion)."""
     # Pauses in the new speech shorter than this stay talking: a head does not settle between two words (the
@@ -402,6 +414,7 @@ class Config:
     logger: LoggerCfg = field(default_factory=LoggerCfg)
     pretrain: PretrainCfg = field(default_factory=PretrainCfg)
     evaluate: EvaluateCfg = field(default_factory=EvaluateCfg)
+    mouth_texture: MouthTextureCfg = field(default_factory=MouthTextureCfg)
     render: RenderCfg = field(default_factory=RenderCfg)
     stream: StreamCfg = field(default_factory=StreamCfg)
     nightly: NightlyCfg = field(default_factory=NightlyCfg)

@@ -32,6 +32,7 @@ from clonetrain.product import avatar
 from clonetrain.audio_analysis import sync
 from clonetrain.evaluation import metrics
 from clonetrain.evaluation.drivers import Driver
+from clonetrain.vision.mouth_texture import MouthTexture
 from clonetrain.models.inference import generate, speech_windows
 from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import Landmarker
@@ -112,11 +113,16 @@ def score_opening(gen_open: np.ndarray, driver: Driver, closed_max: float, margi
 
 
 def drive(generator, settings: dict, driver: Driver, reference: np.ndarray, loop: np.ndarray,
-          batch_size: int) -> np.ndarray:
-    """The clone's faces (looped back and forth over `loop`, its own footage) speaking the driver's sound."""
+          batch_size: int, texture: MouthTexture | None = None) -> np.ndarray:
+    """The clone's faces (looped back and forth over `loop`, its own footage) speaking the driver's sound, with
+    the mouth detail render adds (`texture`, if any)."""
     sequence = avatar.ping_pong(driver.n, len(loop))
     windows = speech_windows(settings, driver.wav, driver.sample_rate, driver.fps, driver.n)
-    return generate(generator, reference, loop[sequence], windows, batch_size)
+    faces = generate(generator, reference, loop[sequence], windows, batch_size)
+    if texture is None:
+        return faces
+    texture.reset()
+    return texture(faces)
 
 
 def static_faces(loop: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from clonetrain.core.errors import ClonetrainError, UpstreamMissingError
 from clonetrain.media.frames import FrameStore, Video
 from clonetrain.motion import library, plan as motion_plan
 from clonetrain.vision import crops as crops_mod
+from clonetrain.vision.mouth_texture import MouthBank, MouthTexture
 
 
 @dataclass
@@ -34,11 +35,22 @@ class Avatar:
     fps: int
     verdict: dict | None = None  # the evaluated clone's verdict (clonetrain.evaluation.verdict); None if never evaluated
     package_dir: Path | None = None  # the package folder, when loaded from one (its voice/ lives there)
+    # The training frames the mouth's fine detail is taken from (vision.mouth_texture); None for a package made
+    # before it had them (the generator's mouth as it is).
+    mouth_bank: MouthBank | None = None
+    texture: MouthTexture | None = None  # what render adds from the bank (set from the config's mouth_texture)
 
     def crop(self, i: int, frame: np.ndarray) -> np.ndarray:
         if self.crops is not None:
             return np.asarray(self.crops[i])
         return crops_mod.cut(frame, self.squares[i], self.reference.shape[0])
+
+    def detail(self, faces: np.ndarray, consecutive: int) -> np.ndarray:
+        """Generated faces with the person's own mouth detail (vision.mouth_texture): the first `consecutive` are
+        output frames in order, the rest frames beside them (the frames cuts fade from)."""
+        if self.texture is None:
+            return faces
+        return np.concatenate([self.texture(faces[:consecutive]), self.texture(faces[consecutive:], follow=False)])
 
     def path(self, speech: np.ndarray, cfg: motion_plan.PlanCfg) -> motion_plan.Path:
         """Which footage frame to show under each output frame (`speech`: per output frame, voice or not)."""
@@ -61,6 +73,18 @@ def footage_frames(usable: np.ndarray, take: np.ndarray, sizes: dict[int, tuple[
     keep = np.all(size_of == values[np.argmax(counts)], axis=1)
     ids = ids[keep]
     return ids[:max_frames] if max_frames else ids
+
+
+def mouth_bank(clip, hi: int, max_frames: int) -> MouthBank:
+    """The bank of the clone's own mouths: its usable frames before `hi` (the held-out part is never in it, so
+    the evaluation measures detail taken from frames the clone was trained on, as a render does)."""
+    ids = np.flatnonzero(clip.usable[:hi])
+    if ids.size == 0:
+        raise ClonetrainError("the clone has no usable training frames to take mouth detail from",
+                              "add footage facing the camera")
+    if 0 < max_frames < ids.size:
+        ids = ids[np.unique(np.linspace(0, ids.size - 1, max_frames).round().astype(int))]
+    return MouthBank.from_crops(clip.faces[ids])
 
 
 def loop_indices(usable: np.ndarray, take: np.ndarray, hi: int, frames: int) -> np.ndarray:
@@ -131,7 +155,8 @@ def from_workspace(cfg, ws) -> Avatar:
                   generator=generator, mel=clip.features.to_dict(),
                   consent=files.read_json(ws, "ingest", "consent"),
                   model_sha256=sha256_file(model_path), fps=clip.fps,
-                  verdict=verdict.read(files.folder(ws, "evaluate")) if files.manifest(ws, "evaluate") else None)
+                  verdict=verdict.read(files.folder(ws, "evaluate")) if files.manifest(ws, "evaluate") else None,
+                  mouth_bank=mouth_bank(clip, split["holdout_from_frame"], cfg.mouth_texture.bank_frames))
 
 
 def from_package(pkg) -> Avatar:
@@ -147,7 +172,8 @@ def from_package(pkg) -> Avatar:
     reference = cv2.cvtColor(cv2.imread(str(av / "reference.png")), cv2.COLOR_BGR2RGB)
     common = dict(clone=pkg.clone, version=pkg.version, reference=reference, generator=pkg.generator(),
                   mel=m["audio"], consent=pkg.consent, model_sha256=m["files"]["model.safetensors"]["sha256"], fps=fps,
-                  verdict=verdict.read(pkg.path), package_dir=pkg.path)
+                  verdict=verdict.read(pkg.path), package_dir=pkg.path,
+                  mouth_bank=MouthBank.load(av / "mouth_bank.npz") if (av / "mouth_bank.npz").is_file() else None)
     if (av / "footage.npz").is_file():
         arrays = np.load(av / "footage.npz")
         n = len(arrays["square"])

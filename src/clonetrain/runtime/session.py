@@ -186,6 +186,7 @@ class Session:
         mels = self._windows(k0, n)
         faces = generate(av.generator, av.reference, np.stack([av.crop(src, pictures[src]) for _, src in jobs]),
                          np.stack([mels[i] for i, _ in jobs]), len(jobs))
+        faces = av.detail(faces, n)
         done = {job: paste(pictures[job[1]], face, av.squares[job[1]]) for job, face in zip(jobs, faces)}
         for i, (src, fade_from, weight) in enumerate(steps):
             frame = done[(i, src)]

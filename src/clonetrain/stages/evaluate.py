@@ -11,6 +11,8 @@ Writes metrics.json  for the clone, a static reference frame (its mouth frozen o
                      takes of other people, each aligned at its own audio-video offset), its mouth against the
                      driver's real mouth (r, scale-normalised LMD) beside the static frame, and how shut it stays
                      in the driver's pauses. `targets` (met or not) and `target_values` ({value, goal, met}).
+                     The clone's faces carry the mouth detail render adds (mouth_texture: taken from training
+                     frames only); `mouth_texture` gives the held-out mouth numbers with and without it.
        frames.npz    what the judge measured on every held-out frame, per method (for paired comparisons)
        cross_speaker.npz  per driver, the clone's and the real mouth opening per frame (paired comparisons of two
                      clones on the same drivers; written when there were drivers)
@@ -44,13 +46,16 @@ from clonetrain.core.manifest import StageResult, sha256_file
 from clonetrain.media.compare import write_comparison
 from clonetrain.models import checkpoint
 from clonetrain.models.inference import generate
-from clonetrain.vision import geometry
+from clonetrain.vision import geometry, mouth_texture
 from clonetrain.contract.build import build_landmarker
 from clonetrain.contract.reads import whole
 from clonetrain.vision.landmarks import Landmarker
 from clonetrain.core.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
+
+# The held-out numbers shown with and without the mouth texture (metrics.json "mouth_texture").
+TEXTURE_EFFECT = ("mouth_sharpness_ratio", "psnr_mouth", "ssim_mouth", "mouth_open_corr", "lmd_mouth")
 
 
 def driver_paths(cfg: DictConfig) -> tuple[Path, list[drivers.DriverSpec]]:
@@ -83,21 +88,27 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     energy = clip.energy[idx]
     a = cfg.audio_features
 
-    outputs = {"clone": generate(generator, reference, real, mels, cfg.evaluate.batch_size)}
+    # The mouth detail render adds, taken from the training frames only (never from the held-out ones).
+    texture = mouth_texture.from_cfg(avatar.mouth_bank(clip, lo, cfg.mouth_texture.bank_frames), cfg.mouth_texture)
+    untextured = generate(generator, reference, real, mels, cfg.evaluate.batch_size)
+    outputs = {"clone": with_texture(texture, untextured, runs)}
     static = real.copy()
     static[:, real.shape[1] // 2 :] = reference[real.shape[1] // 2 :]
     outputs["static_frame"] = static
     base = split.get("base")
     if base and Path(base).is_file():
         base_gen = checkpoint.load_base_generator(Path(base), generator.spec)
-        outputs["base_untuned"] = generate(base_gen, reference, real, mels, cfg.evaluate.batch_size)
+        outputs["base_untuned"] = with_texture(
+            texture, generate(base_gen, reference, real, mels, cfg.evaluate.batch_size), runs)
 
     landmarker = build_landmarker(cfg.landmarks)
     try:
         real_pts = metrics.judge_landmarks(landmarker, real, runs)
         series = {name: metrics.judge(landmarker, gen, real, real_pts, runs) for name, gen in outputs.items()}
         series["real_footage"] = metrics.judge(landmarker, real, real, real_pts, runs)
-        xspk, xspk_rows, xspk_series = run_cross_speaker(cfg, ws, generator, clip, lo, reference, landmarker)
+        plain = metrics.judge(landmarker, untextured, real, real_pts, runs) if texture is not None else None
+        xspk, xspk_rows, xspk_series = run_cross_speaker(cfg, ws, generator, clip, lo, reference, landmarker,
+                                                         texture)
     finally:
         landmarker.close()
     mouth_real = series["real_footage"].mouth_open
@@ -107,6 +118,14 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     boxes = mouth.mouth_boxes(real_pts, real.shape[1])
     for name, faces in {**outputs, "real_footage": real}.items():
         results[name].update(mouth.quality(faces, real, boxes))
+    # What the texture brings: the clone's held-out mouth without it, beside the clone as rendered.
+    texture_effect = {"enabled": texture is not None, "settings": whole(cfg.mouth_texture)}
+    if plain is not None:
+        without = metrics.summarise(plain, mouth_real, energy, a.mouth_lead_frames, a.max_offset_frames)
+        without.update(mouth.quality(untextured, real, boxes))
+        texture_effect["bank_frames"] = len(texture.bank.lower)
+        texture_effect["without"] = {k: without[k] for k in TEXTURE_EFFECT}
+        texture_effect["with"] = {k: results["clone"][k] for k in TEXTURE_EFFECT}
     for name in ("clone", "static_frame"):
         m = xspk["mean"].get(name, {})
         results[name].update(cross_speaker_mouth_r=m.get("mouth_r"), cross_speaker_lmd=m.get("lmd"),
@@ -124,7 +143,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     targets["beats_every_baseline"] = all(all(v.values()) for v in comparison.values())
     report = {"heldout_frames": int(idx.size), "heldout_from_frame": lo, "judge": cfg.landmarks.backend,
               "training_steps": meta.get("steps"), "base": base, "metrics": results, "comparison": comparison,
-              "uncertainty": uncertainty, "cross_speaker": xspk, "targets": targets, "target_values": target_values}
+              "uncertainty": uncertainty, "cross_speaker": xspk, "mouth_texture": texture_effect, "targets": targets,
+              "target_values": target_values}
     # The one verdict every later reader shows (report, model card, registry, render).
     report["verdict"] = judged = verdict.clone_verdict(targets, results["clone"], a.min_peak_margin,
                                                        verdict.footage_facts(cfg, ws), verdict.training_facts(ws), base)
@@ -142,8 +162,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     wav, sr = frames_sound(files.path(ws, "audio", "audio"), lo, clip.n, clip.fps)
     sf.write(files.output(out_dir, "evaluate", "heldout_sound"), wav, sr, subtype="PCM_16")
     # Frames without a usable face are shown as they are in all three columns.
-    whole = np.asarray(clip.faces[held])
-    columns = [whole.copy(), whole.copy(), whole.copy()]
+    shown = np.asarray(clip.faces[held])
+    columns = [shown.copy(), shown.copy(), shown.copy()]
     for col, faces in zip(columns, (real, static, outputs["clone"])):
         col[idx - lo] = faces
     write_comparison(columns, clip.fps, files.output(out_dir, "evaluate", "heldout_sound"), files.output(out_dir, "evaluate", "heldout"),
@@ -182,8 +202,20 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     return result
 
 
+def with_texture(texture: mouth_texture.MouthTexture | None, faces: np.ndarray, runs: list[np.ndarray]) -> np.ndarray:
+    """Generated faces with the mouth detail render adds, each run of consecutive frames as its own sequence."""
+    if texture is None:
+        return faces
+    out = faces.copy()
+    for run in runs:
+        texture.reset()
+        out[run] = texture(faces[run])
+    return out
+
+
 def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, reference: np.ndarray,
-                      landmarker: Landmarker) -> tuple[dict, list, dict]:
+                      landmarker: Landmarker, texture: mouth_texture.MouthTexture | None = None
+                      ) -> tuple[dict, list, dict]:
     """The clone driven by each driver: the metrics.json section, the contact sheet's rows, and per driver the
     generated and the real mouth opening per frame."""
     c = cfg.evaluate
@@ -239,7 +271,7 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
     features = clip.features.to_dict()  # what the model was trained on (checked by load_clip), not the config
     rows, series = [], {}
     for d in ready:
-        gen = cross_speaker.drive(generator, features, d, reference, loop, c.batch_size)
+        gen = cross_speaker.drive(generator, features, d, reference, loop, c.batch_size, texture)
         sequence = avatar.ping_pong(d.n, len(loop))
         gen_pts = metrics.judge_landmarks(landmarker, gen, [np.arange(d.n)])
         static_pts = static_loop_pts[sequence]

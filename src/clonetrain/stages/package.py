@@ -114,6 +114,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     np.savez(a / "footage.npz", **pool.arrays(), square=faces["square"][ids], landmarks=lm["points_frame"][ids],
              source_frame=ids)
     cv2.imwrite(str(a / "reference.png"), cv2.cvtColor(np.asarray(clip.faces[split["reference_frame"]]), cv2.COLOR_RGB2BGR))
+    # The training mouths render takes fine detail from (vision.mouth_texture), as evaluate measured it.
+    bank = avatar.mouth_bank(clip, split["holdout_from_frame"], cfg.mouth_texture.bank_frames)
+    bank.save(a / "mouth_bank.npz")
     cv2.imwrite(str(a / "paste_mask.png"), (lower_face_mask(generator.spec.image_size)[..., 0] * 255).astype(np.uint8))
     motion = library.segments(pool)
     write_json_atomic(a / "motion.json", {"fps": fps, "source": "avatar/footage.mp4 (footage.npz: per frame pose, "
@@ -141,7 +144,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "model": {**generator.spec.__dict__, "trained_steps": train_meta.get("steps"), "base": split.get("base")},
         # What a runtime needs to reproduce the model's audio input (audio_analysis.model_input.FeatureSpec).
         "audio": clip.features.to_dict(),
-        "avatar": {"fps": fps, "size": [w, h], "footage_frames": len(ids), "mel_window": generator.spec.audio_window},
+        "avatar": {"fps": fps, "size": [w, h], "footage_frames": len(ids), "mel_window": generator.spec.audio_window,
+                   "mouth_bank_frames": len(bank.lower)},
         "voice": voice, "metrics": {**metrics["metrics"]["clone"], **voice_package.gate_metrics(ws)},
         "versions": versions(),
     }

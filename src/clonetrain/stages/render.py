@@ -44,6 +44,7 @@ from clonetrain.models.inference import generate, speech_windows
 from clonetrain.core.progress import Progress
 from clonetrain.motion.plan import PlanCfg
 from clonetrain.product import voice_render
+from clonetrain.vision import mouth_texture
 from clonetrain.core.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> Iter
     if path is None:
         av = avatar_mod.from_workspace(cfg, ws)
         consent_mod.check_frozen(av.consent, current, ws.clone, "the training output")
+        av.texture = mouth_texture.from_cfg(av.mouth_bank, cfg.mouth_texture)
         with av.frames:
             av.frames.preload(cfg.render.cache_mb << 20)
             yield av
@@ -123,6 +125,7 @@ def source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> Iter
         registry.check_trusted(ws.root, pkg)
         consent_mod.check_frozen(pkg.consent, current, ws.clone, f"package {pkg.clone} {pkg.version}")
         av = avatar_mod.from_package(pkg)
+        av.texture = mouth_texture.from_cfg(av.mouth_bank, cfg.mouth_texture)
         with av.frames:
             av.frames.preload(cfg.render.cache_mb << 20)
             yield av
@@ -193,6 +196,9 @@ def provenance(av: avatar_mod.Avatar, current: consent_mod.Consent | None, audio
         "audio_sha256": sha256_file(audio_path) if audio_path else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "voice": voice or {"voice": "as recorded (not generated)"},
+        # The mouth's fine detail, when added, is the person's own, from their training frames.
+        "mouth_texture": ({"from": "the clone's own training frames", "frames": len(av.texture.bank.lower),
+                           "amount": av.texture.settings.amount} if av.texture is not None else None),
     }
 
 
@@ -231,6 +237,7 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
                 pictures = {src: av.frames.frame(src) for _, src in jobs}
                 faces = generate(av.generator, av.reference, np.stack([av.crop(src, pictures[src]) for _, src in jobs]),
                                  np.stack([windows[k] for k, _ in jobs]), batch_size)
+                faces = av.detail(faces, len(ks))
                 done = {(k, src): paste(pictures[src], face, av.squares[src]) for (k, src), face in zip(jobs, faces)}
                 for k in ks:
                     frame = done[(k, int(path.frames[k]))]
