@@ -32,7 +32,7 @@ def test_package_is_complete_and_registered(packaged):
     assert p.clone == "man" and p.version == "v0001"
     for name in ("model.safetensors", "generator.torchscript", "consent.json", "voice_profile.json", "metrics.json",
                  "config.yaml", "model_card.md", "avatar/footage.mp4", "avatar/footage.npz", "avatar/paste_mask.png",
-                 "avatar/reference.png", "avatar/motion.json"):
+                 "avatar/reference.png", "avatar/motion.json", "avatar/mouth_bank.npz"):
         assert name in m["files"], name
     assert m["source_takes"][0]["file"] == "take1.mp4" and len(m["source_takes"][0]["sha256"]) == 64
     assert m["versions"]["torch"] and m["consent_sha256"] == clone_package.sha256(folder / "consent.json")

@@ -84,7 +84,7 @@ def mouth_bank(clip, hi: int, max_frames: int) -> MouthBank:
                               "add footage facing the camera")
     if 0 < max_frames < ids.size:
         ids = ids[np.unique(np.linspace(0, ids.size - 1, max_frames).round().astype(int))]
-    return MouthBank.from_crops(clip.faces[ids])
+    return MouthBank.from_crops(clip.faces[ids], clip.mouth_open[ids])
 
 
 def loop_indices(usable: np.ndarray, take: np.ndarray, hi: int, frames: int) -> np.ndarray:

@@ -1,0 +1,131 @@
+"""The mouth texture (vision.mouth_texture) on real footage: it gives a blurred mouth back the person's own fine
+detail without moving its shape, holds its source frame while it fits, never takes detail from held-out frames,
+and travels in the package to render."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from clonetrain.contract.clip import load_clip
+from clonetrain.core.workspace import Workspace
+from clonetrain.evaluation import mouth
+from clonetrain.product import avatar, clone_package
+from clonetrain.vision.mouth_texture import MouthBank, MouthTexture, TextureSettings
+from conftest import TINY, run
+
+
+@pytest.fixture(scope="module")
+def split_crops(preprocessed):
+    """The 20 s clone's usable crops: the first 80% as training frames, the rest as held-out faces."""
+    clip = load_clip(preprocessed, 96)
+    hi = clip.split(0.2)
+    held = np.flatnonzero(clip.usable[hi:]) + hi
+    return clip, hi, np.asarray(clip.faces[held])
+
+
+def blur_lower(faces: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """What the generator does to a mouth: the right shape, without its fine detail."""
+    out = faces.copy()
+    out[:, 48:] = np.stack([cv2.GaussianBlur(f[48:], (0, 0), sigma) for f in faces])
+    return out
+
+
+MOUTH_BOX = np.array([[29, 49, 61, 66]])  # where the mouth sits in these 96 px crops
+
+
+def test_a_blurred_mouth_gets_the_persons_own_detail_back_and_keeps_its_shape(split_crops):
+    clip, hi, real = split_crops
+    blurred = blur_lower(real)
+    texture = MouthTexture(avatar.mouth_bank(clip, hi, 200), TextureSettings(amount=1.0))
+    textured = texture(blurred)
+    boxes = np.repeat(MOUTH_BOX, len(real), 0)
+    before, after = mouth.quality(blurred, real, boxes), mouth.quality(textured, real, boxes)
+    # (measured: sharpness 0.12 -> 0.48 of the real mouth's, PSNR 28.8 -> 32.7 dB, SSIM 0.87 -> 0.94)
+    assert after["mouth_sharpness_ratio"] > max(0.35, 3 * before["mouth_sharpness_ratio"])
+    # Detail of the same person's other frames, warped onto each face: the box is nearer the real one than the
+    # blur is, not further.
+    assert after["ssim_mouth"] > before["ssim_mouth"] + 0.03 and after["psnr_mouth"] > before["psnr_mouth"] + 1
+    # Only detail is added: at a coarse scale the lower face is the input's (shape, opening, colour).
+    coarse = [np.mean(np.abs(cv2.GaussianBlur(a[48:].astype(np.float32), (0, 0), 3)
+                             - cv2.GaussianBlur(b[48:].astype(np.float32), (0, 0), 3))) for a, b in zip(textured, blurred)]
+    assert np.mean(coarse) < 2.0
+    assert np.array_equal(textured[:, :48], blurred[:, :48])  # the upper face is the real one, untouched
+
+
+def test_the_source_frame_is_held_while_it_fits(split_crops):
+    clip, hi, real = split_crops
+    bank = avatar.mouth_bank(clip, hi, 0)
+    faces = blur_lower(real)
+    changes = {}
+    for cost in (0.0, 1.0):
+        texture = MouthTexture(bank, TextureSettings(switch_cost=cost))
+        texture(faces)
+        sources = np.array(texture.sources)
+        changes[cost] = int(np.sum((np.diff(sources) != 0) & (np.diff(sources) != 1)))
+    assert changes[1.0] < changes[0.0] / 2, changes
+    # follow=False (a cut's fade-from frames) leaves the sequence's source where it was.
+    texture = MouthTexture(bank, TextureSettings())
+    texture(faces[:10])
+    held = texture.previous
+    texture(faces[40:45], follow=False)
+    assert texture.previous == held
+
+
+def test_sources_are_chosen_with_the_mouth_opening_the_face_has(split_crops):
+    """The detail of an open mouth draws a gap on a closed one: with opening_weight the chosen sources' measured
+    openings are nearer the faces' own than when they are chosen by looks alone."""
+    clip, hi, real = split_crops
+    bank = avatar.mouth_bank(clip, hi, 0)
+    held = np.flatnonzero(clip.usable[hi:]) + hi
+    truth = clip.mouth_open[held]
+    # the bank reads a real face's opening off its blurred mouth region
+    assert np.corrcoef(bank.estimate_opening(bank.key(real[:, 48:])), truth)[0, 1] > 0.6
+    miss = {}
+    for weight in (0.0, 4.0):
+        texture = MouthTexture(bank, TextureSettings(opening_weight=weight))
+        texture(blur_lower(real))
+        miss[weight] = float(np.mean(np.abs(bank.opening[texture.sources] - truth)))
+    assert miss[4.0] < 0.8 * miss[0.0], miss
+
+
+def test_the_bank_holds_training_frames_only(split_crops):
+    clip, hi, real = split_crops
+    bank = avatar.mouth_bank(clip, hi, 0)
+    ids = np.flatnonzero(clip.usable[:hi])
+    assert len(bank.lower) == ids.size
+    assert np.array_equal(bank.lower, np.asarray(clip.faces[ids])[:, 48:])
+    assert len(avatar.mouth_bank(clip, hi, 50).lower) == 50
+    held_lower = real[:, 48:].reshape(len(real), -1)
+    assert not any((bank.lower.reshape(len(bank.lower), -1) == h).all(1).any() for h in held_lower[:20])
+
+
+def test_evaluate_reports_the_mouth_with_and_without_its_texture(trained):
+    report = json.loads((trained / "work" / "man" / "evaluate" / "metrics.json").read_text())
+    effect = report["mouth_texture"]
+    assert effect["enabled"] and 0 < effect["bank_frames"] <= 400
+    assert set(effect["with"]) == set(effect["without"]) >= {"mouth_sharpness_ratio", "ssim_mouth", "mouth_open_corr"}
+    assert effect["with"]["mouth_sharpness_ratio"] == report["metrics"]["clone"]["mouth_sharpness_ratio"]
+    assert effect["with"]["mouth_sharpness_ratio"] > effect["without"]["mouth_sharpness_ratio"]
+
+
+def test_the_package_carries_the_bank_render_uses(trained, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(trained, root, symlinks=True)
+    run(root, "man", "stage=package", *TINY)
+    with clone_package.opened(root / "clones" / "man" / "v0001") as pkg:
+        av = avatar.from_package(pkg)
+        assert pkg.manifest["avatar"]["mouth_bank_frames"] == len(av.mouth_bank.lower)
+    ws = Workspace(root, "man")
+    clip = load_clip(ws, 96)
+    split = json.loads((root / "work" / "man" / "train" / "split.json").read_text())
+    same = avatar.mouth_bank(clip, split["holdout_from_frame"], 400)
+    assert np.array_equal(av.mouth_bank.lower, same.lower) and np.array_equal(av.mouth_bank.opening, same.opening)
+    # A damaged bank is refused with what it is.
+    bad = tmp_path / "bank.npz"
+    np.savez(bad, lower=same.lower, opening=same.opening, size=np.int64(96), version=np.int64(99))
+    with pytest.raises(ValueError, match="mouth bank version 99"):
+        MouthBank.load(bad)
