@@ -11,6 +11,7 @@ import pytest
 from clonetrain.contract.clip import load_clip
 from clonetrain.core.workspace import Workspace
 from clonetrain.evaluation import mouth
+from clonetrain.models import checkpoint, mouth_control
 from clonetrain.product import avatar, clone_package
 from clonetrain.vision.mouth_texture import MouthBank, MouthTexture, TextureSettings
 from conftest import TINY, run
@@ -90,6 +91,26 @@ def test_sources_are_chosen_with_the_mouth_opening_the_face_has(split_crops):
     assert miss[4.0] < 0.8 * miss[0.0], miss
 
 
+def test_the_sound_steers_the_source_towards_the_opening_it_asks_for(split_crops):
+    """With the model's mouth control (opening_from=sound), a sound that asks for a wide-open mouth takes its
+    detail from open mouths, one that asks for a shut mouth from shut ones, whatever the face looks like."""
+    clip, hi, real = split_crops
+    bank = avatar.mouth_bank(clip, hi, 0)
+    faces, windows = blur_lower(real[:30]), np.zeros((30, 80, 16), np.float32)
+    chosen = {}
+    for z in (-1.5, 2.0):
+        texture = MouthTexture(bank, TextureSettings(), control=lambda w, z=z: np.full(len(w), z))
+        texture(faces, windows=windows)
+        chosen[z] = float(np.median(bank.opening[texture.sources]))
+    assert chosen[-1.5] < np.percentile(bank.opening, 25) < np.percentile(bank.opening, 75) < chosen[2.0], chosen
+    # opening_from=looks ignores the sound
+    looks = MouthTexture(bank, TextureSettings(opening_from="looks"), control=lambda w: np.full(len(w), 2.0))
+    looks(faces, windows=windows)
+    assert float(np.median(bank.opening[looks.sources])) < chosen[2.0]
+    with pytest.raises(ValueError, match="use sound or looks"):
+        TextureSettings(opening_from="lips")
+
+
 def test_the_bank_holds_training_frames_only(split_crops):
     clip, hi, real = split_crops
     bank = avatar.mouth_bank(clip, hi, 0)
@@ -105,6 +126,7 @@ def test_evaluate_reports_the_mouth_with_and_without_its_texture(trained):
     report = json.loads((trained / "work" / "man" / "evaluate" / "metrics.json").read_text())
     effect = report["mouth_texture"]
     assert effect["enabled"] and 0 < effect["bank_frames"] <= 400
+    assert effect["opening_from"] == "sound"  # the tiny model has a fitted mouth control
     assert set(effect["with"]) == set(effect["without"]) >= {"mouth_sharpness_ratio", "ssim_mouth", "mouth_open_corr"}
     assert effect["with"]["mouth_sharpness_ratio"] == report["metrics"]["clone"]["mouth_sharpness_ratio"]
     assert effect["with"]["mouth_sharpness_ratio"] > effect["without"]["mouth_sharpness_ratio"]
@@ -119,6 +141,11 @@ def test_the_package_carries_the_bank_render_uses(trained, tmp_path):
     with clone_package.opened(root / "clones" / "man" / "v0001") as pkg:
         av = avatar.from_package(pkg)
         assert pkg.manifest["avatar"]["mouth_bank_frames"] == len(av.mouth_bank.lower)
+        # The TorchScript generator hides its mouth control; the package's checkpoint gives it to the texture.
+        generator, _, _ = checkpoint.load(root / "work" / "man" / "train" / "model.safetensors")
+        sound = np.random.default_rng(0).normal(size=(6, 80, 16)).astype(np.float32)
+        expected = mouth_control.predictor(generator.mouth)(sound)
+        assert np.allclose(av.control(sound), expected, atol=1e-5) and np.std(expected) > 0
     ws = Workspace(root, "man")
     clip = load_clip(ws, 96)
     split = json.loads((root / "work" / "man" / "train" / "split.json").read_text())

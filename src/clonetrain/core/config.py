@@ -310,6 +310,9 @@ class MouthTextureCfg:
     # How much a source frame whose mouth opening differs from the generated mouth's is avoided (0: by looks alone;
     # 1, 4 and 10 measured on four clones: 4 kept)
     opening_weight: float = 4.0
+    # What that opening is: "sound", the one the model's mouth control predicts from the speech (as the generator is
+    # told), or "looks", read off the generated face; a model without a control always uses looks
+    opening_from: str = "sound"
     bank_frames: int = 400     # training frames the detail is taken from, evenly spread (0: all)
 
 

@@ -122,7 +122,7 @@ def drive(generator, settings: dict, driver: Driver, reference: np.ndarray, loop
     if texture is None:
         return faces
     texture.reset()
-    return texture(faces)
+    return texture(faces, windows=windows)
 
 
 def static_faces(loop: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -74,6 +74,23 @@ def load(path: Path, device: str = "cpu") -> tuple[nn.Module, nn.Module, dict]:
     return generator.to(device).eval(), expert.to(device).eval(), meta
 
 
+def load_mouth_control(path: Path):
+    """The generator's mouth control alone (models.mouth_control.MouthControl), from a checkpoint; None when the
+    model has none (another arch, or trained before it). For runtimes that run the TorchScript generator."""
+    from clonetrain.models.mouth_control import MouthControl
+
+    spec, _ = read_header(path)
+    if not spec.mouth_control:
+        return None
+    tensors = load_file(str(path))
+    state = {k.removeprefix("generator.mouth."): v for k, v in tensors.items() if k.startswith("generator.mouth.")}
+    if not state:
+        return None
+    control = MouthControl(spec.n_mels)
+    control.load_state_dict(state)
+    return control.eval()
+
+
 def spec_from_cfg(model_cfg, features=None) -> ModelSpec:
     """The model `model_cfg` describes; its audio input follows `features` (an audio_analysis.model_input.FeatureSpec:
     the features the clone was preprocessed with), mel by default."""

@@ -101,6 +101,19 @@ class MouthControl(nn.Module):
         return info
 
 
+def predictor(control: "MouthControl | None"):
+    """The control as numbers, (n, channels, window) float32 -> (n,) z-scores; None when there is no fitted one
+    (the mouth texture then reads the opening off the face)."""
+    if control is None or not control.fitted:
+        return None
+
+    @torch.no_grad()
+    def predict(windows: np.ndarray) -> np.ndarray:
+        return control(torch.from_numpy(np.asarray(windows, np.float32))[:, None].to(control.weight.device)).cpu().numpy()
+
+    return predict
+
+
 # The ridges tried (features differ in scale by encoder, and data in size, so no one value suits all), and the
 # number of folds the choice is cross-validated over.
 RIDGES = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)

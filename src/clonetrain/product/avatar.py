@@ -14,6 +14,7 @@ from clonetrain.evaluation import verdict
 from clonetrain.contract import files
 from clonetrain.core.errors import ClonetrainError, UpstreamMissingError
 from clonetrain.media.frames import FrameStore, Video
+from clonetrain.models import checkpoint, mouth_control
 from clonetrain.motion import library, plan as motion_plan
 from clonetrain.vision import crops as crops_mod
 from clonetrain.vision.mouth_texture import MouthBank, MouthTexture
@@ -39,18 +40,24 @@ class Avatar:
     # before it had them (the generator's mouth as it is).
     mouth_bank: MouthBank | None = None
     texture: MouthTexture | None = None  # what render adds from the bank (set from the config's mouth_texture)
+    # The model's mouth control as numbers (models.mouth_control.predictor): which opening the sound asks for,
+    # which steers the texture's choice of source; None for a model without one.
+    control: object = None
 
     def crop(self, i: int, frame: np.ndarray) -> np.ndarray:
         if self.crops is not None:
             return np.asarray(self.crops[i])
         return crops_mod.cut(frame, self.squares[i], self.reference.shape[0])
 
-    def detail(self, faces: np.ndarray, consecutive: int) -> np.ndarray:
+    def detail(self, faces: np.ndarray, consecutive: int, windows: np.ndarray) -> np.ndarray:
         """Generated faces with the person's own mouth detail (vision.mouth_texture): the first `consecutive` are
-        output frames in order, the rest frames beside them (the frames cuts fade from)."""
+        output frames in order, the rest frames beside them (the frames cuts fade from); `windows`: the sound
+        each face was generated from."""
         if self.texture is None:
             return faces
-        return np.concatenate([self.texture(faces[:consecutive]), self.texture(faces[consecutive:], follow=False)])
+        n = consecutive
+        return np.concatenate([self.texture(faces[:n], windows=windows[:n]),
+                               self.texture(faces[n:], follow=False, windows=windows[n:])])
 
     def path(self, speech: np.ndarray, cfg: motion_plan.PlanCfg) -> motion_plan.Path:
         """Which footage frame to show under each output frame (`speech`: per output frame, voice or not)."""
@@ -136,7 +143,6 @@ def footage_pool(ws, frame_ids: np.ndarray, fps: int) -> library.Pool:
 
 def from_workspace(cfg, ws) -> Avatar:
     from clonetrain.core.manifest import sha256_file
-    from clonetrain.models import checkpoint
     from clonetrain.contract.clip import load_clip
 
     model_path = files.path(ws, "train", "model", required=False)
@@ -156,7 +162,8 @@ def from_workspace(cfg, ws) -> Avatar:
                   consent=files.read_json(ws, "ingest", "consent"),
                   model_sha256=sha256_file(model_path), fps=clip.fps,
                   verdict=verdict.read(files.folder(ws, "evaluate")) if files.manifest(ws, "evaluate") else None,
-                  mouth_bank=mouth_bank(clip, split["holdout_from_frame"], cfg.mouth_texture.bank_frames))
+                  mouth_bank=mouth_bank(clip, split["holdout_from_frame"], cfg.mouth_texture.bank_frames),
+                  control=mouth_control.predictor(getattr(generator, "mouth", None)))
 
 
 def from_package(pkg) -> Avatar:
@@ -173,7 +180,8 @@ def from_package(pkg) -> Avatar:
     common = dict(clone=pkg.clone, version=pkg.version, reference=reference, generator=pkg.generator(),
                   mel=m["audio"], consent=pkg.consent, model_sha256=m["files"]["model.safetensors"]["sha256"], fps=fps,
                   verdict=verdict.read(pkg.path), package_dir=pkg.path,
-                  mouth_bank=MouthBank.load(av / "mouth_bank.npz") if (av / "mouth_bank.npz").is_file() else None)
+                  mouth_bank=MouthBank.load(av / "mouth_bank.npz") if (av / "mouth_bank.npz").is_file() else None,
+                  control=mouth_control.predictor(checkpoint.load_mouth_control(pkg.path / "model.safetensors")))
     if (av / "footage.npz").is_file():
         arrays = np.load(av / "footage.npz")
         n = len(arrays["square"])

@@ -184,9 +184,10 @@ class Session:
         jobs = [(i, src) for i, (src, _, _) in enumerate(steps)] + [(i, b) for i, (_, b, _) in enumerate(steps) if b >= 0]
         pictures = {src: av.frames.frame(src) for _, src in jobs}
         mels = self._windows(k0, n)
+        heard = np.stack([mels[i] for i, _ in jobs])
         faces = generate(av.generator, av.reference, np.stack([av.crop(src, pictures[src]) for _, src in jobs]),
-                         np.stack([mels[i] for i, _ in jobs]), len(jobs))
-        faces = av.detail(faces, n)
+                         heard, len(jobs))
+        faces = av.detail(faces, n, heard)
         done = {job: paste(pictures[job[1]], face, av.squares[job[1]]) for job, face in zip(jobs, faces)}
         for i, (src, fade_from, weight) in enumerate(steps):
             frame = done[(i, src)]

@@ -44,7 +44,7 @@ from clonetrain.core.errors import ClonetrainError
 from clonetrain.evaluation import contact_sheet, cross_speaker, drivers, metrics, mouth, paired
 from clonetrain.core.manifest import StageResult, sha256_file
 from clonetrain.media.compare import write_comparison
-from clonetrain.models import checkpoint
+from clonetrain.models import checkpoint, mouth_control
 from clonetrain.models.inference import generate
 from clonetrain.vision import geometry, mouth_texture
 from clonetrain.contract.build import build_landmarker
@@ -89,17 +89,20 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     a = cfg.audio_features
 
     # The mouth detail render adds, taken from the training frames only (never from the held-out ones).
-    texture = mouth_texture.from_cfg(avatar.mouth_bank(clip, lo, cfg.mouth_texture.bank_frames), cfg.mouth_texture)
+    bank = avatar.mouth_bank(clip, lo, cfg.mouth_texture.bank_frames)
+    texture = mouth_texture.from_cfg(bank, cfg.mouth_texture, mouth_control.predictor(getattr(generator, "mouth", None)))
     untextured = generate(generator, reference, real, mels, cfg.evaluate.batch_size)
-    outputs = {"clone": with_texture(texture, untextured, runs)}
+    outputs = {"clone": with_texture(texture, untextured, runs, mels)}
     static = real.copy()
     static[:, real.shape[1] // 2 :] = reference[real.shape[1] // 2 :]
     outputs["static_frame"] = static
     base = split.get("base")
     if base and Path(base).is_file():
         base_gen = checkpoint.load_base_generator(Path(base), generator.spec)
+        base_texture = mouth_texture.from_cfg(bank, cfg.mouth_texture,
+                                              mouth_control.predictor(getattr(base_gen, "mouth", None)))
         outputs["base_untuned"] = with_texture(
-            texture, generate(base_gen, reference, real, mels, cfg.evaluate.batch_size), runs)
+            base_texture, generate(base_gen, reference, real, mels, cfg.evaluate.batch_size), runs, mels)
 
     landmarker = build_landmarker(cfg.landmarks)
     try:
@@ -124,6 +127,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         without = metrics.summarise(plain, mouth_real, energy, a.mouth_lead_frames, a.max_offset_frames)
         without.update(mouth.quality(untextured, real, boxes))
         texture_effect["bank_frames"] = len(texture.bank.lower)
+        # what steered the choice of source: the model's mouth control, or the face's looks (no control)
+        texture_effect["opening_from"] = "sound" if texture.control is not None else "looks"
         texture_effect["without"] = {k: without[k] for k in TEXTURE_EFFECT}
         texture_effect["with"] = {k: results["clone"][k] for k in TEXTURE_EFFECT}
     for name in ("clone", "static_frame"):
@@ -202,14 +207,16 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     return result
 
 
-def with_texture(texture: mouth_texture.MouthTexture | None, faces: np.ndarray, runs: list[np.ndarray]) -> np.ndarray:
-    """Generated faces with the mouth detail render adds, each run of consecutive frames as its own sequence."""
+def with_texture(texture: mouth_texture.MouthTexture | None, faces: np.ndarray, runs: list[np.ndarray],
+                 windows: np.ndarray) -> np.ndarray:
+    """Generated faces with the mouth detail render adds (from the sound `windows` they were generated from), each
+    run of consecutive frames as its own sequence."""
     if texture is None:
         return faces
     out = faces.copy()
     for run in runs:
         texture.reset()
-        out[run] = texture(faces[run])
+        out[run] = texture(faces[run], windows=windows[run])
     return out
 
 

@@ -113,7 +113,7 @@ def source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> Iter
     if path is None:
         av = avatar_mod.from_workspace(cfg, ws)
         consent_mod.check_frozen(av.consent, current, ws.clone, "the training output")
-        av.texture = mouth_texture.from_cfg(av.mouth_bank, cfg.mouth_texture)
+        av.texture = mouth_texture.from_cfg(av.mouth_bank, cfg.mouth_texture, av.control)
         with av.frames:
             av.frames.preload(cfg.render.cache_mb << 20)
             yield av
@@ -125,7 +125,7 @@ def source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> Iter
         registry.check_trusted(ws.root, pkg)
         consent_mod.check_frozen(pkg.consent, current, ws.clone, f"package {pkg.clone} {pkg.version}")
         av = avatar_mod.from_package(pkg)
-        av.texture = mouth_texture.from_cfg(av.mouth_bank, cfg.mouth_texture)
+        av.texture = mouth_texture.from_cfg(av.mouth_bank, cfg.mouth_texture, av.control)
         with av.frames:
             av.frames.preload(cfg.render.cache_mb << 20)
             yield av
@@ -235,9 +235,10 @@ def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, ou
                 jobs = [(k, int(path.frames[k])) for k in ks]
                 jobs += [(k, int(path.blend_from[k])) for k in ks if path.blend_from[k] >= 0]
                 pictures = {src: av.frames.frame(src) for _, src in jobs}
+                heard = np.stack([windows[k] for k, _ in jobs])
                 faces = generate(av.generator, av.reference, np.stack([av.crop(src, pictures[src]) for _, src in jobs]),
-                                 np.stack([windows[k] for k, _ in jobs]), batch_size)
-                faces = av.detail(faces, len(ks))
+                                 heard, batch_size)
+                faces = av.detail(faces, len(ks), heard)
                 done = {(k, src): paste(pictures[src], face, av.squares[src]) for (k, src), face in zip(jobs, faces)}
                 for k in ks:
                     frame = done[(k, int(path.frames[k]))]

@@ -7,9 +7,10 @@ by optical flow, and only its fine detail (the frame minus its Gaussian blur) is
 face. The shape, the opening and the colours stay the generator's; the texture is the person's own.
 
 The source is chosen by looks and by mouth opening: the bank knows each of its frames' measured opening (the
-landmarks stage) and reads a generated face's opening off its blurred mouth region (a ridge regression fitted on
-the bank), and a source that is more open or more closed costs more (`opening_weight`): the detail of an open
-mouth would otherwise draw a gap on a closed one. Choosing a new source every video frame would make the texture
+landmarks stage), and a source more open or more closed than the face should be costs more (`opening_weight`): the
+detail of an open mouth draws a gap on a closed one. How open the face should be is what the sound asks for (the
+generator's mouth control, `opening_from=sound`) or, for a model without one, what the face looks like (a ridge
+regression from the blurred mouth region, fitted on the bank). Choosing a new source every video frame would make the texture
 shimmer, so a frame keeps its previous source (or that source's next frame) while it is within (1 + switch_cost)
 of the best: the selection runs online, frame by frame, the same in evaluate, render and a live session.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -40,10 +42,16 @@ class TextureSettings:
     detail_sigma: float = MouthTextureCfg.detail_sigma
     switch_cost: float = MouthTextureCfg.switch_cost
     opening_weight: float = MouthTextureCfg.opening_weight
+    opening_from: str = MouthTextureCfg.opening_from
+
+    def __post_init__(self):
+        if self.opening_from not in ("sound", "looks"):
+            raise ValueError(f"mouth_texture.opening_from is {self.opening_from!r}: use sound or looks")
 
     @classmethod
     def from_cfg(cls, node) -> "TextureSettings":
-        return cls(float(node.amount), float(node.detail_sigma), float(node.switch_cost), float(node.opening_weight))
+        return cls(float(node.amount), float(node.detail_sigma), float(node.switch_cost), float(node.opening_weight),
+                   str(node.opening_from))
 
 
 def _scaled(value: float, size: int) -> float:
@@ -90,6 +98,10 @@ class MouthBank:
     def estimate_opening(self, keys: np.ndarray) -> np.ndarray:
         return ((keys - self._mean) / self._scale) @ self._weights + float(self.opening.mean())
 
+    def opening_at(self, z: np.ndarray) -> np.ndarray:
+        """Openings from z-scores over the person's frames (what models.mouth_control predicts from the sound)."""
+        return float(self.opening.mean()) + np.asarray(z, np.float64) * float(self.opening.std())
+
     def key(self, lower: np.ndarray) -> np.ndarray:
         """(n, S/2, S, 3) -> (n, d) float32: the blurred mouth region, at half resolution."""
         s, h = self.size, self.size // 2
@@ -114,19 +126,25 @@ class MouthBank:
             return cls(z["lower"], int(z["size"]), z["opening"])
 
 
-def from_cfg(bank: "MouthBank | None", node) -> "MouthTexture | None":
+# The model's mouth control as numbers: audio windows (n, channels, window) -> the opening z-score they ask for.
+Control = Callable[[np.ndarray], np.ndarray]
+
+
+def from_cfg(bank: "MouthBank | None", node, control: Control | None = None) -> "MouthTexture | None":
     """The texture a `mouth_texture` config section asks for; None when it is off or there is no bank (a package
-    made before banks existed)."""
+    made before banks existed). `control`: the model's mouth control, if it has one."""
     if bank is None or not node.enabled:
         return None
-    return MouthTexture(bank, TextureSettings.from_cfg(node))
+    return MouthTexture(bank, TextureSettings.from_cfg(node), control)
 
 
 class MouthTexture:
     """Adds the person's own mouth detail to generated faces, one sequence at a time (see the module doc)."""
 
-    def __init__(self, bank: MouthBank, settings: TextureSettings = TextureSettings()):
+    def __init__(self, bank: MouthBank, settings: TextureSettings = TextureSettings(), control: Control | None = None):
         self.bank, self.settings = bank, settings
+        # The opening the sound asks for, when the model can say (opening_from=sound and a fitted control).
+        self.control = control if settings.opening_from == "sound" else None
         self.previous = -1  # the source of the last frame applied with follow=True
         self.sources: list[int] = []  # the bank frame each face of the last call took its detail from
         s, h = bank.size, bank.size // 2
@@ -138,17 +156,22 @@ class MouthTexture:
         """A new sequence (another take, another driver): no source to stay with."""
         self.previous = -1
 
-    def __call__(self, faces: np.ndarray, follow: bool = True) -> np.ndarray:
+    def __call__(self, faces: np.ndarray, follow: bool = True, windows: np.ndarray | None = None) -> np.ndarray:
         """faces (n, S, S, 3) uint8, consecutive frames -> the same with the detail added to the lower half.
         follow=False: frames beside the sequence (the frame a cut fades from): they use the current source as a
-        hint but do not move it."""
+        hint but do not move it. windows (n, channels, window): the sound each face speaks (what the generator
+        heard); the opening it asks for steers the choice of source when there is a control, else the looks do."""
         if len(faces) == 0 or self.settings.amount <= 0:
             return faces
         h = self.bank.size // 2
         keys = self.bank.key(np.asarray(faces)[:, h:])
         dist = _distances(keys, self.bank.keys)
         if self.settings.opening_weight > 0:  # looks, relative to the best match, plus the opening mismatch
-            gap = (self.bank.opening[None] - self.bank.estimate_opening(keys)[:, None]) / self.bank._spread
+            if self.control is not None and windows is not None:
+                wanted = self.bank.opening_at(self.control(np.asarray(windows, np.float32)))
+            else:
+                wanted = self.bank.estimate_opening(keys)
+            gap = (self.bank.opening[None] - wanted[:, None]) / self.bank._spread
             dist = dist / np.maximum(dist.min(1, keepdims=True), 1e-6) + self.settings.opening_weight * gap**2
         out = np.array(faces, copy=True)
         previous = self.previous
