@@ -93,7 +93,7 @@ class MouthBank:
         x = (k - self._mean) / self._scale
         y = self.opening - self.opening.mean()
         self._weights = x.T @ np.linalg.solve(x @ x.T + alpha * np.eye(len(x)), y)
-        self._spread = float(self.opening.std()) or 1.0
+        self.spread = float(self.opening.std()) or 1.0  # the unit of an opening mismatch
 
     def estimate_opening(self, keys: np.ndarray) -> np.ndarray:
         return ((keys - self._mean) / self._scale) @ self._weights + float(self.opening.mean())
@@ -171,7 +171,7 @@ class MouthTexture:
                 wanted = self.bank.opening_at(self.control(np.asarray(windows, np.float32)))
             else:
                 wanted = self.bank.estimate_opening(keys)
-            gap = (self.bank.opening[None] - wanted[:, None]) / self.bank._spread
+            gap = (self.bank.opening[None] - wanted[:, None]) / self.bank.spread
             dist = dist / np.maximum(dist.min(1, keepdims=True), 1e-6) + self.settings.opening_weight * gap**2
         out = np.array(faces, copy=True)
         previous = self.previous
