@@ -19,7 +19,7 @@ Measured in bench/results/lipsync.json (re-evaluated, same models; README "Lip-s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -50,8 +50,8 @@ class TextureSettings:
 
     @classmethod
     def from_cfg(cls, node) -> "TextureSettings":
-        return cls(float(node.amount), float(node.detail_sigma), float(node.switch_cost), float(node.opening_weight),
-                   str(node.opening_from))
+        """From a `mouth_texture` config section: each field read by its own name, so a field added here is read."""
+        return cls(**{f.name: type(getattr(cls, f.name))(node[f.name]) for f in fields(cls)})
 
 
 def _scaled(value: float, size: int) -> float:
