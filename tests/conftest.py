@@ -86,6 +86,15 @@ def clips(footage, tmp_path_factory) -> dict[str, Path]:
     return {"man20": man, "man20_late": late}
 
 
+@pytest.fixture(scope="module")
+def module_scratch(tmp_path_factory, request) -> Path:
+    """A folder for one test module's shared fixtures, removed once the module is done: the suite writes
+    gigabytes of workspaces, and a CI machine can be short of disk."""
+    d = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def preprocessed(clips, tmp_path_factory) -> Workspace:
     """A clone of 20 s of the main clip, run through the whole preprocessing chain once."""

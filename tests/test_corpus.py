@@ -20,8 +20,9 @@ from conftest import TINY, run, write_consent
 
 
 @pytest.fixture(scope="module")
-def archive(clips, footage, tmp_path_factory):
-    d = tmp_path_factory.mktemp("archive")
+def archive(clips, footage, module_scratch):
+    d = module_scratch / "archive"
+    d.mkdir()
     shutil.copy(clips["man20"], d / "host talking.mp4")            # in sync: kept
     shutil.copy(footage / "music_woman_15s.mp4", d / "music.mp4")   # a face over music: not her voice
     shutil.copy(footage / "bad_not_a_video.mp4", d / "broken.mp4")  # a broken upload: reported, skipped
@@ -31,8 +32,8 @@ def archive(clips, footage, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def built(archive, tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
+def built(archive, module_scratch):
+    root = module_scratch / "data"
     report = corpus.build(root, "base", archive, archive / "consent.yaml", [], [*corpus.DEFAULTS, "logger=none"])
     return root, report
 

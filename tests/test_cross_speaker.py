@@ -38,10 +38,10 @@ def driver_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def evaluated(trained, clips, driver_cache, tmp_path_factory):
+def evaluated(trained, clips, driver_cache, module_scratch):
     """The tiny clone evaluated with a real driver (picture and sound as two files) and, as a second driver,
     its own take, which must be refused."""
-    root = tmp_path_factory.mktemp("xspk") / "data"
+    root = module_scratch / "xspk" / "data"
     shutil.copytree(trained, root, symlinks=True)
     run(root, "man", "stage=evaluate", "force=true", *_without_drivers(TINY),
         f"evaluate.drivers=[{SPLIT},{clips['man20']}]", f"evaluate.drivers_cache={driver_cache}")
@@ -114,10 +114,10 @@ def test_a_missing_footage_folder_skips_cross_speaker_with_a_warning(evaluated, 
 
 
 @pytest.fixture(scope="module")
-def oracle(preprocessed, clips, driver_cache, tmp_path_factory):
+def oracle(preprocessed, clips, driver_cache, module_scratch):
     """The first 8 s of the clone's own footage prepared as a driver, and the real mouth of those frames as the
     project's landmarks measured it: what a perfect clone would generate for that sound."""
-    short = tmp_path_factory.mktemp("oracle") / "man8.mp4"
+    short = module_scratch / "man8.mp4"
     ffmpeg("-i", str(clips["man20"]), "-t", "8", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
            "-c:a", "aac", str(short))
     cfg = make_cfg(preprocessed.root, "man")

@@ -15,8 +15,8 @@ NO_FLOOR = [*TINY, "nightly.floor=[]"]
 
 
 @pytest.fixture(scope="module")
-def farm(clips, footage, tmp_path_factory):
-    root = tmp_path_factory.mktemp("farm") / "data"
+def farm(clips, footage, module_scratch):
+    root = module_scratch / "data"
     make_clone(root, "a_same", {"take1.mp4": clips["man20"]})
     make_clone(root, "b_changes", {"take1.mp4": clips["man20"]})
     make_clone(root, "c_broken", {"take1.mp4": footage / "bad_truncated.mp4"})

@@ -36,8 +36,8 @@ NOISE = {
 
 
 @pytest.fixture(scope="module")
-def demo_run(trained, tmp_path_factory):
-    root = tmp_path_factory.mktemp("operator") / "data"
+def demo_run(trained, module_scratch):
+    root = module_scratch / "data"
     shutil.copytree(trained, root, symlinks=True)
     log_file = root.parent / "demo.log"
     overrides = [o for o in TINY if not o.startswith(("logger=", "train.max_steps="))]

@@ -18,8 +18,8 @@ from conftest import TINY, ffmpeg as run_ffmpeg, run
 
 
 @pytest.fixture(scope="module")
-def packaged(trained, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pkg") / "data"
+def packaged(trained, module_scratch):
+    root = module_scratch / "data"
     shutil.copytree(trained, root, symlinks=True)
     run(root, "man", "stage=package", *TINY)
     return root

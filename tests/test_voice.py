@@ -22,9 +22,9 @@ VOICE = ["voice_model.min_speech_s=10", f"voice_model.eval_sentences=['{SENTENCE
 
 
 @pytest.fixture(scope="module")
-def voiced(trained, tmp_path_factory):
+def voiced(trained, module_scratch):
     """The tiny trained clone (20 s of talk_man) with a voice built, evaluated and packaged."""
-    root = tmp_path_factory.mktemp("voiced") / "data"
+    root = module_scratch / "data"
     shutil.copytree(trained, root, symlinks=True)
     assert run(root, "man", "stage=voice", *VOICE) == {"voice": "ran"}
     run(root, "man", "stage=package", *TINY, *VOICE)
