@@ -306,14 +306,23 @@ class MouthTextureCfg:
     enabled: bool = True
     amount: float = 1.0        # share of the source frame's fine detail added
     detail_sigma: float = 1.0  # px at 96: fine detail is a frame minus its Gaussian blur at this sigma
-    switch_cost: float = 1.0   # keep the current source frame while it is within (1 + this) of the closest
-    # How much a source frame whose mouth opening differs from the generated mouth's is avoided (0: by looks alone;
-    # 1, 4 and 10 measured on four clones: 4 kept)
-    opening_weight: float = 4.0
+    # Keep the current source frame while it is within (1 + this) of the closest. With the whole mouth, 1 and 0.5
+    # measured on four clones: 0.5 kept (its held-out mouth changes 0.92-1.19 times as much as the real one from
+    # frame to frame; the generator's own, 0.44-0.69)
+    switch_cost: float = 0.5
+    # How much a source frame whose mouth opening differs from the one wanted is avoided (0: by looks alone; 1, 4
+    # and 10 measured on four clones with the detail alone, 4, 10 and 20 with the whole mouth: 10 kept)
+    opening_weight: float = 10.0
     # What that opening is: "sound", the one the model's mouth control predicts from the speech (as the generator is
     # told), or "looks", read off the generated face; a model without a control always uses looks
     opening_from: str = "sound"
     bank_frames: int = 400     # training frames the detail is taken from, evenly spread (0: all)
+    # Share of the source's whole mouth (its opening, lips and teeth, not only its detail) placed on the face:
+    # 1 shows the person's own mouth as open as the sound asks; 0 keeps the generator's mouth and adds detail only
+    shape: float = 1.0
+    # px at 96: how smooth the flow that places the source's mouth is, so that it follows the face's position and
+    # size but not the generated mouth's opening (4, 8, 16 and 24 measured: 8 kept)
+    align_sigma: float = 8.0
 
 
 @dataclass

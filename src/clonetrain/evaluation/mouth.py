@@ -6,6 +6,9 @@ on each side, so every method is measured on the same pixels.
   mouth_sharpness_ratio  energy of the Laplacian (mean square) in the box, summed over frames, generated over
                          real: 1.0 is as sharp as the real mouth; a blurred slit is well below
   psnr_mouth, ssim_mouth PSNR (dB) and SSIM of the box
+  mouth_flicker_ratio    mean absolute change of the box from one frame to the next, generated over real: 1.0
+                         moves as much as the real mouth; well above, it jumps (a mouth taken from a new source
+                         frame); near 0, it is still
 """
 
 from __future__ import annotations
@@ -57,3 +60,20 @@ def quality(gen: np.ndarray, real: np.ndarray, boxes: np.ndarray) -> dict:
     return {"mouth_sharpness_ratio": round(e_gen / e_real, 4) if e_real > 0 else None,
             "psnr_mouth": round(p, 3) if np.isfinite(p) else None,  # identical boxes: infinite, not JSON
             "ssim_mouth": round(float(np.mean(ssim)), 4) if ssim else None}
+
+
+def flicker(gen: np.ndarray, real: np.ndarray, boxes: np.ndarray, runs: list[np.ndarray]) -> dict:
+    """Frame-to-frame change of the mouth box within runs of consecutive frames, generated over real (each pair
+    measured in the later frame's box, the same pixels on both sides)."""
+    moved_gen = moved_real = 0.0
+    for run in runs:
+        for a, b in zip(run[:-1], run[1:]):
+            x0, y0, x1, y1 = boxes[b]
+            moved_gen += _change(gen[a], gen[b], x0, y0, x1, y1)
+            moved_real += _change(real[a], real[b], x0, y0, x1, y1)
+    return {"mouth_flicker_ratio": round(moved_gen / moved_real, 4) if moved_real > 0 else None}
+
+
+def _change(a: np.ndarray, b: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> float:
+    return float(np.mean(np.abs(np.asarray(a)[y0:y1, x0:x1].astype(np.float32)
+                                - np.asarray(b)[y0:y1, x0:x1].astype(np.float32))))

@@ -35,14 +35,17 @@ def section(eval_dir: Path) -> str:
     c = ev["metrics"].get("clone", {})
     if c.get("mouth_sharpness_ratio") is not None:
         parts.append(f"<p>Held-out mouth box: sharpness {c.get('mouth_sharpness_ratio')} of the real mouth's "
-                     f"(1.0 = as sharp), PSNR {c.get('psnr_mouth')} dB, SSIM {c.get('ssim_mouth')}.</p>")
+                     f"(1.0 = as sharp), PSNR {c.get('psnr_mouth')} dB, SSIM {c.get('ssim_mouth')}, "
+                     f"frame-to-frame change {c.get('mouth_flicker_ratio')} of the real mouth's (above 1 it "
+                     f"jumps, near 0 it is still).</p>")
     plain = (ev.get("mouth_texture") or {}).get("without")
     if plain:
-        parts.append(f"<p><small>The mouth's fine detail is the person's own, taken from "
-                     f"{ev['mouth_texture'].get('bank_frames')} of their training frames (mouth_texture). Without it: "
-                     f"sharpness {plain.get('mouth_sharpness_ratio')}, PSNR {plain.get('psnr_mouth')} dB, SSIM "
-                     f"{plain.get('ssim_mouth')}, mouth r {plain.get('mouth_open_corr')} (with it: "
-                     f"{c.get('mouth_open_corr')}).</small></p>")
+        parts.append(f"<p><small>The mouth and its fine detail are the person's own, taken from "
+                     f"{ev['mouth_texture'].get('bank_frames')} of their training frames (mouth_texture). Without "
+                     f"them, the generator's own mouth: sharpness {plain.get('mouth_sharpness_ratio')}, PSNR "
+                     f"{plain.get('psnr_mouth')} dB, SSIM {plain.get('ssim_mouth')}, mouth r "
+                     f"{plain.get('mouth_open_corr')} (with them: {c.get('mouth_open_corr')}), frame-to-frame change "
+                     f"{plain.get('mouth_flicker_ratio')} (with them: {c.get('mouth_flicker_ratio')}).</small></p>")
     xs = ev.get("cross_speaker") or {}
     if xs.get("drivers"):
         # .get: a metrics.json written by an older evaluate lacks the newer measures.

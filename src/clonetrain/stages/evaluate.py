@@ -55,7 +55,8 @@ from clonetrain.core.workspace import Workspace, write_json_atomic
 log = logging.getLogger(__name__)
 
 # The held-out numbers shown with and without the mouth texture (metrics.json "mouth_texture").
-TEXTURE_EFFECT = ("mouth_sharpness_ratio", "psnr_mouth", "ssim_mouth", "mouth_open_corr", "lmd_mouth")
+TEXTURE_EFFECT = ("mouth_sharpness_ratio", "psnr_mouth", "ssim_mouth", "mouth_open_corr", "lmd_mouth",
+                  "mouth_flicker_ratio")
 
 
 def driver_paths(cfg: DictConfig) -> tuple[Path, list[drivers.DriverSpec]]:
@@ -121,11 +122,13 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     boxes = mouth.mouth_boxes(real_pts, real.shape[1])
     for name, faces in {**outputs, "real_footage": real}.items():
         results[name].update(mouth.quality(faces, real, boxes))
+        results[name].update(mouth.flicker(faces, real, boxes, runs))
     # What the texture brings: the clone's held-out mouth without it, beside the clone as rendered.
     texture_effect = {"enabled": texture is not None, "settings": whole(cfg.mouth_texture)}
     if plain is not None:
         without = metrics.summarise(plain, mouth_real, energy, a.mouth_lead_frames, a.max_offset_frames)
         without.update(mouth.quality(untextured, real, boxes))
+        without.update(mouth.flicker(untextured, real, boxes, runs))
         texture_effect["bank_frames"] = len(texture.bank.lower)
         # what steered the choice of source: the model's mouth control, or the face's looks (no control)
         texture_effect["opening_from"] = "sound" if texture.control is not None else "looks"

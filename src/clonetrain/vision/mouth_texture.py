@@ -1,18 +1,25 @@
 """Mouth texture from the person's own frames.
 
-The generator draws the right mouth shape but averages away its fine detail: lip lines, the edge of the teeth,
-skin pores. That detail exists in the person's own training frames. For each generated face, the bank's
-training frame whose lower face looks most like it (blurred, around the mouth) is warped onto the generated face
-by optical flow, and only its fine detail (the frame minus its Gaussian blur) is added to the generated lower
-face. The shape, the opening and the colours stay the generator's; the texture is the person's own.
+The generator averages away a mouth's fine detail (lip lines, the edge of the teeth, skin pores) and, driven by
+another voice, opens the mouth less than the sound asks. The person's own training frames have both: real detail
+and every opening. For each generated face a source frame is chosen from a bank of them, and two things are taken
+from it:
+
+- its whole mouth (`shape`): the source is placed on the face by an optical flow smoothed over `align_sigma`, so
+  it follows the face's position and size but keeps its own opening, and blended in over an ellipse around the
+  mouth, its colour matched to the face around it. The face then shows the person's own lips and teeth, as open as
+  the source is;
+- its fine detail (the frame minus its Gaussian blur) elsewhere on the lower face, warped onto the generated
+  shape by the unsmoothed flow. With shape=0 this is all that is added: the generator's shape, opening and colours
+  stay, with the person's own texture.
 
 The source is chosen by looks and by mouth opening: the bank knows each of its frames' measured opening (the
-landmarks stage), and a source more open or more closed than the face should be costs more (`opening_weight`): the
-detail of an open mouth draws a gap on a closed one. How open the face should be is what the sound asks for (the
-generator's mouth control, `opening_from=sound`) or, for a model without one, what the face looks like (a ridge
-regression from the blurred mouth region, fitted on the bank). Choosing a new source every video frame would make the texture
-shimmer, so a frame keeps its previous source (or that source's next frame) while it is within (1 + switch_cost)
-of the best: the selection runs online, frame by frame, the same in evaluate, render and a live session.
+landmarks stage), and a source more open or more closed than wanted costs more (`opening_weight`). The opening
+wanted is what the sound asks for (the generator's mouth control, `opening_from=sound`) or, for a model without
+one, what the face looks like (a ridge regression from the blurred mouth region, fitted on the bank). Choosing a
+new source every video frame would make the mouth shimmer, so a frame keeps its previous source (or that source's
+next frame) while it is within (1 + switch_cost) of the best: the selection runs online, frame by frame, the same
+in evaluate, render and a live session.
 
 Measured in bench/results/lipsync.json (re-evaluated, same models; README "Lip-sync benchmark").
 """
@@ -32,6 +39,11 @@ from clonetrain.core.config import MouthTextureCfg
 KEY_BOX = (0.25, 0.5, 0.75, 0.75)  # x0, y0, x1, y1
 KEY_SIGMA = 1.0   # blur (px at 96) before matching: match the shape, not the detail the generator lacks
 FEATHER = 8       # rows (at 96 px) over which the detail fades in below the middle of the crop
+# The ellipse the source's mouth is placed over: centre x, y and radii x, y (share of the crop side). Whole inside
+# 0.8 of the radii, fading out by 1.4, and over SHAPE_FEATHER rows below the middle of the crop (where the
+# texture's lower half meets the upper face): the upper lip sits a row or two below it.
+MOUTH_ELLIPSE = (0.49, 0.6, 0.2, 0.11)
+SHAPE_FEATHER = 3
 BANK_FILE_VERSION = 1
 
 
@@ -43,6 +55,8 @@ class TextureSettings:
     switch_cost: float = MouthTextureCfg.switch_cost
     opening_weight: float = MouthTextureCfg.opening_weight
     opening_from: str = MouthTextureCfg.opening_from
+    shape: float = MouthTextureCfg.shape
+    align_sigma: float = MouthTextureCfg.align_sigma
 
     def __post_init__(self):
         if self.opening_from not in ("sound", "looks"):
@@ -151,6 +165,9 @@ class MouthTexture:
         ramp = np.clip((np.arange(s - h) + 1) / (_scaled(FEATHER, s) + 1), 0, 1).astype(np.float32)
         self.mask = ramp[:, None, None]
         self._grid = np.mgrid[0 : s - h, 0:s].astype(np.float32)[::-1]  # x, y
+        self.ellipse = _mouth_ellipse(s)
+        # just around the ellipse, inside the detail mask: where the placed mouth's colour is matched to the face
+        self._ring = (self.ellipse[..., 0] < 0.05) & (self.mask[..., 0] > 0.5)
 
     def reset(self) -> None:
         """A new sequence (another take, another driver): no source to stay with."""
@@ -181,7 +198,7 @@ class MouthTexture:
             self.sources.append(source)
             if follow:
                 previous = source
-            out[i, h:] = self._add_detail(out[i, h:], self.bank.lower[source])
+            out[i, h:] = self._apply(out[i, h:], self.bank.lower[source])
         if follow:
             self.previous = previous
         return out
@@ -195,16 +212,39 @@ class MouthTexture:
                 return keep
         return best
 
-    def _add_detail(self, generated: np.ndarray, source: np.ndarray) -> np.ndarray:
+    def _apply(self, generated: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """The lower half of a generated face with the source's mouth placed on it and its detail added."""
         grey_gen = cv2.cvtColor(generated, cv2.COLOR_RGB2GRAY)
         grey_src = cv2.cvtColor(source, cv2.COLOR_RGB2GRAY)
         flow = cv2.calcOpticalFlowFarneback(grey_gen, grey_src, None, 0.5, 3, 9, 3, 5, 1.1, 0)
-        gx, gy = self._grid
-        warped = cv2.remap(source, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-        detail = warped - cv2.GaussianBlur(warped, (0, 0), _scaled(self.settings.detail_sigma, self.bank.size))
-        out = generated.astype(np.float32) + self.settings.amount * self.mask * detail
+        out = generated.astype(np.float32)
+        detail = self._warp(source, flow, cv2.INTER_LINEAR)
+        detail -= cv2.GaussianBlur(detail, (0, 0), _scaled(self.settings.detail_sigma, self.bank.size))
+        if self.settings.shape > 0:
+            sigma = _scaled(self.settings.align_sigma, self.bank.size)
+            smooth = np.dstack([cv2.GaussianBlur(np.ascontiguousarray(flow[..., k]), (0, 0), sigma) for k in (0, 1)])
+            # Lanczos: a bilinear warp at sub-pixel shifts halves the mouth's sharpness (measured: 0.60 against 0.91)
+            placed = self._warp(source, smooth, cv2.INTER_LANCZOS4)
+            placed += (out[self._ring] - placed[self._ring]).mean(0)  # the face's light and skin tone
+            alpha = self.settings.shape * self.ellipse
+            out = out * (1 - alpha) + placed * alpha
+            detail *= 1 - alpha  # the placed mouth brings its own
+        out += self.settings.amount * self.mask * detail
         return np.clip(out, 0, 255).round().astype(np.uint8)
+
+    def _warp(self, source: np.ndarray, flow: np.ndarray, interpolation: int) -> np.ndarray:
+        gx, gy = self._grid
+        return cv2.remap(source, gx + flow[..., 0], gy + flow[..., 1], interpolation,
+                         borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+
+
+def _mouth_ellipse(size: int) -> np.ndarray:
+    """(S/2, S, 1) float32 weights over the lower half of a crop: 1 on the mouth, 0 away from it."""
+    cx, cy, rx, ry = MOUTH_ELLIPSE
+    y, x = np.mgrid[size // 2 : size, 0:size].astype(np.float32) / size
+    d = np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2)
+    top = np.clip((np.arange(size - size // 2) + 1) / (_scaled(SHAPE_FEATHER, size) + 1), 0, 1)[:, None]
+    return (np.clip((1.4 - d) / 0.6, 0, 1) * top).astype(np.float32)[..., None]
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
