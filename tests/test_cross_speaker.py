@@ -81,7 +81,8 @@ def test_the_report_shows_the_mouths_and_the_drivers(evaluated):
     page = (evaluated / "work" / "man" / "report" / "report.html").read_text()
     assert "<h2>Mouths</h2>" in page and "data:image/png;base64," in page
     assert "split_woman_no_audio_10s" in page and "Issue 13 targets" in page
-    assert "fine detail is the person's own" in page  # and what the mouth is like without it
+    assert "mouth and its fine detail are the person's own" in page  # and what the mouth is like without them
+    assert "frame-to-frame change" in page
 
 
 def test_a_driver_is_prepared_once_and_reused(evaluated, driver_cache):
