@@ -257,6 +257,9 @@ def main() -> int:
         "fine_tuned": tuned0["metrics"], "uncertainty": tuned0["uncertainty"], "comparison": tuned0["comparison"],
         "heldout_targets": {**tuned0["targets"], "fine_tuned_beats_scratch": main_budget["fine_tuned_beats_scratch"]},
         "cross_speaker": cross_speaker(tuned0),
+        # Each clone's held-out mouth with and without the mouth texture, and its settings.
+        "mouth_texture": {c: read(c, "evaluate", "metrics.json").get("mouth_texture")
+                          for c in [*clones, short_clone]},
         "fine_tuned_vs_scratch": main_budget,
         "short_footage": {"clone": short_clone, "footage": SHORT_FILES["take.mp4"],
                           "metrics": short_footage["metrics"]["clone"], "cross_speaker": cross_speaker(short_footage)},
