@@ -36,6 +36,7 @@ def test_render_makes_a_labelled_playable_video_of_the_audio_length(trained, spe
     assert meta["model_sha256"] and meta["consent_sha256"]
     # The mouth's fine detail is the person's own, from their training frames, and the record says so.
     assert meta["mouth_texture"]["from"] == "the clone's own training frames" and meta["mouth_texture"]["frames"] > 0
+    assert meta["mouth_texture"]["shape"] == 1.0  # the whole mouth is placed, by default
     assert json.loads(out.with_suffix(".provenance.json").read_text())["frames"] == 83
     # The label: a dark box with white text in the top-left corner of every frame (the footage is bright there).
     frames = np.concatenate(list(iter_frames(out, 256, 256)))

@@ -36,8 +36,8 @@ class Avatar:
     fps: int
     verdict: dict | None = None  # the evaluated clone's verdict (clonetrain.evaluation.verdict); None if never evaluated
     package_dir: Path | None = None  # the package folder, when loaded from one (its voice/ lives there)
-    # The training frames the mouth's fine detail is taken from (vision.mouth_texture); None for a package made
-    # before it had them (the generator's mouth as it is).
+    # The training frames the mouth and its fine detail are taken from (vision.mouth_texture); None for a package
+    # made before it had them (the generator's mouth as it is).
     mouth_bank: MouthBank | None = None
     texture: MouthTexture | None = None  # what render adds from the bank (set from the config's mouth_texture)
     # The model's mouth control as numbers (models.mouth_control.predictor): which opening the sound asks for,
@@ -50,7 +50,7 @@ class Avatar:
         return crops_mod.cut(frame, self.squares[i], self.reference.shape[0])
 
     def detail(self, faces: np.ndarray, consecutive: int, windows: np.ndarray) -> np.ndarray:
-        """Generated faces with the person's own mouth detail (vision.mouth_texture): the first `consecutive` are
+        """Generated faces with the person's own mouth (vision.mouth_texture): the first `consecutive` are
         output frames in order, the rest frames beside them (the frames cuts fade from); `windows`: the sound
         each face was generated from."""
         if self.texture is None:

@@ -11,7 +11,7 @@ its TorchScript generator. Layout of data/clones/<clone>/<version>/:
     avatar/               reference.png, footage.mp4 (the clone's usable training footage) + footage.npz (per
                           frame: pose, face box, talking, nodding, run, crop square, landmarks), paste_mask.png,
                           motion.json (segments labelled by speech and head motion, with entry/exit poses),
-                          mouth_bank.npz (lower halves of training face crops: the mouth detail render adds,
+                          mouth_bank.npz (lower halves of training face crops: the mouth and detail render adds,
                           clonetrain.vision.mouth_texture; absent in packages made before it)
     voice_profile.json, metrics.json, config.yaml, model_card.md
 

@@ -196,9 +196,11 @@ def provenance(av: avatar_mod.Avatar, current: consent_mod.Consent | None, audio
         "audio_sha256": sha256_file(audio_path) if audio_path else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "voice": voice or {"voice": "as recorded (not generated)"},
-        # The mouth's fine detail, when added, is the person's own, from their training frames.
+        # The mouth placed on the face (shape) and its fine detail (amount), when used, are the person's own, from
+        # their training frames.
         "mouth_texture": ({"from": "the clone's own training frames", "frames": len(av.texture.bank.lower),
-                           "amount": av.texture.settings.amount} if av.texture is not None else None),
+                           "shape": av.texture.settings.shape, "amount": av.texture.settings.amount}
+                          if av.texture is not None else None),
     }
 
 
