@@ -83,7 +83,12 @@ def clips(footage, tmp_path_factory) -> dict[str, Path]:
     late = d / "man20_late.mp4"
     ffmpeg("-i", str(man), "-itsoffset", "0.32", "-i", str(man), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
            "-c:a", "aac", "-af", "aresample=async=1:first_pts=0", "-t", "20", str(late))
-    return {"man20": man, "man20_late": late}
+    # 12 s of each, just over ingest's minimum footage and speech (10 s): for tests that run whole nightly passes.
+    short = {}
+    for name, src in (("man12", man), ("man12_late", late)):
+        short[name] = d / f"{name}.mp4"
+        ffmpeg("-i", str(src), "-t", "12", "-c", "copy", str(short[name]))
+    return {"man20": man, "man20_late": late, **short}
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ NO_FLOOR = [*TINY, "nightly.floor=[]"]
 @pytest.fixture(scope="module")
 def farm(clips, footage, module_scratch):
     root = module_scratch / "data"
-    make_clone(root, "a_same", {"take1.mp4": clips["man20"]})
-    make_clone(root, "b_changes", {"take1.mp4": clips["man20"]})
+    make_clone(root, "a_same", {"take1.mp4": clips["man12"]})
+    make_clone(root, "b_changes", {"take1.mp4": clips["man12"]})
     make_clone(root, "c_broken", {"take1.mp4": footage / "bad_truncated.mp4"})
     below_floor = nightly.run_nightly(root, TINY)  # the default floor: the evaluation targets
     first = nightly.run_nightly(root, NO_FLOOR)  # nothing retrained: only the decision differs
@@ -51,7 +51,7 @@ def test_first_night_promotes_good_clones_and_reports_the_broken_one(farm):
 
 def test_second_night_skips_the_unchanged_and_gates_the_changed(farm, clips):
     root, _, _ = farm
-    make_clone(root, "b_changes", {"take2.mp4": clips["man20_late"]}, consent=False)
+    make_clone(root, "b_changes", {"take2.mp4": clips["man12_late"]}, consent=False)
     t0 = time.perf_counter()
     second = _by_clone(nightly.run_nightly(root, NO_FLOOR, only=["a_same", "b_changes", "c_broken"]))
     a = second["a_same"]
@@ -102,7 +102,7 @@ def test_the_floor_defaults_to_every_evaluation_target_and_is_configurable():
 
 def test_nightly_clones_is_honoured(tmp_path, clips):
     root = tmp_path / "data"
-    make_clone(root, "alpha", {"take1.mp4": clips["man20"]}, consent=False)
+    make_clone(root, "alpha", {"take1.mp4": clips["man12"]}, consent=False)
     summary = nightly.run_nightly(root, [*TINY, "nightly.clones=[beta]"])
     assert [r["clone"] for r in summary["clones"]] == ["beta"]  # alpha is not touched
     assert "has no folder" in summary["clones"][0]["reason"]
@@ -117,8 +117,8 @@ def test_a_second_nightly_exits_at_once(tmp_path):
 
 def test_a_killed_nightly_resumes(clips, tmp_path, monkeypatch):
     root = tmp_path / "data"
-    make_clone(root, "k1", {"take1.mp4": clips["man20"]})
-    make_clone(root, "k2", {"take1.mp4": clips["man20"]})
+    make_clone(root, "k1", {"take1.mp4": clips["man12"]})
+    make_clone(root, "k2", {"take1.mp4": clips["man12"]})
     real = nightly.process_clone
 
     def killed_on_k2(root_, clone, overrides):
