@@ -162,8 +162,7 @@ class MouthTexture:
         self.previous = -1  # the source of the last frame applied with follow=True
         self.sources: list[int] = []  # the bank frame each face of the last call took its detail from
         s, h = bank.size, bank.size // 2
-        ramp = np.clip((np.arange(s - h) + 1) / (_scaled(FEATHER, s) + 1), 0, 1).astype(np.float32)
-        self.mask = ramp[:, None, None]
+        self.mask = _fade_in(s - h, _scaled(FEATHER, s))[:, None, None]
         self._grid = np.mgrid[0 : s - h, 0:s].astype(np.float32)[::-1]  # x, y
         self.ellipse = _mouth_ellipse(s)
         # just around the ellipse, inside the detail mask: where the placed mouth's colour is matched to the face
@@ -243,8 +242,13 @@ def _mouth_ellipse(size: int) -> np.ndarray:
     cx, cy, rx, ry = MOUTH_ELLIPSE
     y, x = np.mgrid[size // 2 : size, 0:size].astype(np.float32) / size
     d = np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2)
-    top = np.clip((np.arange(size - size // 2) + 1) / (_scaled(SHAPE_FEATHER, size) + 1), 0, 1)[:, None]
+    top = _fade_in(size - size // 2, _scaled(SHAPE_FEATHER, size))[:, None]
     return (np.clip((1.4 - d) / 0.6, 0, 1) * top).astype(np.float32)[..., None]
+
+
+def _fade_in(rows: int, over: float) -> np.ndarray:
+    """(rows,) float32 weights rising from the first row to 1 over `over` rows."""
+    return np.clip((np.arange(rows) + 1) / (over + 1), 0, 1).astype(np.float32)
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
