@@ -317,6 +317,9 @@ class MouthTextureCfg:
     # told), or "looks", read off the generated face; a model without a control always uses looks
     opening_from: str = "sound"
     bank_frames: int = 400     # training frames the detail is taken from, evenly spread (0: all)
+    # Paint the mouth from the full-size crops (faces.crop_size, 256 px), so a render, which pastes the face at the
+    # footage's size, gets a full-resolution mouth. The source is chosen and placed at the model's size either way.
+    full_size: bool = True
     # Share of the source's whole mouth (its opening, lips and teeth, not only its detail) placed on the face:
     # 1 shows the person's own mouth as open as the sound asks; 0 keeps the generator's mouth and adds detail only
     shape: float = 1.0

@@ -82,16 +82,26 @@ def footage_frames(usable: np.ndarray, take: np.ndarray, sizes: dict[int, tuple[
     return ids[:max_frames] if max_frames else ids
 
 
-def mouth_bank(clip, hi: int, max_frames: int) -> MouthBank:
+def mouth_bank(clip, hi: int, max_frames: int, full=None) -> MouthBank:
     """The bank of the clone's own mouths: its usable frames before `hi` (the held-out part is never in it, so
-    the evaluation measures detail taken from frames the clone was trained on, as a render does)."""
+    the evaluation measures detail taken from frames the clone was trained on, as a render does). `full`: every
+    frame's full-size crop (full_crops), for the mouth to be painted at that size."""
     ids = np.flatnonzero(clip.usable[:hi])
     if ids.size == 0:
         raise ClonetrainError("the clone has no usable training frames to take mouth detail from",
                               "add footage facing the camera")
     if 0 < max_frames < ids.size:
         ids = ids[np.unique(np.linspace(0, ids.size - 1, max_frames).round().astype(int))]
-    return MouthBank.from_crops(clip.faces[ids], clip.mouth_open[ids])
+    return MouthBank.from_crops(clip.faces[ids], clip.mouth_open[ids], None if full is None else full[ids])
+
+
+def full_crops(ws, node, clip):
+    """Every frame's full-size crop (the faces stage's crop_size) when a `mouth_texture` section asks to paint
+    at full size and it differs from the model's; else None."""
+    size = int(files.load(ws, "faces", "faces")["crop_size"])
+    if not node.full_size or size == clip.faces.shape[1]:
+        return None
+    return files.load(ws, "faces", "crops", size, mmap_mode="r")
 
 
 def loop_indices(usable: np.ndarray, take: np.ndarray, hi: int, frames: int) -> np.ndarray:
@@ -162,7 +172,8 @@ def from_workspace(cfg, ws) -> Avatar:
                   consent=files.read_json(ws, "ingest", "consent"),
                   model_sha256=sha256_file(model_path), fps=clip.fps,
                   verdict=verdict.read(files.folder(ws, "evaluate")) if files.manifest(ws, "evaluate") else None,
-                  mouth_bank=mouth_bank(clip, split["holdout_from_frame"], cfg.mouth_texture.bank_frames),
+                  mouth_bank=mouth_bank(clip, split["holdout_from_frame"], cfg.mouth_texture.bank_frames,
+                                        full_crops(ws, cfg.mouth_texture, clip)),
                   control=mouth_control.predictor(getattr(generator, "mouth", None)))
 
 

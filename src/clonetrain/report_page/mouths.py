@@ -46,6 +46,13 @@ def section(eval_dir: Path) -> str:
                      f"{plain.get('psnr_mouth')} dB, SSIM {plain.get('ssim_mouth')}, mouth r "
                      f"{plain.get('mouth_open_corr')} (with them: {c.get('mouth_open_corr')}), frame-to-frame change "
                      f"{plain.get('mouth_flicker_ratio')} (with them: {c.get('mouth_flicker_ratio')}).</small></p>")
+    full = (ev.get("mouth_texture") or {}).get("full_size")
+    if full:
+        parts.append(f"<p><small>Renders paste the face at the footage's size, with the mouth painted from the "
+                     f"{full['size']} px crops: there its sharpness is {full['with'].get('mouth_sharpness_ratio')} of "
+                     f"the real mouth's ({full['without'].get('mouth_sharpness_ratio')} for the generator's face "
+                     f"enlarged), PSNR {full['with'].get('psnr_mouth')} dB, SSIM {full['with'].get('ssim_mouth')}."
+                     f"</small></p>")
     xs = ev.get("cross_speaker") or {}
     if xs.get("drivers"):
         # .get: a metrics.json written by an older evaluate lacks the newer measures.

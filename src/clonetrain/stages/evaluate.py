@@ -90,8 +90,13 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     a = cfg.audio_features
 
     # The mouth detail render adds, taken from the training frames only (never from the held-out ones).
-    bank = avatar.mouth_bank(clip, lo, cfg.mouth_texture.bank_frames)
-    texture = mouth_texture.from_cfg(bank, cfg.mouth_texture, mouth_control.predictor(getattr(generator, "mouth", None)))
+    full = avatar.full_crops(ws, cfg.mouth_texture, clip)
+    bank = avatar.mouth_bank(clip, lo, cfg.mouth_texture.bank_frames, full)
+    rendered = mouth_texture.from_cfg(bank, cfg.mouth_texture,
+                                      mouth_control.predictor(getattr(generator, "mouth", None)))
+    # The judge compares faces at the model's size with the real crops: the same choices of source and placement,
+    # painted at that size. What render pastes at full size is measured beside it (full_size below).
+    texture = rendered.at_model_size() if rendered is not None else None
     untextured = generate(generator, reference, real, mels, cfg.evaluate.batch_size)
     outputs = {"clone": with_texture(texture, untextured, runs, mels)}
     static = real.copy()
@@ -103,7 +108,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         base_texture = mouth_texture.from_cfg(bank, cfg.mouth_texture,
                                               mouth_control.predictor(getattr(base_gen, "mouth", None)))
         outputs["base_untuned"] = with_texture(
-            base_texture, generate(base_gen, reference, real, mels, cfg.evaluate.batch_size), runs, mels)
+            base_texture and base_texture.at_model_size(),
+            generate(base_gen, reference, real, mels, cfg.evaluate.batch_size), runs, mels)
 
     landmarker = build_landmarker(cfg.landmarks)
     try:
@@ -134,6 +140,12 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         texture_effect["opening_from"] = "sound" if texture.control is not None else "looks"
         texture_effect["without"] = {k: without[k] for k in TEXTURE_EFFECT}
         texture_effect["with"] = {k: results["clone"][k] for k in TEXTURE_EFFECT}
+        if rendered.size != texture.size:  # the mouth as render pastes it, against the real full-size crops
+            real_full, boxes_full = np.asarray(full[idx]), mouth.mouth_boxes(real_pts, rendered.size)
+            texture_effect["full_size"] = {
+                "size": rendered.size,
+                "with": mouth.quality(with_texture(rendered, untextured, runs, mels), real_full, boxes_full),
+                "without": mouth.quality(mouth_texture.resize(untextured, rendered.size), real_full, boxes_full)}
     for name in ("clone", "static_frame"):
         m = xspk["mean"].get(name, {})
         results[name].update(cross_speaker_mouth_r=m.get("mouth_r"), cross_speaker_lmd=m.get("lmd"),
@@ -212,11 +224,11 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
 
 def with_texture(texture: mouth_texture.MouthTexture | None, faces: np.ndarray, runs: list[np.ndarray],
                  windows: np.ndarray) -> np.ndarray:
-    """Generated faces with the mouth detail render adds (from the sound `windows` they were generated from), each
-    run of consecutive frames as its own sequence."""
+    """Generated faces with the mouth render adds (from the sound `windows` they were generated from), each run of
+    consecutive frames as its own sequence, at the size the texture paints at."""
     if texture is None:
         return faces
-    out = faces.copy()
+    out = np.empty((len(faces), texture.size, texture.size, 3), np.uint8)
     for run in runs:
         texture.reset()
         out[run] = texture(faces[run], windows=windows[run])

@@ -115,7 +115,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
              source_frame=ids)
     cv2.imwrite(str(a / "reference.png"), cv2.cvtColor(np.asarray(clip.faces[split["reference_frame"]]), cv2.COLOR_RGB2BGR))
     # The training mouths render takes fine detail from (vision.mouth_texture), as evaluate measured it.
-    bank = avatar.mouth_bank(clip, split["holdout_from_frame"], cfg.mouth_texture.bank_frames)
+    bank = avatar.mouth_bank(clip, split["holdout_from_frame"], cfg.mouth_texture.bank_frames,
+                             avatar.full_crops(ws, cfg.mouth_texture, clip))
     bank.save(a / "mouth_bank.npz")
     cv2.imwrite(str(a / "paste_mask.png"), (lower_face_mask(generator.spec.image_size)[..., 0] * 255).astype(np.uint8))
     motion = library.segments(pool)

@@ -26,7 +26,7 @@ Measured in bench/results/lipsync.json (re-evaluated, same models; README "Lip-s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -57,6 +57,7 @@ class TextureSettings:
     opening_from: str = MouthTextureCfg.opening_from
     shape: float = MouthTextureCfg.shape
     align_sigma: float = MouthTextureCfg.align_sigma
+    full_size: bool = MouthTextureCfg.full_size
 
     def __post_init__(self):
         if self.opening_from not in ("sound", "looks"):
@@ -78,25 +79,33 @@ def _blur(images: np.ndarray, sigma: float) -> np.ndarray:
 
 
 class MouthBank:
-    """Lower halves of the person's training face crops (n, S/2, S, 3) uint8 with their measured mouth opening
-    (n,) (landmarks), their matching keys, and a ridge regression that reads the opening off a key."""
+    """Lower halves of the person's training face crops (n, S/2, S, 3) uint8 at the model's size, with their
+    measured mouth opening (n,) (landmarks), their matching keys, and a ridge regression that reads the opening off
+    a key; optionally the same lower halves at the full crop size (n, F/2, F, 3), which the texture paints from."""
 
-    def __init__(self, lower: np.ndarray, size: int, opening: np.ndarray):
+    def __init__(self, lower: np.ndarray, size: int, opening: np.ndarray, full: np.ndarray | None = None):
         if lower.ndim != 4 or lower.shape[1:] != (size - size // 2, size, 3) or len(lower) < 1:
             raise ValueError(f"a mouth bank holds lower halves of {size} px crops, got {lower.shape}")
         if opening.shape != (len(lower),) or not np.isfinite(opening).all():
             raise ValueError(f"a mouth bank needs a measured opening per frame, got {opening.shape}")
+        if full is not None and (full.ndim != 4 or len(full) != len(lower) or
+                                 full.shape[1:] != (full.shape[2] - full.shape[2] // 2, full.shape[2], 3)):
+            raise ValueError(f"a mouth bank's full-size mouths are lower halves of its frames, got {full.shape}")
         self.lower = np.ascontiguousarray(lower, dtype=np.uint8)
         self.size = size
         self.opening = opening.astype(np.float32)
+        self.full = None if full is None else np.ascontiguousarray(full, dtype=np.uint8)
+        self.full_size = size if full is None else full.shape[2]
         self.keys = self.key(self.lower)
         self._fit_opening()
 
     @classmethod
-    def from_crops(cls, crops: np.ndarray, opening: np.ndarray) -> "MouthBank":
-        """From training face crops (n, S, S, 3) and their mouth opening (the landmarks stage's)."""
+    def from_crops(cls, crops: np.ndarray, opening: np.ndarray, full: np.ndarray | None = None) -> "MouthBank":
+        """From training face crops (n, S, S, 3), their mouth opening (the landmarks stage's) and, optionally, the
+        same frames' full-size crops (n, F, F, 3)."""
         size = crops.shape[1]
-        return cls(np.asarray(crops)[:, size // 2 :], size, np.asarray(opening))
+        full = None if full is None or full.shape[1] == size else np.asarray(full)[:, full.shape[1] // 2 :]
+        return cls(np.asarray(crops)[:, size // 2 :], size, np.asarray(opening), full)
 
     def _fit_opening(self, alpha: float = 100.0) -> None:
         """Ridge from standardised keys to the opening, in its dual form (fewer frames than key values). On
@@ -128,7 +137,8 @@ class MouthBank:
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "wb") as f:
             np.savez_compressed(f, lower=self.lower, opening=self.opening, size=np.int64(self.size),
-                                version=np.int64(BANK_FILE_VERSION))
+                                version=np.int64(BANK_FILE_VERSION),
+                                **({} if self.full is None else {"full": self.full}))
         tmp.replace(path)
 
     @classmethod
@@ -137,7 +147,8 @@ class MouthBank:
             if int(z["version"]) != BANK_FILE_VERSION:
                 raise ValueError(f"{path}: mouth bank version {int(z['version'])}, this clonetrain reads "
                                  f"{BANK_FILE_VERSION}")
-            return cls(z["lower"], int(z["size"]), z["opening"])
+            # `full` came later, in the same version: a bank without it paints at the model's size
+            return cls(z["lower"], int(z["size"]), z["opening"], z["full"] if "full" in z.files else None)
 
 
 # The model's mouth control as numbers: audio windows (n, channels, window) -> the opening z-score they ask for.
@@ -161,26 +172,36 @@ class MouthTexture:
         self.control = control if settings.opening_from == "sound" else None
         self.previous = -1  # the source of the last frame applied with follow=True
         self.sources: list[int] = []  # the bank frame each face of the last call took its detail from
-        s, h = bank.size, bank.size // 2
+        # Sources are chosen and placed at the model's size; the mouth is painted at the full size when the bank
+        # has it, and faces come out at that size.
+        self.size = bank.full_size if settings.full_size else bank.size
+        self._paint = bank.full if self.size != bank.size else bank.lower
+        s, h = self.size, self.size // 2
         self.mask = _fade_in(s - h, _scaled(FEATHER, s))[:, None, None]
         self._grid = np.mgrid[0 : s - h, 0:s].astype(np.float32)[::-1]  # x, y
         self.ellipse = _mouth_ellipse(s)
         # just around the ellipse, inside the detail mask: where the placed mouth's colour is matched to the face
         self._ring = (self.ellipse[..., 0] < 0.05) & (self.mask[..., 0] > 0.5)
 
+    def at_model_size(self) -> "MouthTexture":
+        """The same texture painting at the model's size (what the evaluation's judge compares with real crops)."""
+        return MouthTexture(self.bank, replace(self.settings, full_size=False), self.control)
+
     def reset(self) -> None:
         """A new sequence (another take, another driver): no source to stay with."""
         self.previous = -1
 
     def __call__(self, faces: np.ndarray, follow: bool = True, windows: np.ndarray | None = None) -> np.ndarray:
-        """faces (n, S, S, 3) uint8, consecutive frames -> the same with the detail added to the lower half.
+        """faces (n, S, S, 3) uint8 at the bank's size, consecutive frames -> (n, F, F, 3): the faces at the size
+        the texture paints at (`size`: the bank's full size, or S), the lower half textured.
         follow=False: frames beside the sequence (the frame a cut fades from): they use the current source as a
         hint but do not move it. windows (n, channels, window): the sound each face speaks (what the generator
         heard); the opening it asks for steers the choice of source when there is a control, else the looks do."""
-        if len(faces) == 0 or self.settings.amount <= 0:
-            return faces
-        h = self.bank.size // 2
-        keys = self.bank.key(np.asarray(faces)[:, h:])
+        faces = np.asarray(faces)
+        if len(faces) == 0:
+            return resize(faces, self.size)
+        h, top = self.bank.size // 2, self.size // 2
+        keys = self.bank.key(faces[:, h:])
         dist = _distances(keys, self.bank.keys)
         if self.settings.opening_weight > 0:  # looks, relative to the best match, plus the opening mismatch
             if self.control is not None and windows is not None:
@@ -189,7 +210,7 @@ class MouthTexture:
                 wanted = self.bank.estimate_opening(keys)
             gap = (self.bank.opening[None] - wanted[:, None]) / self.bank.spread
             dist = dist / np.maximum(dist.min(1, keepdims=True), 1e-6) + self.settings.opening_weight * gap**2
-        out = np.array(faces, copy=True)
+        out = np.array(resize(faces, self.size), copy=True)
         previous = self.previous
         self.sources = []
         for i, row in enumerate(dist):
@@ -197,7 +218,7 @@ class MouthTexture:
             self.sources.append(source)
             if follow:
                 previous = source
-            out[i, h:] = self._apply(out[i, h:], self.bank.lower[source])
+            out[i, top:] = self._apply(faces[i, h:], self.bank.lower[source], out[i, top:], self._paint[source])
         if follow:
             self.previous = previous
         return out
@@ -211,25 +232,34 @@ class MouthTexture:
                 return keep
         return best
 
-    def _apply(self, generated: np.ndarray, source: np.ndarray) -> np.ndarray:
-        """The lower half of a generated face with the source's mouth placed on it and its detail added."""
+    def _apply(self, generated: np.ndarray, source: np.ndarray, canvas: np.ndarray, paint: np.ndarray) -> np.ndarray:
+        """The lower half of a generated face with the source's mouth placed on it and its detail added. The flow
+        between them is found at the model's size (generated, source); `canvas` (the generated lower half) and
+        `paint` (the source's) are the same at the size painted at."""
         grey_gen = cv2.cvtColor(generated, cv2.COLOR_RGB2GRAY)
         grey_src = cv2.cvtColor(source, cv2.COLOR_RGB2GRAY)
         flow = cv2.calcOpticalFlowFarneback(grey_gen, grey_src, None, 0.5, 3, 9, 3, 5, 1.1, 0)
-        out = generated.astype(np.float32)
-        detail = self._warp(source, flow, cv2.INTER_LINEAR)
-        detail -= cv2.GaussianBlur(detail, (0, 0), _scaled(self.settings.detail_sigma, self.bank.size))
+        out = canvas.astype(np.float32)
+        detail = self._warp(paint, self._painted(flow), cv2.INTER_LINEAR)
+        detail -= cv2.GaussianBlur(detail, (0, 0), _scaled(self.settings.detail_sigma, self.size))
         if self.settings.shape > 0:
             sigma = _scaled(self.settings.align_sigma, self.bank.size)
             smooth = np.dstack([cv2.GaussianBlur(np.ascontiguousarray(flow[..., k]), (0, 0), sigma) for k in (0, 1)])
             # Lanczos: a bilinear warp at sub-pixel shifts halves the mouth's sharpness (measured: 0.60 against 0.91)
-            placed = self._warp(source, smooth, cv2.INTER_LANCZOS4)
+            placed = self._warp(paint, self._painted(smooth), cv2.INTER_LANCZOS4)
             placed += (out[self._ring] - placed[self._ring]).mean(0)  # the face's light and skin tone
             alpha = self.settings.shape * self.ellipse
             out = out * (1 - alpha) + placed * alpha
             detail *= 1 - alpha  # the placed mouth brings its own
         out += self.settings.amount * self.mask * detail
         return np.clip(out, 0, 255).round().astype(np.uint8)
+
+    def _painted(self, flow: np.ndarray) -> np.ndarray:
+        """A flow found at the model's size, at the size painted at (its vectors scaled with it)."""
+        if self.size == self.bank.size:
+            return flow
+        return cv2.resize(flow, (self.size, self.size - self.size // 2), interpolation=cv2.INTER_LINEAR) \
+            * (self.size / self.bank.size)
 
     def _warp(self, source: np.ndarray, flow: np.ndarray, interpolation: int) -> np.ndarray:
         gx, gy = self._grid
@@ -249,6 +279,17 @@ def _mouth_ellipse(size: int) -> np.ndarray:
 def _fade_in(rows: int, over: float) -> np.ndarray:
     """(rows,) float32 weights rising from the first row to 1 over `over` rows."""
     return np.clip((np.arange(rows) + 1) / (over + 1), 0, 1).astype(np.float32)
+
+
+def resize(faces: np.ndarray, size: int) -> np.ndarray:
+    """(n, S, S, 3) uint8 -> (n, size, size, 3): cubic up, area down; the same array when S is size already."""
+    if faces.shape[1] == size:
+        return faces
+    how = cv2.INTER_CUBIC if size > faces.shape[1] else cv2.INTER_AREA
+    out = np.empty((len(faces), size, size, 3), np.uint8)
+    for i, f in enumerate(faces):
+        out[i] = cv2.resize(np.ascontiguousarray(f), (size, size), interpolation=how)
+    return out
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
