@@ -17,7 +17,7 @@ from clonetrain.media.frames import FrameStore, Video
 from clonetrain.models import checkpoint, mouth_control
 from clonetrain.motion import library, plan as motion_plan
 from clonetrain.vision import crops as crops_mod
-from clonetrain.vision.mouth_texture import MouthBank, MouthTexture
+from clonetrain.vision.mouth_texture import MouthBank, MouthTexture, from_cfg as texture_from_cfg
 
 
 @dataclass
@@ -39,7 +39,9 @@ class Avatar:
     # The training frames the mouth and its fine detail are taken from (vision.mouth_texture); None for a package
     # made before it had them (the generator's mouth as it is).
     mouth_bank: MouthBank | None = None
-    texture: MouthTexture | None = None  # what render adds from the bank (set from the config's mouth_texture)
+    # what render and the live session add from the bank: from_workspace sets it from the config's mouth_texture,
+    # render.source for a package
+    texture: MouthTexture | None = None
     # The model's mouth control as numbers (models.mouth_control.predictor): which opening the sound asks for,
     # which steers the texture's choice of source; None for a model without one.
     control: object = None
@@ -162,6 +164,10 @@ def from_workspace(cfg, ws) -> Avatar:
     generator, _, _ = checkpoint.load(model_path)
     clip = load_clip(ws, generator.spec.image_size, generator.spec)
     split = files.read_json(ws, "train", "split")
+    # The mouth as render and the live session show it (the config's mouth_texture), as evaluate measured it.
+    bank = mouth_bank(clip, split["holdout_from_frame"], cfg.mouth_texture.bank_frames,
+                      full_crops(ws, cfg.mouth_texture, clip))
+    control = mouth_control.predictor(getattr(generator, "mouth", None))
     sizes = {t: (v["width"], v["height"]) for t, v in _takes(ws).items()}
     ids = footage_frames(clip.usable, clip.take, sizes, split["holdout_from_frame"],
                          int(cfg.render.footage_seconds * clip.fps))
@@ -172,9 +178,7 @@ def from_workspace(cfg, ws) -> Avatar:
                   consent=files.read_json(ws, "ingest", "consent"),
                   model_sha256=sha256_file(model_path), fps=clip.fps,
                   verdict=verdict.read(files.folder(ws, "evaluate")) if files.manifest(ws, "evaluate") else None,
-                  mouth_bank=mouth_bank(clip, split["holdout_from_frame"], cfg.mouth_texture.bank_frames,
-                                        full_crops(ws, cfg.mouth_texture, clip)),
-                  control=mouth_control.predictor(getattr(generator, "mouth", None)))
+                  mouth_bank=bank, texture=texture_from_cfg(bank, cfg.mouth_texture, control), control=control)
 
 
 def from_package(pkg) -> Avatar:

@@ -111,9 +111,8 @@ def source(cfg: DictConfig, ws: Workspace, current: consent_mod.Consent) -> Iter
 
     path = _package_path(cfg, ws)
     if path is None:
-        av = avatar_mod.from_workspace(cfg, ws)
+        av = avatar_mod.from_workspace(cfg, ws)  # with the config's mouth texture
         consent_mod.check_frozen(av.consent, current, ws.clone, "the training output")
-        av.texture = mouth_texture.from_cfg(av.mouth_bank, cfg.mouth_texture, av.control)
         with av.frames:
             av.frames.preload(cfg.render.cache_mb << 20)
             yield av
