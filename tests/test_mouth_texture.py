@@ -123,6 +123,24 @@ def test_the_mouth_is_painted_at_full_size_with_the_same_choices(preprocessed, s
     assert MouthTexture(MouthBank(bank.lower, 96, bank.opening), TextureSettings())(faces[:3]).shape[1] == 96
 
 
+def test_flicker_is_the_mouths_frame_to_frame_change_against_the_real_ones(split_crops):
+    """mouth_flicker_ratio: the real frames against themselves move as much (1.0); one frame held still does not
+    move (0); the same frames out of order jump (well above 1); pairs are taken within runs only."""
+    clip, hi, real = split_crops
+    boxes = np.repeat(MOUTH_BOX, len(real), 0)
+    runs = [np.arange(len(real))]
+    ratio = lambda faces, r=runs: mouth.flicker(faces, real, boxes, r)["mouth_flicker_ratio"]  # noqa: E731
+    assert ratio(real) == 1.0
+    assert ratio(np.repeat(real[:1], len(real), 0)) == 0.0
+    assert ratio(real[np.random.default_rng(0).permutation(len(real))]) > 1.5
+    # a jump between two runs is not a pair
+    jumped = np.concatenate([real[:10], real[-10:]])
+    two_runs = [np.arange(10), np.arange(10, 20)]
+    assert mouth.flicker(jumped, jumped, boxes[:20], two_runs)["mouth_flicker_ratio"] == 1.0
+    assert mouth.flicker(jumped, np.concatenate([real[:10], real[10:20]]), boxes[:20], [np.arange(20)]) \
+        ["mouth_flicker_ratio"] > 1.0
+
+
 def test_the_source_frame_is_held_while_it_fits(split_crops):
     clip, hi, real = split_crops
     bank = avatar.mouth_bank(clip, hi, 0)

@@ -210,7 +210,8 @@ class MouthTexture:
                 wanted = self.bank.estimate_opening(keys)
             gap = (self.bank.opening[None] - wanted[:, None]) / self.bank.spread
             dist = dist / np.maximum(dist.min(1, keepdims=True), 1e-6) + self.settings.opening_weight * gap**2
-        out = np.array(resize(faces, self.size), copy=True)
+        out = resize(faces, self.size)
+        out = out.copy() if out is faces else out  # resize made a new array already when the sizes differ
         previous = self.previous
         self.sources = []
         for i, row in enumerate(dist):
