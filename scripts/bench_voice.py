@@ -82,9 +82,9 @@ def heldout(cfg, ws) -> tuple[np.ndarray, list]:
     return np.concatenate([wav[int(s * sr) : int(e * sr)] for s, e in held]), held
 
 
-def timed_convert(vm, wav: np.ndarray, clock: list) -> np.ndarray:
+def timed_convert(vm, wav: np.ndarray, clock: list, from_tts: bool = False) -> np.ndarray:
     t0 = time.perf_counter()
-    out = vm.convert(wav)
+    out = vm.convert(wav, from_tts)
     clock[0] += time.perf_counter() - t0
     clock[1] += len(wav) / 16000
     return out
@@ -142,9 +142,9 @@ def main() -> int:
             engine = tts.fresh(cfg.voice_model.tts, cfg.voice_model.tts_noise, seed=seed)
             spoken = [tts.speak(engine, t) for t in texts]
             # Quality per sentence; speed as a text render sees it: the whole script converted at once.
-            converted = [vm.convert(x) for x in spoken]
+            converted = [vm.convert(x, from_tts=True) for x in spoken]
             if seed == 0:
-                timed_convert(vm, np.concatenate(spoken), clock)
+                timed_convert(vm, np.concatenate(spoken), clock, from_tts=True)
             shifted = []
             for x in spoken:
                 a = world.analyse(x)

@@ -178,8 +178,34 @@ def test_converted_pitch_is_the_person_s_on_the_source_s_voicing(voiced, footage
     np.savez(old, features=vm.features, mcep=vm.mcep, meta=np.array(json.dumps(meta)))
     vm_old = VoiceModel.load(old)
     assert vm_old.settings.f0 == "moved" and not vm_old.settings.normalise_content
+    assert vm_old.settings.tts_gv_strength == 1.0  # TTS converted as before, too
     moved = vm_old.convert_analysis(source, feats).f0
     assert ((moved > 0) == (source.f0 > 0)).all() and not np.allclose(moved, out.f0)
+
+
+def test_tts_speech_gets_half_of_the_person_s_spread_restored(voiced):
+    """Averaging matches flattens the envelopes' movement. Converted speech gets the person's spread of every
+    mel-cepstrum back in full; speech from the TTS (poorer matches) the geometric middle between the averaged
+    spread and the person's."""
+    from clonetrain.audio_analysis import whisper
+    from clonetrain.voice import tts, world
+
+    vm = VoiceModel.load(Workspace(voiced, "man").stage_dir("voice") / "voice.npz")
+    assert (vm.settings.gv_strength, vm.settings.tts_gv_strength) == (1.0, 0.5)
+    spoken = tts.speak(tts.fresh("piper", 0.333, seed=0), "The battery lasts about two days with normal use.")
+    source = world.analyse(spoken)
+    feats = whisper.encode(spoken, layers=vm.settings.layers)
+    voiced_frames = source.f0 > 0
+
+    def spread(from_tts=False, gv=True):
+        vm.settings.gv = gv
+        return vm.convert_analysis(source, feats, from_tts).mcep[voiced_frames, 1:].std(0)
+
+    flat, full, half = spread(gv=False), spread(), spread(from_tts=True)
+    person = vm.gv_std[1:]
+    assert np.allclose(full, person, rtol=1e-3)
+    assert np.allclose(half, np.sqrt(flat * person), rtol=1e-3)
+    assert (flat < person).mean() > 0.9  # averaging did flatten most coefficients
 
 
 def test_pitch_method_follows_the_clone_s_language():

@@ -99,7 +99,7 @@ def convert(script: Script, av, ws, out: Path) -> tuple[Path, dict]:
                                "clone from footage with more clean speech")
     vm = VoiceModel.load(voice_path)
     t0 = time.perf_counter()
-    wav = vm.convert(script.wav)
+    wav = vm.convert(script.wav, from_tts=script.provenance.get("source") == "text")
     log.info("voice: %.1f s of speech converted to %s's voice in %.1f s", len(wav) / 16000, clone,
              time.perf_counter() - t0)
     path = out.with_suffix(".voice.wav")

@@ -72,8 +72,8 @@ def settings_of(c, language: str = "en") -> VoiceSettings:
     if c.f0 not in ("auto", "matched", "moved"):
         raise ClonetrainError(f"voice_model.f0={c.f0!r} is not a pitch method", "use auto, matched or moved")
     f0 = c.f0 if c.f0 != "auto" else ("moved" if language in TONAL_LANGUAGES else "matched")
-    return VoiceSettings(layers=tuple(c.layers), k=c.k, level=c.level, gv=c.gv,
-                         normalise_content=c.normalise_content, f0=f0)
+    return VoiceSettings(layers=tuple(c.layers), k=c.k, level=c.level, gv=c.gv, gv_strength=c.gv_strength,
+                         tts_gv_strength=c.tts_gv_strength, normalise_content=c.normalise_content, f0=f0)
 
 
 def _cut(wav: np.ndarray, segments: list) -> np.ndarray:
@@ -136,7 +136,7 @@ def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.A
     converted, seconds = [], 0.0
     for x in spoken:
         t0 = time.perf_counter()
-        converted.append(vm.convert(x))
+        converted.append(vm.convert(x, from_tts=True))
         seconds += time.perf_counter() - t0
     shifted = []
     for x in spoken:
