@@ -121,6 +121,7 @@ def main() -> int:
     ap.add_argument("--sentences", type=int, default=len(SENTENCES))
     ap.add_argument("--draws", type=int, default=3, help="seeded TTS draws of the sentences, averaged")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "voice.json")
+    ap.add_argument("--note", default="", help="conditions worth recording, e.g. 'CPU shared with 4 other jobs'")
     args = ap.parse_args()
     from clonetrain.media.convert import decode_audio
     from clonetrain.voice import judge, tts, world
@@ -178,9 +179,9 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     write_result(args.out, {
         "benchmark": "voice", "commit": commit, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "note": ("the 2-core CPU was shared with three other engineers' jobs while this ran: the timings "
-                 "(voice_stage_seconds, conversion_rtf) are upper bounds. The TTS measures are the mean of "
-                 "tts_draws (seeded Piper draws: one draw alone moves by a few words and 0.01-0.02 similarity)"),
+        "note": " ".join(filter(None, [args.note, (
+            "The TTS measures are the mean of tts_draws (seeded Piper draws: one draw alone moves by a few words "
+            "and 0.01-0.02 similarity); TTS speech is converted with the TTS's settings (from_tts)")])),
         "clone": {"footage": "talk_man_60s.mp4", "train_speech_s": record["train_speech_s"],
                   "heldout_speech_s": record["heldout_speech_s"], "settings": record["settings"],
                   "stage_metrics": record["metrics"], "stage_seconds": record["seconds"]},
