@@ -66,20 +66,54 @@ def test_package_holds_the_voice_and_the_card_shows_it(voiced):
     assert "Voice: " in page and "converted_tts" in page
 
 
-def test_text_render_is_intelligible_labelled_and_traced(voiced, tmp_path):
+def spy_on_conversions(monkeypatch) -> list[bool]:
+    """Each conversion's from_tts, in order (the TTS's settings or speech's)."""
+    calls, real = [], VoiceModel.convert
+    monkeypatch.setattr(VoiceModel, "convert", lambda self, wav, from_tts=False: calls.append(from_tts)
+                        or real(self, wav, from_tts))
+    return calls
+
+
+def test_text_render_is_intelligible_labelled_and_traced(voiced, tmp_path, monkeypatch):
     (pkg,) = sorted((voiced / "clones" / "man").glob("v*[0-9]"))
+    conversions = spy_on_conversions(monkeypatch)
     out = tmp_path / "said.mp4"
     text = "Thank you all for the questions in the chat tonight, see you tomorrow at the same time."
     run(voiced, "man", "stage=render", f"text='{text}'", f"render.out={out}", f"render.package={pkg}", *TINY)
     meta = json.loads(ffmpeg.probe(str(out))["format"]["tags"]["comment"])
     assert meta["ai_generated"] and meta["voice"]["voice"] == "generated" and meta["voice"]["source"] == "text"
     assert meta["voice"]["source_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert conversions == [True]  # the TTS's speech, converted with the TTS's settings
     heard = asr.transcribe(decode_audio(out, 16000), "base", language="en", word_timestamps=False)["text"]
     # A voice matched against 14 s of speech (this test's clip) loses some words; a minute's clone loses ~15%
     # (bench/results/voice.json). The bound catches a render that is not speech of the text at all.
     assert asr.wer(text, heard) <= 0.4, heard
     frames = np.concatenate(list(iter_frames(out, 256, 256)))
     assert_labelled(frames)
+
+
+def test_anyone_s_speech_renders_in_the_clone_s_voice(voiced, footage, tmp_path, monkeypatch):
+    """audio=... voice=true: another man's recorded speech, converted with speech's settings, lip-synced, labelled,
+    and traced to the sound it came from."""
+    import soundfile as sf
+
+    from clonetrain.voice import judge
+
+    (pkg,) = sorted((voiced / "clones" / "man").glob("v*[0-9]"))
+    actor = tmp_path / "actor.wav"
+    sf.write(actor, decode_audio(footage / "driving_speech_en_60s.wav", 16000)[: 5 * 16000], 16000)
+    conversions = spy_on_conversions(monkeypatch)
+    out = tmp_path / "spoken.mp4"
+    run(voiced, "man", "stage=render", f"audio={actor}", "voice=true", f"render.out={out}",
+        f"render.package={pkg}", *TINY)
+    assert conversions == [False]
+    meta = json.loads(ffmpeg.probe(str(out))["format"]["tags"]["comment"])
+    assert meta["ai_generated"] and meta["voice"]["voice"] == "generated" and meta["voice"]["source"] == "audio"
+    assert meta["voice"]["source_sha256"] == hashlib.sha256(actor.read_bytes()).hexdigest()
+    # the render's sound is the converted voice, not the actor's own
+    sound, original = decode_audio(out, 16000), decode_audio(actor, 16000)
+    assert judge.similarity(sound, judge.embed(original)) < 0.9  # (measured: 0.58)
+    assert_labelled(np.concatenate(list(iter_frames(out, 256, 256))))
 
 
 def test_text_errors_are_clear(voiced, monkeypatch):
