@@ -125,7 +125,24 @@ def test_a_delay_in_the_sound_moves_the_model_input_by_as_many_frames(encoder, s
     assert score[delay] > 0.75 > max(v for k, v in score.items() if abs(k - delay) >= 2)
 
 
-def test_a_clone_trained_on_whisper_features_renders_and_refuses_mel(preprocessed, footage, tmp_path):
+WHISPER_ON = ["audio_features.encoder=whisper"]
+
+
+@pytest.fixture(scope="module")
+def whisper_clone(preprocessed, module_scratch):
+    """The 20 s clone with Whisper features, trained for 2 steps (a data root)."""
+    import shutil
+
+    from conftest import TINY, run
+
+    root = module_scratch / "data"
+    shutil.copytree(preprocessed.root, root, symlinks=True)
+    run(root, "man", "stage=audio", *WHISPER_ON)
+    run(root, "man", "stage=train", *WHISPER_ON, *[o for o in TINY if "max_steps" not in o], "train.max_steps=2")
+    return root
+
+
+def test_a_clone_trained_on_whisper_features_renders_and_refuses_mel(whisper_clone, footage, tmp_path):
     """The audio stage caches Whisper features; training, render and the package follow them; a model meets
     features of the other encoder only as a clear error that names the rerun."""
     import json
@@ -137,10 +154,9 @@ def test_a_clone_trained_on_whisper_features_renders_and_refuses_mel(preprocesse
     from conftest import TINY, ffmpeg, run
 
     root = tmp_path / "data"
-    shutil.copytree(preprocessed.root, root, symlinks=True)
+    shutil.copytree(whisper_clone, root, symlinks=True)
     audio = root / "work" / "man" / "audio"
-    whisper_on = ["audio_features.encoder=whisper"]
-    run(root, "man", "stage=audio", *whisper_on)
+    whisper_on = WHISPER_ON
     info = json.loads((audio / "features.json").read_text())
     assert info["file"] == "whisper.npy" and info["spec"]["layers"] == [2] and info["spec"]["per_second"] == 50
     feats = np.load(audio / "whisper.npy")
@@ -149,7 +165,6 @@ def test_a_clone_trained_on_whisper_features_renders_and_refuses_mel(preprocesse
 
     with pytest.raises(ClonetrainError, match="model=wav2lip hears log-mel only"):
         run(root, "man", "stage=train", "model=wav2lip", *whisper_on, *TINY)
-    run(root, "man", "stage=train", *whisper_on, *[o for o in TINY if "max_steps" not in o], "train.max_steps=2")
     generator, _, _ = checkpoint.load(root / "work" / "man" / "train" / "model.safetensors")
     assert generator.spec.audio_input == "whisper-base:2" and generator.spec.n_mels == 512
     assert generator.spec.audio_window == 10
@@ -168,6 +183,44 @@ def test_a_clone_trained_on_whisper_features_renders_and_refuses_mel(preprocesse
     # Training asked for Whisper on a clone whose features are log-mel: the audio stage must run first.
     with pytest.raises(FeatureMismatchError, match="stage=audio clone=man audio_features.encoder=whisper"):
         run(root, "man", "stage=train", *whisper_on, *TINY)
+
+
+def test_a_whisper_clone_goes_live_hearing_nearly_what_render_hears(whisper_clone, footage):
+    """The live session cannot cut the sound on the training grid (its windows hear 30 s ahead): it encodes a short
+    window of the last seconds. Chunk by chunk, what the generator hears stays near what render computes from the
+    whole speech, and so does the mouth opening the model's mouth control reads from it."""
+    from clonetrain.core.workspace import Workspace
+    from clonetrain.media import convert
+    from clonetrain.models import mouth_control
+    from clonetrain.models.inference import speech_windows
+    from clonetrain.product import avatar
+    from clonetrain.runtime.session import Session
+    from conftest import TINY, make_cfg
+
+    av = avatar.from_workspace(make_cfg(whisper_clone, "man", *WHISPER_ON, *TINY, "render.footage_seconds=0"),
+                               Workspace(whisper_clone, "man"))
+    wav = convert.decode_audio(footage / "driving_speech_en_60s.wav", 16000)[: 8 * 16000]
+    whole = speech_windows(av.mel, wav, 16000, av.fps, len(wav) // 640)
+
+    class Discard:
+        def write(self, frame, pcm):
+            pass
+
+        def close(self):
+            pass
+
+    live = Session(av, Discard())
+    for i in range(0, len(wav), 3200):
+        live.say(wav[i : i + 3200])
+    heard = np.concatenate([live._windows(k0, 8) for k0 in range(0, 192, 8)])
+    live.close()
+    flat = lambda w: w.reshape(len(w), -1)  # noqa: E731
+    cos = np.sum(flat(heard) * flat(whole[:192]), 1) / (np.linalg.norm(flat(heard), axis=1)
+                                                        * np.linalg.norm(flat(whole[:192]), axis=1))
+    assert cos.mean() > 0.8, cos.mean()  # (measured: 0.86)
+    control = mouth_control.predictor(av.generator.mouth)  # fitted on the clone's frames before training
+    r = np.corrcoef(control(heard), control(whole[:192]))[0, 1]
+    assert r > 0.8, r  # (measured: 0.89)
 
 
 def test_older_packages_still_describe_their_log_mel():

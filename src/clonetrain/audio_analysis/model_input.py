@@ -134,6 +134,16 @@ class FeatureSpec:
         """Normalised features of new speech (render, cross-speaker evaluation)."""
         return self.normalise(self.compute(wav, sr))
 
+    def recent_input(self, wav: np.ndarray, sr: int) -> np.ndarray:
+        """Normalised features of a short stretch of speech as it arrives (the live session): log-mel as render
+        computes it; Whisper in its live form (whisper.encode_recent), near the grid's but not the same."""
+        if self.encoder == "mel":
+            return self.model_input(wav, sr)
+        from clonetrain.audio_analysis import whisper
+
+        return self.normalise(whisper.encode_recent(wav, layers=self.layers, name=self.whisper_model,
+                                                    subtract_silence=self.subtract_silence))
+
 
 def check_matches(spec: FeatureSpec, signature: str, dims: int, clone: str, what: str = "the model") -> None:
     """A model trained on one kind of features cannot hear another: say which rerun makes them agree."""

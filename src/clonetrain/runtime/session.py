@@ -28,6 +28,8 @@ from clonetrain.product.avatar import Avatar
 from clonetrain.core.errors import ClonetrainError
 from clonetrain.media.label import burn_label
 from clonetrain.media.paste import paste
+from clonetrain.audio_analysis import whisper
+from clonetrain.audio_analysis.model_input import FeatureSpec
 from clonetrain.models.inference import generate, speech_windows
 from clonetrain.motion.library import close_gaps
 from clonetrain.motion.plan import PlanCfg, Planner
@@ -67,11 +69,10 @@ class Session:
                                   "use 16000 Hz speech (ingest.sample_rate) with 25 fps footage")
         self.lookahead = int(round(lookahead_s * sample_rate))
         self.batch_size = batch_size
-        if av.mel.get("encoder", "mel") != "mel":
-            # Whisper encodes fixed 30 s windows: no chunk-by-chunk form of it runs in real time on a CPU yet.
-            raise ClonetrainError(f"the live runtime needs a clone trained on log-mel features; {av.clone} hears "
-                                  f"{av.mel['encoder']} features", "for live use, train it with audio_features.encoder=mel")
+        self.spec = FeatureSpec.from_dict(av.mel)
         self.hop = av.mel["hop_length"]
+        # Sound kept behind the next frame: the mel windows reach 0.1 s back, Whisper's live window a few seconds.
+        self.behind = int(round((whisper.LIVE_CONTEXT_S + 1 if self.spec.encoder == "whisper" else 1) * sample_rate))
         self.planner = Planner(av.pool, self.cfg)
         self.audio = np.zeros(0, np.float32)   # the session's sound from sample `base` on
         self.base = 0
@@ -168,7 +169,9 @@ class Session:
     def _windows(self, k0: int, n: int) -> np.ndarray:
         """What the generator hears for frames k0..k0+n-1: render's own speech_windows, over the session's sound
         from a little before them (a start on both the frame and the hop grid keeps every window where render
-        would put it; the margin keeps the STFT's edge out of them)."""
+        would put it; the margin keeps the STFT's edge out of them). Whisper: its live form (_recent_windows)."""
+        if self.spec.encoder != "mel":
+            return self._recent_windows(k0, n)
         grid = int(np.lcm(self.spf, self.hop))
         s0 = max(0, (k0 * self.spf - self.sr // 4) // grid * grid)
         s1 = (k0 + n) * self.spf + self.lookahead + self.sr // 4
@@ -176,6 +179,20 @@ class Session:
         seg = np.pad(seg, (0, max(0, (s1 - s0) - len(seg))))
         first = s0 // self.spf
         return speech_windows(self.av.mel, seg, self.sr, self.av.fps, k0 + n - first)[k0 - first :]
+
+    def _recent_windows(self, k0: int, n: int) -> np.ndarray:
+        """Whisper's live form: one short window from LIVE_CONTEXT_S before the frames (on the frame grid) to the
+        sound received after them, up to 0.5 s (at least the lookahead, silence past what has arrived), encoded
+        alone (whisper.encode_recent): near what render hears from the training grid, not the same."""
+        first = k0 - int(np.ceil(whisper.LIVE_CONTEXT_S * self.av.fps))
+        s0, end = first * self.spf, (k0 + n) * self.spf
+        s1 = max(end + self.lookahead, min(self.received, end + self.sr // 2))
+        seg = np.zeros(s1 - s0, np.float32)
+        lo, hi = max(s0, self.base), min(s1, self.base + len(self.audio))
+        if hi > lo:  # before the session's start (or its kept sound): silence
+            seg[lo - s0 : hi - s0] = self.audio[lo - self.base : hi - self.base]
+        feats = self.spec.recent_input(seg, self.sr)
+        return self.spec.windows(feats, np.arange(k0, k0 + n) + 0.5 - first, self.av.fps).astype(np.float32)
 
     def _write(self, n: int) -> None:
         av, k0 = self.av, self.frame
@@ -200,8 +217,8 @@ class Session:
             self.shown.append(int(src))
             self.timing.written.append((k, time.perf_counter()))
         self.frame = k0 + n
-        # Keep a second of sound behind the next frame (the mel windows reach 0.1 s back), drop the rest.
-        drop = max(0, (self.frame - self.av.fps) * self.spf - self.base)
+        # Keep the sound the next frames' features reach back to (`behind`), drop the rest.
+        drop = max(0, self.frame * self.spf - self.behind - self.base)
         if drop > self.sr:
             self.audio, self.base = self.audio[drop:], self.base + drop
 

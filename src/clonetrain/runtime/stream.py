@@ -71,9 +71,6 @@ def run(cfg: DictConfig, ws: Workspace) -> dict:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     record_path = ws.root / "renders" / ws.clone / "streams" / f"{stamp}-{os.getpid()}.provenance.json"
     with render.source(cfg, ws, current) as av:
-        if av.mel.get("encoder", "mel") != "mel":
-            raise render.RenderError(f"clone {av.clone} hears {av.mel['encoder']} features, which have no real-time "
-                                     "chunked form on a CPU yet", "for live use, train it with audio_features.encoder=mel")
         render.warn_if_weak(av)
         if script is not None:
             scratch = ws.root / "renders" / ws.clone / "streams" / f".{script.stem}.{os.getpid()}.mp4"
