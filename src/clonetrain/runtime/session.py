@@ -12,7 +12,9 @@ A Session trusts its caller with the avatar: `stage=stream` (runtime/stream.py) 
 checks the clone's live consent and the package's registered hash first; a host embedding Session must do the same.
 
 Each frame's sound is 1/fps s of the speech (silence once it runs out). Its mouth is generated from the same
-mel window as in render (0.1 s either side), so a frame waits for 0.1 s of the speech after it. The footage
+mel window as in render (0.1 s either side), so a frame waits for 0.1 s of the speech after it. A clone hearing
+Whisper features gets Whisper's live form (a short window of the last seconds, whisper.encode_recent): near
+render's features, not the same, since render's grid windows hear up to 30 s ahead. The footage
 frame under it comes from the motion planner, told what the queued speech holds (voice or pause) as far as it
 is known. Every frame carries the "AI-generated" label; the stream's metadata carries the provenance.
 """
