@@ -51,32 +51,24 @@ def preprocess(data: Path, clone: str) -> None:
 
 
 class LiveEncoder:
-    """Whisper features of short windows, as a live session would compute them."""
+    """Whisper features of short windows, as a live session computes them (whisper.encode_recent; padded to 30 s:
+    whisper.encode of the short window, as render would encode it)."""
 
     def __init__(self, layer: int, context_s: float, lookahead_s: float, pad30: bool):
-        import torch
-
         from clonetrain.audio_analysis import whisper
 
-        self.torch, self.whisper = torch, whisper
-        self.encoder = whisper._cached_encoder("base", "cpu")
-        self.layer = layer
+        self.whisper, self.layer, self.pad30 = whisper, layer, pad30
         self.context, self.lookahead = int(context_s * 16000), int(lookahead_s * 16000)
-        self.samples = whisper.WINDOW_SAMPLES if pad30 else self.context + self.lookahead
-        self.silence = self._encode(np.zeros(0, np.float32))
 
     def _encode(self, x: np.ndarray) -> np.ndarray:
-        chunk = np.zeros(self.samples, np.float32)
-        chunk[: min(len(x), self.samples)] = x[: self.samples]
-        with self.torch.no_grad():
-            mel = self.torch.from_numpy(self.whisper.log_mel(chunk)[None])
-            return self.encoder(mel, n_layers=self.layer)[self.layer][0].numpy()
+        encode = self.whisper.encode if self.pad30 else self.whisper.encode_recent
+        return encode(x, layers=(self.layer,))
 
     def features(self, wav: np.ndarray, n_out: int, step_s: float) -> tuple[np.ndarray, float]:
         """(n_out, d) features, frame j centred on sample 320 j, and the mean seconds per step."""
         spf = self.whisper.SAMPLES_PER_FEATURE
         step = int(step_s * 16000)
-        out = np.zeros((n_out, self.silence.shape[1]), np.float32)
+        out = None
         seconds, steps = 0.0, 0
         for end in range(step, len(wav) + 2 * step, step):  # the frames in [end - step, end)
             a = end - self.context
@@ -85,8 +77,9 @@ class LiveEncoder:
             if hi > lo:
                 x[lo - a : hi - a] = wav[lo:hi]
             t0 = time.perf_counter()
-            f = self._encode(x) - self.silence
+            f = self._encode(x)
             seconds, steps = seconds + time.perf_counter() - t0, steps + 1
+            out = np.zeros((n_out, f.shape[1]), np.float32) if out is None else out
             for j in range(max(0, (end - step) // spf), min(n_out, -(-end // spf))):
                 out[j] = f[min((j * spf - a) // spf, len(f) - 1)]
         return out, seconds / steps
