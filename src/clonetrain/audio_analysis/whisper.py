@@ -322,7 +322,7 @@ def encode(wav_16k: np.ndarray, layers: tuple[int, ...] = (2,), name: str = "bas
 # The live form (runtime.Session): speech arrives as it is spoken, so the grid's 30 s windows, whose every frame
 # hears up to 30 s after it, cannot be cut. A live session encodes one short window instead, from this long before
 # its frames to the sound received after them. Against the grid's features of talk_man_60s: mean cosine 0.91, and
-# a ridge probe to the mouth opening fitted on the grid reads 99% of its r from them; 0.02 s of CPU per 0.5 s of
+# a ridge probe to the mouth opening fitted on the grid reads 99% of its r from them; 0.02-0.03 s of CPU per 0.5 s of
 # speech (bench/results/live_whisper.json).
 LIVE_CONTEXT_S = 3.5
 
