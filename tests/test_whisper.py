@@ -217,7 +217,7 @@ def test_a_whisper_clone_goes_live_hearing_nearly_what_render_hears(whisper_clon
     flat = lambda w: w.reshape(len(w), -1)  # noqa: E731
     cos = np.sum(flat(heard) * flat(whole[:192]), 1) / (np.linalg.norm(flat(heard), axis=1)
                                                         * np.linalg.norm(flat(whole[:192]), axis=1))
-    assert cos.mean() > 0.8, cos.mean()  # (measured: 0.86)
+    assert cos.mean() > 0.8, cos.mean()  # (measured: 0.86; render's own windows one frame off: 0.74)
     control = mouth_control.predictor(av.generator.mouth)  # fitted on the clone's frames before training
     r = np.corrcoef(control(heard), control(whole[:192]))[0, 1]
     assert r > 0.8, r  # (measured: 0.89)
