@@ -51,22 +51,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import write_result  # noqa: E402
-from demo import CONSENT, DEFAULT_FOOTAGE  # noqa: E402
+from demo import CONSENT, CORPUS_CONSENT, DEFAULT_FOOTAGE  # noqa: E402
 
 FOOTAGE = DEFAULT_FOOTAGE.parent
 CLONE_FILES = {"take.mp4": "talk_man_60s.mp4"}
 SHORT_FOOTAGE = "de_short"
 SHORT_FILES = {"take.mp4": "talk_de_anchor_20s.mp4"}
 CORPUS_DIR = ROOT.parent / "shared" / "corpus"
-CORPUS_CONSENT = """\
-# Public clips gathered for pretraining only (see shared/corpus/SOURCES.md); nobody shown consented to a clone.
-person: "the people of the shared pretraining corpus (public clips)"
-recorded_by: "public sources, see shared/corpus/SOURCES.md"
-date: {today}
-permitted_uses:
-  - research
-expires: {expires}
-"""
 FIRST_SEED = 1234
 
 
@@ -148,6 +139,8 @@ def main() -> int:
                     help="train each arm for this many steps per budget minute instead of by the clock (203: what "
                          "this 2-core CPU makes alone, 1014 steps in 5 min), so that other work on the machine "
                          "cannot shorten the training")
+    ap.add_argument("--hearing", default="render", choices=("render", "live"),
+                    help="evaluate.hearing: judge the clones on render's model input or a live session's")
     ap.add_argument("--note", default="", help="conditions worth recording, e.g. 'CPU shared with 4 other jobs'")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -156,7 +149,7 @@ def main() -> int:
     if (args.trained or args.reevaluate) and not args.base:
         ap.error("--trained and --reevaluate need --base: the base those clones were fine-tuned from")
     args.out = args.out or ROOT / "bench" / "results" / "lipsync.json"
-    data, enc = args.data, f"audio_features.encoder={args.encoder}"
+    data, enc, hear = args.data, f"audio_features.encoder={args.encoder}", f"evaluate.hearing={args.hearing}"
     budgets = {"train": args.train_minutes, **({"short": args.short_minutes} if args.short_minutes > 0 else {})}
     seeds = {"train": args.train_seeds or args.seeds, "short": args.seeds}
     pairs = {b: [pair_names(b, i, args.suffix) for i in range(seeds[b])] for b in budgets}
@@ -174,7 +167,7 @@ def main() -> int:
 
     def train(clone: str, minutes: float, seed: int, from_base: bool) -> None:
         if args.reevaluate:
-            times[f"evaluate_{clone}"] = clonetrain(data, clone, "stage=evaluate", enc)
+            times[f"evaluate_{clone}"] = clonetrain(data, clone, "stage=evaluate", enc, hear)
             return
         if args.trained:  # adopt the model trained elsewhere, then evaluate it here
             found = [d.resolve() / f"{clone}.safetensors" for d in args.trained
@@ -184,13 +177,13 @@ def main() -> int:
             run = [f"model.base={found[0]}", "train.max_steps=0",
                    "train.preview_seconds=0"]
         elif args.steps_per_minute:  # the steps this CPU makes alone in the budget, whatever else runs beside
-            run = [*([f"model.base={base}"] if from_base else []), f"train.max_steps={round(minutes * args.steps_per_minute)}",
+            run = [f"model.base={base if from_base else ''}", f"train.max_steps={round(minutes * args.steps_per_minute)}",
                    f"train.max_minutes={minutes * 10}", f"train.seed={seed}"]
         else:
-            run = [*([f"model.base={base}"] if from_base else []), f"train.max_minutes={minutes}",
+            run = [f"model.base={base if from_base else ''}", f"train.max_minutes={minutes}",
                    "train.max_steps=1000000", f"train.seed={seed}"]
         times[f"train_{clone}"] = clonetrain(data, clone, "stage=train", enc, *run)
-        times[f"evaluate_{clone}"] = clonetrain(data, clone, "stage=evaluate", enc)
+        times[f"evaluate_{clone}"] = clonetrain(data, clone, "stage=evaluate", enc, hear)
 
     # Seed by seed, so that an interrupted benchmark has whole pairs behind it.
     for i in range(max(seeds.values())):
@@ -241,7 +234,7 @@ def main() -> int:
     result = {
         "benchmark": "lipsync",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit, "clone": CLONE_FILES["take.mp4"], "audio_encoder": args.encoder,
+        "commit": commit, "clone": CLONE_FILES["take.mp4"], "audio_encoder": args.encoder, "hearing": args.hearing,
         "corpus": ({k: v for k, v in json.loads(corpus.read_text()).items() if k != "rows"}
                    if corpus.is_file() else None),
         "base": {"path": str(base), "sha256": sha256_file(base), "pretrained_here": not args.base,
@@ -312,10 +305,12 @@ def baseline(args) -> int:
     data, clone = args.data, pair_names("train", 0)[1]
     out = args.out or ROOT / "bench" / "results" / "lipsync_baseline_mel.json"
     add_clone(data, clone, CLONE_FILES)
-    times = {"preprocess": clonetrain(data, clone, "stage=preprocess")}
-    run = [f"train.max_minutes={args.train_minutes}", "train.max_steps=1000000", f"train.seed={FIRST_SEED}"]
-    times["train"] = clonetrain(data, clone, "stage=train", *run)
-    times["evaluate"] = clonetrain(data, clone, "stage=evaluate")
+    mel = "audio_features.encoder=mel"  # the baseline's encoder, the default before Whisper
+    times = {"preprocess": clonetrain(data, clone, "stage=preprocess", mel)}
+    run = ["model.base=", f"train.max_minutes={args.train_minutes}", "train.max_steps=1000000",
+           f"train.seed={FIRST_SEED}"]
+    times["train"] = clonetrain(data, clone, "stage=train", mel, *run)
+    times["evaluate"] = clonetrain(data, clone, "stage=evaluate", mel)
 
     def read(stage: str, name: str) -> dict:
         return json.loads((data / "work" / clone / stage / name).read_text())

@@ -117,7 +117,7 @@ def main() -> int:
     from clonetrain.motion import measure
     from clonetrain.stages.render import speech_frames
 
-    cfg, ws = prepare(args.data, args.footage, CLONE)
+    cfg, ws = prepare(args.data, args.footage, CLONE, "audio_features.encoder=mel")  # the log-mel clone
     av = avatar.from_workspace(cfg, ws)
     pool = av.pool
     per_driver, totals = {}, {"max_cut_jump": 0.0}

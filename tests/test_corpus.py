@@ -66,6 +66,27 @@ def test_a_base_pretrains_on_the_kept_clips(built):
     assert meta["continued_from"] == str(first) and meta["mouth_control"]["prior"] is True
 
 
+def test_clones_start_from_the_studio_base_once_it_is_built(built, trained, tmp_path, caplog):
+    """model.base=auto (the default): no base yet means from scratch, saying so; once `clonetrain corpus`
+    has built one, the clone retrains from it; a base that does not fit is passed over with a warning."""
+    root = tmp_path / "data"
+    shutil.copytree(trained, root)
+    split = root / "work" / "man" / "train" / "split.json"
+    assert json.loads(split.read_text())["base"] is None  # the fixture trained before any base existed
+    assert run(root, "man", "stage=train", *TINY) == {"train": "skipped"}
+    studio = Workspace(built[0], "base").stage_dir("pretrain")
+    if not (studio / "model.safetensors").is_file():  # this test run alone: build the base it needs
+        test_a_base_pretrains_on_the_kept_clips(built)
+    shutil.copytree(studio, Workspace(root, "base").stage_dir("pretrain"))
+    base = Workspace(root, "base").stage_dir("pretrain") / "model.safetensors"
+    assert run(root, "man", "stage=train", *TINY) == {"train": "ran"}  # the base's arrival reruns it
+    assert json.loads(split.read_text())["base"] == str(base)
+    with caplog.at_level("WARNING"):
+        run(root, "man", "stage=train", *TINY, "model.audio_dim=8")  # another shape than the base's
+    assert json.loads(split.read_text())["base"] is None
+    assert "does not fit this clone" in caplog.text and str(base) in caplog.text
+
+
 def test_an_archive_without_consent_is_refused(archive, tmp_path):
     with pytest.raises(ClonetrainError, match="consent"):
         corpus.build(tmp_path, "base", archive, tmp_path / "missing.yaml", [], [])

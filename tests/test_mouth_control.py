@@ -1,6 +1,8 @@
 """The mouth control (models.mouth_control) on real preprocessed footage: the regression from sound to mouth
 opening, how it reaches the generator, and checkpoints from before it."""
 
+import dataclasses
+
 import numpy as np
 import torch
 from safetensors import safe_open
@@ -59,7 +61,7 @@ def test_a_clone_is_pulled_towards_its_bases_regression(preprocessed):
 def test_the_generator_hears_the_opening_it_is_given_or_predicts_one(preprocessed):
     clip, first, _ = _parts(preprocessed)
     torch.manual_seed(0)
-    g = Generator(TINY_SPEC).eval()
+    g = Generator(dataclasses.replace(TINY_SPEC, n_mels=clip.features.dims, audio_input=clip.features.signature)).eval()
     g.mouth.fit([first.control_samples()])
     for layer in (g.control[-1], *g.control_levels):  # as training makes them: the control matters
         torch.nn.init.normal_(layer.weight)

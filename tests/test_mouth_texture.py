@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from clonetrain.audio_analysis.model_input import FeatureSpec
 from clonetrain.contract.clip import load_clip
 from clonetrain.core.workspace import Workspace
 from clonetrain.evaluation import metrics, mouth
@@ -232,7 +233,8 @@ def test_the_package_carries_the_bank_render_uses(trained, tmp_path):
         assert pkg.manifest["avatar"]["mouth_bank_frames"] == len(av.mouth_bank.lower)
         # The TorchScript generator hides its mouth control; the package's checkpoint gives it to the texture.
         generator, _, _ = checkpoint.load(root / "work" / "man" / "train" / "model.safetensors")
-        sound = np.random.default_rng(0).normal(size=(6, 80, 16)).astype(np.float32)
+        heard = FeatureSpec.from_dict(av.mel)  # the features the clone hears: their channels and window
+        sound = np.random.default_rng(0).normal(size=(6, heard.dims, heard.window)).astype(np.float32)
         expected = mouth_control.predictor(generator.mouth)(sound)
         assert np.allclose(av.control(sound), expected, atol=1e-5) and np.std(expected) > 0
     ws = Workspace(root, "man")

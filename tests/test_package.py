@@ -43,10 +43,11 @@ def test_package_is_complete_and_registered(packaged):
     assert all(len(s["entry"]["pose"]) == 3 and len(s["exit"]["box"]) == 3 for s in segments)
     assert "AI-generated" in (folder / "model_card.md").read_text()
     # What a runtime outside clonetrain needs to reproduce the model's input: the FeatureSpec training used, with
-    # its normalisation and window (here the default log-mel: (x + 40) / 40, 16 frames = 0.2 s).
+    # its normalisation and window (here the default, Whisper base layer 2: x / 0.4, 10 frames = 0.2 s).
     spec = FeatureSpec.from_dict(m["audio"])
     assert spec == load_clip(Workspace(packaged, "man"), 96).features
-    assert (spec.center, spec.scale, spec.window, spec.per_second) == (-40.0, 40.0, 16, 80.0)
+    assert (spec.encoder, spec.layers, spec.dims) == ("whisper", (2,), 512)
+    assert (spec.center, spec.scale, spec.window, spec.per_second) == (0.0, 0.4, 10, 50.0)
     assert "| output | mouth LMD (lower is better) | mouth-opening r | offset (frames) |" in (
         folder / "model_card.md").read_text()
     entry = registry.read(packaged)["clones"]["man"]["versions"]["v0001"]
@@ -55,8 +56,10 @@ def test_package_is_complete_and_registered(packaged):
 
 
 def test_exported_graph_runs_without_clonetrain(packaged):
-    graph = torch.jit.load(str(packaged / "clones" / "man" / "v0001" / "generator.torchscript"))
-    out = graph(torch.rand(1, 6, 96, 96), torch.rand(1, 1, 80, 16))
+    folder = packaged / "clones" / "man" / "v0001"
+    graph = torch.jit.load(str(folder / "generator.torchscript"))
+    heard = json.loads((folder / "manifest.json").read_text())["audio"]  # what a runtime reads to feed it
+    out = graph(torch.rand(1, 6, 96, 96), torch.rand(1, 1, heard["dims"], heard["window"]))
     assert out.shape == (1, 3, 96, 96) and 0 <= out.min() and out.max() <= 1
 
 

@@ -3,6 +3,7 @@ is what was fed; an interruption goes back to listening footage without a jump; 
 clear error, not a hang."""
 
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -124,11 +125,23 @@ class _Discard:
         pass
 
 
-def test_the_runtime_hears_what_render_hears(live_avatar, speech):
-    """Chunk by chunk, the model's input for each frame is the one render computes from the whole speech."""
+@pytest.fixture(scope="module")
+def mel_avatar(trained, tmp_path_factory):
+    """The test clone hearing log-mel (audio_features.encoder=mel) instead of the default Whisper features."""
+    root = tmp_path_factory.mktemp("mel") / "data"
+    shutil.copytree(trained, root, symlinks=True)
+    mel = "audio_features.encoder=mel"
+    run(root, "man", "stage=audio", mel)
+    run(root, "man", "stage=train", mel, *TINY)
+    return avatar.from_workspace(make_cfg(root, "man", mel, *TINY, "render.footage_seconds=0"), Workspace(root, "man"))
+
+
+def test_the_runtime_hears_what_render_hears(mel_avatar, speech):
+    """Chunk by chunk, a clone hearing log-mel gets for each frame the model input render computes from the whole
+    speech. (One hearing Whisper gets its live form: test_whisper, and evaluate.hearing=live judges it.)"""
     from clonetrain.models.inference import speech_windows
 
-    av = live_avatar()
+    av = mel_avatar
     wav = convert.decode_audio(speech, 16000)
     whole = speech_windows(av.mel, wav, 16000, av.fps, len(wav) // 640)
     live = Session(av, _Discard())

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from clonetrain.core.errors import ClonetrainError, UpstreamMissingError
+from clonetrain.audio_analysis.model_input import FeatureSpec
 from clonetrain.models import checkpoint
 from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert
 from clonetrain.training.data import WindowDataset, load_clip
 from clonetrain.training.module import LipSyncModule
 from clonetrain.core.workspace import Workspace
-from conftest import TINY, make_clone, run
+from conftest import TINY, make_cfg, make_clone, run
 
 TINY_SPEC = ModelSpec(channels=4, max_channels=16, audio_dim=16, expert_dim=8)
 
@@ -216,8 +217,10 @@ def test_missing_or_malformed_base_checkpoint_is_a_clear_error(preprocessed, tmp
     bad.write_text("not a checkpoint")
     with pytest.raises(checkpoint.CheckpointError, match="not a readable safetensors checkpoint"):
         run(preprocessed.root, "man", "stage=train", f"model.base={bad}", *TINY)
-    other = tmp_path / "other.safetensors"
-    checkpoint.save(other, Generator(ModelSpec(channels=6)), SyncExpert(ModelSpec(channels=6)))
+    other = tmp_path / "other.safetensors"  # hears the clone's features, but has another shape
+    features = FeatureSpec.from_cfg(make_cfg(preprocessed.root, "man").audio_features, 16000)
+    shape = ModelSpec(channels=6, n_mels=features.dims, audio_input=features.signature)
+    checkpoint.save(other, Generator(shape), SyncExpert(shape))
     with pytest.raises(checkpoint.CheckpointError, match="another model shape"):
         run(preprocessed.root, "man", "stage=train", f"model.base={other}", *TINY)
 
@@ -225,13 +228,15 @@ def test_missing_or_malformed_base_checkpoint_is_a_clear_error(preprocessed, tmp
 def test_the_model_hears_the_mel_bands_the_audio_stage_computes(preprocessed, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(preprocessed.root, root, symlinks=True)
-    with pytest.raises(UpstreamMissingError, match=r"preprocessed with audio features mel \(80 channels\), audio_features expects mel \(40 channels\)"):
-        run(root, "man", "stage=train", "audio_features.n_mels=40", *TINY)
-    run(root, "man", "stage=audio", "audio_features.n_mels=40")
-    run(root, "man", "stage=train", "audio_features.n_mels=40", *_without("train.max_steps="), "train.max_steps=2")
+    mel40 = ("audio_features.encoder=mel", "audio_features.n_mels=40")
+    with pytest.raises(UpstreamMissingError, match=r"preprocessed with audio features whisper-base:2 \(512 "
+                                                   r"channels\), audio_features expects mel \(40 channels\)"):
+        run(root, "man", "stage=train", *mel40, *TINY)
+    run(root, "man", "stage=audio", *mel40)
+    run(root, "man", "stage=train", *mel40, *_without("train.max_steps="), "train.max_steps=2")
     generator, _, _ = checkpoint.load(root / "work" / "man" / "train" / "model.safetensors")
     assert generator.spec.n_mels == 40
-    run(root, "man", "stage=evaluate", "audio_features.n_mels=40", *TINY)
+    run(root, "man", "stage=evaluate", *mel40, *TINY)
     assert (root / "work" / "man" / "evaluate" / "metrics.json").is_file()
 
 

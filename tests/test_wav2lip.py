@@ -120,6 +120,7 @@ def test_a_clone_fine_tunes_from_published_weights_with_the_expert_frozen(prepro
     gen_state = published(build_generator(SPEC), gen_file, 3)
     expert_state = published(build_expert(SPEC), expert_file, 4)
     overrides = [o for o in TINY if not o.startswith(("model.", "train.max_steps"))]
+    run(root, "man", "stage=audio", "model=wav2lip")  # its nets hear log-mel (model=wav2lip selects it)
     run(root, "man", "stage=train", "model=wav2lip", f"model.base={gen_file}", f"model.base_expert={expert_file}",
         "train.max_steps=2", *overrides)
     out = root / "work" / "man" / "train"
@@ -141,6 +142,6 @@ def test_a_clone_fine_tunes_from_published_weights_with_the_expert_frozen(prepro
 
     # A published file without model=wav2lip, or a published expert with our own model, is a clear error.
     with pytest.raises(checkpoint.CheckpointError, match="add model=wav2lip"):
-        run(root, "man", "stage=train", f"model.base={gen_file}", *TINY)
+        run(root, "man", "stage=train", f"model.base={gen_file}", "audio_features.encoder=mel", *TINY)
     with pytest.raises(checkpoint.CheckpointError, match="needs model=wav2lip"):
-        run(root, "man", "stage=train", f"model.base_expert={expert_file}", *TINY)
+        run(root, "man", "stage=train", f"model.base_expert={expert_file}", "audio_features.encoder=mel", *TINY)

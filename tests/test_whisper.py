@@ -176,7 +176,7 @@ def test_a_clone_trained_on_whisper_features_renders_and_refuses_mel(whisper_clo
     assert json.loads(out.with_suffix(".provenance.json").read_text())["frames"] == 50
 
     # The clone preprocessed again with log-mel: the Whisper-trained model refuses it and says what to run.
-    run(root, "man", "stage=audio")
+    run(root, "man", "stage=audio", "audio_features.encoder=mel")
     with pytest.raises(FeatureMismatchError, match="audio_features.encoder=whisper") as e:
         run(root, "man", "stage=render", f"audio={speech}", f"render.out={tmp_path / 'again.mp4'}", *TINY)
     assert "python -m clonetrain stage=audio clone=man" in str(e.value) and "force=true" in str(e.value)
@@ -192,7 +192,7 @@ def test_a_whisper_clone_goes_live_hearing_nearly_what_render_hears(whisper_clon
     from clonetrain.core.workspace import Workspace
     from clonetrain.media import convert
     from clonetrain.models import mouth_control
-    from clonetrain.models.inference import speech_windows
+    from clonetrain.models.inference import live_speech_windows, speech_windows
     from clonetrain.product import avatar
     from clonetrain.runtime.session import Session
     from conftest import TINY, make_cfg
@@ -214,6 +214,8 @@ def test_a_whisper_clone_goes_live_hearing_nearly_what_render_hears(whisper_clon
         live.say(wav[i : i + 3200])
     heard = np.concatenate([live._windows(k0, 8) for k0 in range(0, 192, 8)])
     live.close()
+    # evaluate.hearing=live replays a recording through the same windows: what this session heard, exactly.
+    np.testing.assert_allclose(live_speech_windows(av.mel, wav, 16000, av.fps, 192), heard, atol=1e-5)
     flat = lambda w: w.reshape(len(w), -1)  # noqa: E731
     cos = np.sum(flat(heard) * flat(whole[:192]), 1) / (np.linalg.norm(flat(heard), axis=1)
                                                         * np.linalg.norm(flat(whole[:192]), axis=1))

@@ -55,6 +55,14 @@ def output(out_dir: Path, stage: str, name: str, *args: Any) -> Path:
     return Path(out_dir) / name_of(stage, name, *args)
 
 
+def of_clone(root: Path, clone: str, stage: str, name: str, *args: Any) -> Path:
+    """Another clone's file (the studio's base a clone starts from): a stage lists it among its input files
+    (module.inputs), which the pipeline records by content hash, present or absent; it is no upstream read."""
+    from clonetrain.core.workspace import Workspace
+
+    return Workspace(root, clone).stage_dir(stage) / name_of(stage, name, *args)
+
+
 def folder(ws, stage: str) -> Path:
     """A stage's whole folder, read as one (a report section that shows whatever the evaluation left)."""
     _note(ws, stage, ".")

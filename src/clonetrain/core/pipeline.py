@@ -131,14 +131,15 @@ def _setting(cfg: DictConfig, key: str):
 
 def _inputs(module, cfg, ws: Workspace, previous: dict) -> dict[str, dict]:
     """The stage's own input files (raw takes, a base checkpoint; module.inputs), hashed; recorded relative to
-    the data root when under it (the root can move)."""
+    the data root when under it (the root can move). A file a stage looks for and does not find (the studio's
+    base before it is built) is recorded as absent: its arrival reruns the stage."""
     if not hasattr(module, "inputs"):
         return {}
     known = previous.get("inputs", {})
     out = {}
     for path in module.inputs(cfg, ws):
         rel = str(path.relative_to(ws.root)) if ws.root in path.resolve().parents else str(path.resolve())
-        out[rel] = file_entry(path, known.get(rel))
+        out[rel] = file_entry(path, known.get(rel)) if path.exists() else {"sha256": None, "size": None}
     return out
 
 

@@ -30,10 +30,11 @@ import numpy as np
 
 from clonetrain.product import avatar
 from clonetrain.audio_analysis import sync
+from clonetrain.core.errors import ClonetrainError
 from clonetrain.evaluation import metrics
 from clonetrain.evaluation.drivers import Driver
 from clonetrain.vision.mouth_texture import MouthTexture
-from clonetrain.models.inference import generate, speech_windows
+from clonetrain.models.inference import generate, live_speech_windows, speech_windows
 from clonetrain.vision import geometry
 from clonetrain.vision.landmarks import Landmarker
 
@@ -112,12 +113,18 @@ def score_opening(gen_open: np.ndarray, driver: Driver, closed_max: float, margi
     }
 
 
+HEARINGS = {"render": speech_windows, "live": live_speech_windows}
+
+
 def drive(generator, settings: dict, driver: Driver, reference: np.ndarray, loop: np.ndarray,
-          batch_size: int, texture: MouthTexture | None = None) -> np.ndarray:
+          batch_size: int, texture: MouthTexture | None = None, hearing: str = "render") -> np.ndarray:
     """The clone's faces (looped back and forth over `loop`, its own footage) speaking the driver's sound, with
-    the mouth detail render adds (`texture`, if any)."""
+    the mouth detail render adds (`texture`, if any). `hearing`: the model's input as render cuts it, or as a
+    live session does (HEARINGS)."""
+    if hearing not in HEARINGS:
+        raise ClonetrainError(f"unknown evaluate.hearing {hearing!r}", "use evaluate.hearing=render or live")
     sequence = avatar.ping_pong(driver.n, len(loop))
-    windows = speech_windows(settings, driver.wav, driver.sample_rate, driver.fps, driver.n)
+    windows = HEARINGS[hearing](settings, driver.wav, driver.sample_rate, driver.fps, driver.n)
     faces = generate(generator, reference, loop[sequence], windows, batch_size)
     if texture is None:
         return faces

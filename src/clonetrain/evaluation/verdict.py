@@ -126,8 +126,8 @@ def advice(f: Footage, training: dict, base: str | None) -> list[str]:
     if f.usable_speech_s < 0.75 * max(f.usable_s, f.warn_duration_s):
         out.append(f"more speech: {f.usable_speech_s:.0f} s of the person talking to camera with a usable face")
     if not base:
-        out.append("a base: pretrain on other people (stage=pretrain) and train with model.base=<its "
-                   "model.safetensors>")
+        out.append("a base: build the studio's base once from other people's clips (python -m clonetrain corpus "
+                   "ARCHIVE --consent FILE --pretrain); every clone then starts from it (model.base=auto)")
     stopped = training.get("stopped_by")
     if stopped == "time budget":
         out.append(f"more training time: stopped by the time budget after {training.get('steps')} steps in "

@@ -48,3 +48,47 @@ def speech_windows(settings: dict, wav: np.ndarray, sr: int, fps: float, n_frame
 
     spec = FeatureSpec.from_dict(settings)
     return spec.windows(spec.model_input(wav, sr), np.arange(n_frames) + 0.5, fps).astype(np.float32)
+
+
+# A live session's Whisper window reaches this far past its frames, when the sound has arrived.
+LIVE_AHEAD_S = 0.5
+
+
+def recent_windows(spec, sound, k0: int, n: int, fps: int, sr: int, received: int, lookahead: int) -> np.ndarray:
+    """What the generator hears live for frames k0..k0+n of a clone hearing Whisper: one short window from
+    whisper.LIVE_CONTEXT_S before the frames (on the frame grid) to the sound received after them, up to
+    LIVE_AHEAD_S and at least `lookahead` samples (silence past what has arrived), encoded alone
+    (FeatureSpec.recent_input). Near what render hears from the training grid, not the same: the grid's windows
+    hear up to 30 s ahead. `sound(s0, s1)`: samples s0..s1 of the speech as known (zeros where there are none);
+    `received`: how many samples have arrived."""
+    from clonetrain.audio_analysis import whisper
+
+    spf = sr // fps
+    first = k0 - int(np.ceil(whisper.LIVE_CONTEXT_S * fps))
+    s0, end = first * spf, (k0 + n) * spf
+    s1 = max(end + lookahead, min(received, end + int(LIVE_AHEAD_S * sr)))
+    feats = spec.recent_input(sound(s0, s1), sr)
+    return spec.windows(feats, np.arange(k0, k0 + n) + 0.5 - first, fps).astype(np.float32)
+
+
+def live_speech_windows(settings: dict, wav: np.ndarray, sr: int, fps: int, n_frames: int, batch_size: int = 8,
+                        lookahead: int = 1600) -> np.ndarray:
+    """speech_windows as a live session (runtime.Session) hears a recording given to it whole: batch by batch of
+    frames, each Whisper window cut as recent_windows cuts it. A log-mel clone hears render's windows live too
+    (the session cuts them from the same grid, with margins past the STFT's edges), so they are returned as is."""
+    from clonetrain.audio_analysis.model_input import FeatureSpec
+
+    spec = FeatureSpec.from_dict(settings)
+    if spec.encoder != "whisper":
+        return speech_windows(settings, wav, sr, fps, n_frames)
+    wav = np.asarray(wav, np.float32)
+
+    def sound(s0: int, s1: int) -> np.ndarray:
+        seg = np.zeros(s1 - s0, np.float32)
+        lo, hi = max(s0, 0), min(s1, len(wav))
+        if hi > lo:
+            seg[lo - s0 : hi - s0] = wav[lo:hi]
+        return seg
+
+    return np.concatenate([recent_windows(spec, sound, k0, min(batch_size, n_frames - k0), fps, sr, len(wav),
+                                          lookahead) for k0 in range(0, n_frames, batch_size)])

@@ -32,7 +32,7 @@ from clonetrain.media.label import burn_label
 from clonetrain.media.paste import paste
 from clonetrain.audio_analysis import whisper
 from clonetrain.audio_analysis.model_input import FeatureSpec
-from clonetrain.models.inference import generate, speech_windows
+from clonetrain.models.inference import generate, recent_windows, speech_windows
 from clonetrain.motion.library import close_gaps
 from clonetrain.motion.plan import PlanCfg, Planner
 
@@ -183,18 +183,16 @@ class Session:
         return speech_windows(self.av.mel, seg, self.sr, self.av.fps, k0 + n - first)[k0 - first :]
 
     def _recent_windows(self, k0: int, n: int) -> np.ndarray:
-        """Whisper's live form: one short window from LIVE_CONTEXT_S before the frames (on the frame grid) to the
-        sound received after them, up to 0.5 s (at least the lookahead, silence past what has arrived), encoded
-        alone (whisper.encode_recent): near what render hears from the training grid, not the same."""
-        first = k0 - int(np.ceil(whisper.LIVE_CONTEXT_S * self.av.fps))
-        s0, end = first * self.spf, (k0 + n) * self.spf
-        s1 = max(end + self.lookahead, min(self.received, end + self.sr // 2))
+        """Whisper's live form (models.inference.recent_windows) over the sound received so far."""
+        return recent_windows(self.spec, self._sound, k0, n, self.av.fps, self.sr, self.received, self.lookahead)
+
+    def _sound(self, s0: int, s1: int) -> np.ndarray:
+        """Samples s0..s1 of the session's timeline: silence before its start, past what it keeps or has received."""
         seg = np.zeros(s1 - s0, np.float32)
         lo, hi = max(s0, self.base), min(s1, self.base + len(self.audio))
-        if hi > lo:  # before the session's start (or its kept sound): silence
+        if hi > lo:
             seg[lo - s0 : hi - s0] = self.audio[lo - self.base : hi - self.base]
-        feats = self.spec.recent_input(seg, self.sr)
-        return self.spec.windows(feats, np.arange(k0, k0 + n) + 0.5 - first, self.av.fps).astype(np.float32)
+        return seg
 
     def _write(self, n: int) -> None:
         av, k0 = self.av, self.frame

@@ -241,7 +241,8 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
     """The clone driven by each driver: the metrics.json section, the contact sheet's rows, and per driver the
     generated and the real mouth opening per frame."""
     c = cfg.evaluate
-    out = {"drivers": [], "mean": {}, "skipped": [], "warnings": [], "closed_mouth": None, "loop_frames": None}
+    out = {"drivers": [], "mean": {}, "skipped": [], "warnings": [], "closed_mouth": None, "loop_frames": None,
+           "hearing": cfg.evaluate.hearing}
     footage, specs = driver_paths(cfg)
     if not specs:
         return out, [], {}
@@ -293,7 +294,7 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
     features = clip.features.to_dict()  # what the model was trained on (checked by load_clip), not the config
     rows, series = [], {}
     for d in ready:
-        gen = cross_speaker.drive(generator, features, d, reference, loop, c.batch_size, texture)
+        gen = cross_speaker.drive(generator, features, d, reference, loop, c.batch_size, texture, c.hearing)
         sequence = avatar.ping_pong(d.n, len(loop))
         gen_pts = metrics.judge_landmarks(landmarker, gen, [np.arange(d.n)])
         static_pts = static_loop_pts[sequence]

@@ -50,7 +50,7 @@ def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
                 raise ClonetrainError(f"corpus clone {c.clone!r} has not been preprocessed (no {stage} output)",
                                       f"run: python -m clonetrain stage=preprocess clone={c.clone}")
             paths.append(p)
-    return paths + train_stage.inputs(cfg, ws)  # model.base, when it goes on from one
+    return paths + train_stage.inputs(cfg, ws, auto=False)  # model.base, when it goes on from one
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
@@ -72,7 +72,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
             val_parts.append(va)
     if not train_parts or not val_parts:
         raise ClonetrainError("the pretraining corpus has no usable speech footage", "add preprocessed talking clones")
-    init = train_stage.base_path(cfg)
+    init = train_stage.base_path(cfg, ws, auto=False)
     if init is not None:
         base_spec, _ = checkpoint.read_header(init)
         check_matches(features, base_spec.audio_input, base_spec.n_mels, ws.clone, what=f"the base {init}")
