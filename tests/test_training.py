@@ -358,3 +358,25 @@ def test_no_usable_training_frame_says_why():
                                                    "flagged") as err:
         WindowDataset(clip, 0, n, 5, 0, n)
     assert "report.html" in err.value.fix
+
+
+def test_the_sync_loss_runs_outside_autocast(monkeypatch):
+    """The expert's score is a cosine, not a logit: its cross-entropy runs in float32 with autocast off, because
+    CUDA's bf16 autocast (the GPU default) refuses binary_cross_entropy (found on a lent H100). CPU autocast
+    allows it, so the test checks that autocast is off where it is computed."""
+    import torch.nn.functional as F
+
+    from clonetrain.training import module
+
+    seen, bce = [], F.binary_cross_entropy
+
+    def spy(score, target):
+        seen.append((torch.is_autocast_enabled("cpu"), score.dtype))
+        return bce(score, target)
+
+    monkeypatch.setattr(module.F, "binary_cross_entropy", spy)
+    score = torch.linspace(0.05, 0.95, 8).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = module.sync_bce(score, 1.0)
+    assert seen == [(False, torch.float32)]
+    assert torch.isclose(loss, bce(score.float(), torch.ones(8)))

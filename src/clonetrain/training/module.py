@@ -19,6 +19,15 @@ from clonetrain.core.config import TrainCfg
 from clonetrain.models.lipsync import ModelSpec, build_expert, build_generator, lower_half
 
 
+
+def sync_bce(score: torch.Tensor, target: float) -> torch.Tensor:
+    """Binary cross-entropy of the expert's sync score against `target`. The score is a cosine in (0, 1), not a
+    logit, so it cannot use the logits form; it is computed in float32 with autocast off, since CUDA's mixed
+    precision (bf16, the GPU default) refuses binary_cross_entropy."""
+    with torch.autocast(device_type=score.device.type, enabled=False):
+        score = score.float()
+        return F.binary_cross_entropy(score, torch.full_like(score, target))
+
 class LipSyncModule(L.LightningModule):
     # Defaults from the one place that sets them (config.TrainCfg); stage=train and pretrain pass every value.
     def __init__(self, spec: dict, lr: float = TrainCfg.lr, expert_lr: float = TrainCfg.expert_lr,
@@ -70,7 +79,7 @@ class LipSyncModule(L.LightningModule):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             pos = self.expert(mouths, batch["sync_mel"])
             neg = self.expert(mouths, batch["neg_mel"])
-        loss = F.binary_cross_entropy(pos, torch.ones_like(pos)) + F.binary_cross_entropy(neg, torch.zeros_like(neg))
+        loss = sync_bce(pos, 1.0) + sync_bce(neg, 0.0)
         acc = ((pos > 0.5).float().mean() + (neg < 0.5).float().mean()) / 2
         return loss / 2, acc
 
@@ -81,7 +90,7 @@ class LipSyncModule(L.LightningModule):
         self.expert.eval()  # judge with running statistics; do not update them on generated frames
         score = functional_call(self.expert, (params, buffers), (lower_half(generated), sync_mel))
         self.expert.train(was_training)
-        return F.binary_cross_entropy(score, torch.ones_like(score))
+        return sync_bce(score, 1.0)
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         e_loss, e_acc = self.expert_loss(batch)
