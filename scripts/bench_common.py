@@ -20,6 +20,14 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def commit(root: Path | None = None) -> str:
+    """The commit the benchmark ran at (commit before a benchmark, so that its result names the code)."""
+    import subprocess
+
+    root = root or Path(__file__).resolve().parents[1]
+    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
 def write_result(path: Path, result: dict) -> None:
     """Add the machine, write bench/results/NAME.json and print it."""
     result = {**result, "machine": machine()}

@@ -50,7 +50,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_common import write_result  # noqa: E402
+from bench_common import write_result, commit as commit_of  # noqa: E402
 from demo import CONSENT, CORPUS_CONSENT, DEFAULT_FOOTAGE  # noqa: E402
 
 FOOTAGE = DEFAULT_FOOTAGE.parent
@@ -229,7 +229,7 @@ def main() -> int:
     tuned0 = read(pairs["train"][0][0], "evaluate", "metrics.json")
     main_budget = compare("train")
     short_footage = read(short_clone, "evaluate", "metrics.json")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = commit_of()
     corpus = data / "work" / "base" / "corpus" / "corpus.json"
     result = {
         "benchmark": "lipsync",
@@ -316,13 +316,13 @@ def baseline(args) -> int:
         return json.loads((data / "work" / clone / stage / name).read_text())
 
     metrics, train = read("evaluate", "metrics.json"), read("train", "manifest.json")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = commit_of()
     result = {
         "benchmark": "lipsync", "run": "baseline: today's model (log-mel, model=small), from scratch, no base",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
         "clone": CLONE_FILES["take.mp4"], "seeds": [FIRST_SEED],
         # The encoder the model heard (audio_features.encoder once Whisper features exist; log-mel before).
-        "audio_encoder": read("audio", "manifest.json")["config"]["audio_features"].get("encoder", "mel"),
+        "audio_encoder": read("audio", "manifest.json")["config"].get("audio_features.encoder", "mel"),
         "budget_minutes": {"train": args.train_minutes},
         "training": {k: train["counts"].get(k) for k in ("steps", "seconds", "stopped_by", "val/l1_lower",
                                                           "val/sync", "val/expert_acc")},

@@ -28,7 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_common import write_result  # noqa: E402
+from bench_common import write_result, commit as commit_of  # noqa: E402
 from probe_audio_features import per_video_frame, with_context  # noqa: E402
 
 VARIANTS = {"context 3.5 s, lookahead 0.5 s": (3.5, 0.5, False), "context 1.5 s, lookahead 0.5 s": (1.5, 0.5, False),
@@ -135,7 +135,7 @@ def main() -> int:
                          "live_over_grid": round(r["live"] / r["grid"], 4), "seconds_per_step": round(seconds, 4)}
         print(name, results[name], flush=True)
     chosen = results[CHOSEN]
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = commit_of()
     write_result(args.out, {
         "benchmark": "live_whisper", "commit": commit,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

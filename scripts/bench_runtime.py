@@ -31,7 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_common import write_result  # noqa: E402
+from bench_common import write_result, commit as commit_of  # noqa: E402
 from demo import CONSENT, DEFAULT_FOOTAGE  # noqa: E402
 
 DRIVERS = ("driving_speech_en_60s.wav", "driving_speech_zh_news_34s.wav")
@@ -152,7 +152,7 @@ def main() -> int:
         return round(sum(s[key] * s[frames] for s in shares_all) / n, 4)
 
     speech_on_talking, pause_on_idle = pooled("speech_on_talking", "speech_frames"), pooled("pause_on_idle", "pause_frames")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = commit_of()
     result = {
         "benchmark": "runtime",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -32,7 +32,7 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_common import write_result  # noqa: E402
+from bench_common import write_result, commit as commit_of  # noqa: E402
 
 FOOTAGE = ROOT.parent / "shared" / "footage"
 SENTENCES = [
@@ -176,7 +176,7 @@ def main() -> int:
         ok = r.get("speaker_similarity_s2s") is not None
         value[f"s2s_{lang}_works"] = ok
         goals[f"s2s_{lang}_works"] = ("speech-to-speech runs; similarity and WER reported", lambda v: bool(v))
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = commit_of()
     write_result(args.out, {
         "benchmark": "voice", "commit": commit, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "note": " ".join(filter(None, [args.note, (

@@ -33,7 +33,7 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import write_result  # noqa: E402
+from bench_common import write_result, commit as commit_of  # noqa: E402
 
 FOOTAGE = ROOT.parent / "shared" / "footage"
 CLONE = "anchor"
@@ -758,7 +758,7 @@ def main() -> int:
         print(f"{case.name} | {case.expected} | {observed} | {'PASS' if ok else 'FAIL'}", flush=True)
         if not args.keep:
             shutil.rmtree(root.parent, ignore_errors=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = commit_of()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "src", "scripts"], cwd=ROOT, capture_output=True,
                                 text=True).stdout.strip())
     passed = sum(r["pass"] for r in rows)
