@@ -51,13 +51,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import write_result, commit as commit_of  # noqa: E402
-from demo import CONSENT, CORPUS_CONSENT, DEFAULT_FOOTAGE  # noqa: E402
+import demo  # noqa: E402
+from demo import CONSENT, DEFAULT_FOOTAGE  # noqa: E402
 
 FOOTAGE = DEFAULT_FOOTAGE.parent
 CLONE_FILES = {"take.mp4": "talk_man_60s.mp4"}
 SHORT_FOOTAGE = "de_short"
 SHORT_FILES = {"take.mp4": "talk_de_anchor_20s.mp4"}
-CORPUS_DIR = ROOT.parent / "shared" / "corpus"
 FIRST_SEED = 1234
 
 
@@ -96,19 +96,15 @@ def pair_names(budget: str, i: int, suffix: str = "") -> tuple[str, str]:
 
 
 def build_base(data: Path, encoder: str, minutes: float, times: dict) -> Path:
-    """The corpus (each clip a clone, kept when in sync) and a base pretrained on it."""
-    consent = data / "corpus_consent.yaml"
-    today = dt.date.today()
-    consent.parent.mkdir(parents=True, exist_ok=True)
-    consent.write_text(CORPUS_CONSENT.format(today=today, expires=today + dt.timedelta(days=30)))
+    """The corpus (each clip a clone, kept when in sync) and a base pretrained on it: the demo's studio base."""
+    from clonetrain.core.workspace import Workspace
+    from clonetrain.stages.train import STUDIO_BASE, studio_base
+
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "clonetrain", "corpus", str(CORPUS_DIR), "--base", "base", "--consent", str(consent),
-           "--root", str(data), "--pretrain", "logger=csv", f"audio_features.encoder={encoder}",
-           f"train.max_minutes={minutes}", "train.max_steps=1000000", "train.batch_size=16", "train.val_every=500"]
-    print("$", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True)
+    if demo.build_base(data, minutes, [f"audio_features.encoder={encoder}"]):
+        raise SystemExit("building the base failed (see above)")
     times["corpus_and_pretrain"] = time.perf_counter() - t0
-    return data / "work" / "base" / "pretrain" / "model.safetensors"
+    return studio_base(Workspace(data, STUDIO_BASE))
 
 
 def trained_elsewhere(trained: Path) -> dict[str, dict]:
@@ -148,7 +144,7 @@ def main() -> int:
         return baseline(args)
     if (args.trained or args.reevaluate) and not args.base:
         ap.error("--trained and --reevaluate need --base: the base those clones were fine-tuned from")
-    args.out = args.out or ROOT / "bench" / "results" / "lipsync.json"
+    args.out = args.out or ROOT / "bench" / "results" / ("lipsync.json" if args.hearing == "render" else "lipsync_live.json")
     data, enc, hear = args.data, f"audio_features.encoder={args.encoder}", f"evaluate.hearing={args.hearing}"
     budgets = {"train": args.train_minutes, **({"short": args.short_minutes} if args.short_minutes > 0 else {})}
     seeds = {"train": args.train_seeds or args.seeds, "short": args.seeds}

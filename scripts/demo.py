@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FOOTAGE = ROOT.parent / "shared" / "footage" / "talk_man_60s.mp4"
 CORPUS = ROOT.parent / "shared" / "corpus"
+SHARED_WITH_BASE = ("audio_features.", "model=", "model.", "ingest.", "faces.", "landmarks")
 
 CONSENT = """\
 # Test footage from a public repository; the person shown did not consent to a clone.
@@ -45,10 +46,15 @@ expires: {expires}
 """
 
 
-def build_base(data: Path, minutes: float) -> int:
-    """The studio's base from the shared corpus: each clip kept when its sound follows its mouth, then pretrained."""
-    if (data / "work" / "base" / "pretrain" / "model.safetensors").is_file():
-        print("the studio base is already built: data/work/base/pretrain/model.safetensors")
+def build_base(data: Path, minutes: float, overrides: list[str]) -> int:
+    """The studio's base from the shared corpus: each clip kept when its sound follows its mouth, then pretrained
+    (with the demo's overrides of what a base shares with its clones: what it hears and how faces are cut)."""
+    from clonetrain.stages.train import STUDIO_BASE, studio_base
+    from clonetrain.core.workspace import Workspace
+
+    built = studio_base(Workspace(data, STUDIO_BASE))
+    if built.is_file():
+        print(f"the studio base is already built: {built}")
         return 0
     if not CORPUS.is_dir():
         print(f"corpus not found: {CORPUS} (expected the shared corpus folder beside the project)")
@@ -57,10 +63,10 @@ def build_base(data: Path, minutes: float) -> int:
     consent.parent.mkdir(parents=True, exist_ok=True)
     today = dt.date.today()
     consent.write_text(CORPUS_CONSENT.format(today=today, expires=today + dt.timedelta(days=365)))
-    return subprocess.call([sys.executable, "-m", "clonetrain", "corpus", str(CORPUS), "--base", "base",
+    return subprocess.call([sys.executable, "-m", "clonetrain", "corpus", str(CORPUS), "--base", STUDIO_BASE,
                             "--consent", str(consent), "--root", str(data), "--pretrain",
                             f"train.max_minutes={minutes}", "train.max_steps=1000000", "train.batch_size=16",
-                            "train.val_every=500"])
+                            "train.val_every=500", *[o for o in overrides if o.startswith(SHARED_WITH_BASE)]])
 
 
 def main() -> int:
@@ -75,7 +81,7 @@ def main() -> int:
     if not args.footage.is_file():
         print(f"footage not found: {args.footage} (expected the shared footage folder beside the project)")
         return 2
-    if args.base and (code := build_base(args.data, args.base_minutes)):
+    if args.base and (code := build_base(args.data, args.base_minutes, args.overrides)):
         return code
     raw = args.data / "raw" / args.clone
     raw.mkdir(parents=True, exist_ok=True)

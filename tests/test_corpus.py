@@ -81,6 +81,8 @@ def test_clones_start_from_the_studio_base_once_it_is_built(built, trained, tmp_
     base = Workspace(root, "base").stage_dir("pretrain") / "model.safetensors"
     assert run(root, "man", "stage=train", *TINY) == {"train": "ran"}  # the base's arrival reruns it
     assert json.loads(split.read_text())["base"] == str(base)
+    with pytest.raises(ClonetrainError, match="model.base"):  # adopting takes a model named outright
+        run(root, "man", "stage=train", *TINY, "train.max_steps=0")
     with caplog.at_level("WARNING"):
         run(root, "man", "stage=train", *TINY, "model.audio_dim=8")  # another shape than the base's
     assert json.loads(split.read_text())["base"] is None

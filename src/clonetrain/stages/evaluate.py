@@ -72,6 +72,7 @@ def inputs(cfg: DictConfig, ws: Workspace) -> list[Path]:
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
+    hear = cross_speaker.hearing(cfg.evaluate.hearing, cfg.stream)  # a bad value is an error before any work
     split = files.read_json(ws, "train", "split")
     generator, _, meta = checkpoint.load(files.path(ws, "train", "model"))
     clip = load_clip(ws, generator.spec.image_size, generator.spec)
@@ -103,7 +104,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     static[:, real.shape[1] // 2 :] = reference[real.shape[1] // 2 :]
     outputs["static_frame"] = static
     base = split.get("base")
-    if base and Path(base).is_file():
+    # The base the clone was fine-tuned from, only while it is still that file (the studio's base is rebuilt in place)
+    if base and Path(base).is_file() and split.get("base_sha256") in (None, sha256_file(Path(base))):
         base_gen = checkpoint.load_base_generator(Path(base), generator.spec)
         base_texture = mouth_texture.from_cfg(bank, cfg.mouth_texture,
                                               mouth_control.predictor(getattr(base_gen, "mouth", None)))
@@ -117,7 +119,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         series = {name: metrics.judge(landmarker, gen, real, real_pts, runs) for name, gen in outputs.items()}
         series["real_footage"] = metrics.judge(landmarker, real, real, real_pts, runs)
         plain = metrics.judge(landmarker, untextured, real, real_pts, runs) if texture is not None else None
-        xspk, xspk_rows, xspk_series = run_cross_speaker(cfg, ws, generator, clip, lo, reference, landmarker,
+        xspk, xspk_rows, xspk_series = run_cross_speaker(cfg, ws, generator, clip, lo, reference, landmarker, hear,
                                                          texture)
     finally:
         landmarker.close()
@@ -236,13 +238,13 @@ def with_texture(texture: mouth_texture.MouthTexture | None, faces: np.ndarray, 
 
 
 def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, reference: np.ndarray,
-                      landmarker: Landmarker, texture: mouth_texture.MouthTexture | None = None
-                      ) -> tuple[dict, list, dict]:
+                      landmarker: Landmarker, hear=cross_speaker.speech_windows,
+                      texture: mouth_texture.MouthTexture | None = None) -> tuple[dict, list, dict]:
     """The clone driven by each driver: the metrics.json section, the contact sheet's rows, and per driver the
-    generated and the real mouth opening per frame."""
+    generated and the real mouth opening per frame. `hear`: how its input is cut (cross_speaker.hearing)."""
     c = cfg.evaluate
     out = {"drivers": [], "mean": {}, "skipped": [], "warnings": [], "closed_mouth": None, "loop_frames": None,
-           "hearing": cfg.evaluate.hearing}
+           "hearing": c.hearing}
     footage, specs = driver_paths(cfg)
     if not specs:
         return out, [], {}
@@ -294,7 +296,7 @@ def run_cross_speaker(cfg: DictConfig, ws: Workspace, generator, clip, lo: int, 
     features = clip.features.to_dict()  # what the model was trained on (checked by load_clip), not the config
     rows, series = [], {}
     for d in ready:
-        gen = cross_speaker.drive(generator, features, d, reference, loop, c.batch_size, texture, c.hearing)
+        gen = cross_speaker.drive(generator, features, d, reference, loop, c.batch_size, texture, hear)
         sequence = avatar.ping_pong(d.n, len(loop))
         gen_pts = metrics.judge_landmarks(landmarker, gen, [np.arange(d.n)])
         static_pts = static_loop_pts[sequence]

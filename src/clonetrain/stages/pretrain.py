@@ -3,11 +3,12 @@
 The "clone" of this stage names the base (e.g. clone=base); its corpus is pretrain.corpus, a list of
 preprocessed clones. Each clone's last train.holdout is held out, as in stage=train.
 
-Writes model.safetensors and corpus.json into work/<base>/pretrain/. With model.base it goes on from that
-checkpoint (a base trained for longer, or on another machine) instead of starting from scratch.
+Writes model.safetensors and corpus.json into work/<base>/pretrain/. With model.base named outright it goes on from
+that checkpoint (a base trained for longer, or on another machine) instead of starting from scratch ("auto", the
+default, means none here). The base named "base" is the studio's: every clone starts from it (model.base=auto).
 
     python -m clonetrain stage=pretrain clone=base pretrain.corpus=[may,woman,streamer]
-    python -m clonetrain stage=train clone=man model.base=data/work/base/pretrain/model.safetensors
+    python -m clonetrain stage=train clone=man          # fine-tuned from it
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ Writes model.safetensors  generator + expert, with the spec and provenance in it
 The last train.holdout of the footage is never trained on. Checkpoints every train.checkpoint_every steps
 under work/<clone>/resume/; a killed run resumes from them (train.resume=true, the default).
 
-    python -m clonetrain stage=train clone=anna model.base=data/work/base/pretrain/model.safetensors
+    python -m clonetrain stage=train clone=anna                  # from the studio's base, if built (model.base=auto)
+    python -m clonetrain stage=train clone=anna model.base=/elsewhere/base.safetensors   # or another; model.base= none
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def usable_base(cfg: DictConfig, ws: Workspace, features) -> tuple[Path | None, 
     was trained for other features or another model shape is passed over with a warning (the studio rebuilds
     it when it can); a base named outright must fit, so a mistake there is an error."""
     base = base_path(cfg, ws)
-    if base is None:
-        return None, "from scratch"
     named = cfg.model.base != AUTO
+    if base is None or (not named and cfg.train.max_steps == 0):  # only a model named outright is adopted
+        return None, "from scratch"
     if not named and not base.is_file():
         log.info("no studio base at %s: training from scratch (build one once with: python -m clonetrain corpus "
                  "ARCHIVE --base %s --consent FILE --pretrain)", base, STUDIO_BASE)
@@ -91,7 +92,7 @@ def inputs(cfg: DictConfig, ws: Workspace, auto: bool = True) -> list[Path]:
     if base is not None and not base.is_file() and cfg.model.base != AUTO:
         raise CheckpointError(f"base checkpoint {base} does not exist",
                               "point model.base at a .safetensors file written by stage=pretrain (or, with "
-                              "model=wav2lip, at the published wav2lip_gan.pth), or leave it empty to train from scratch")
+                              "model=wav2lip, at the published wav2lip_gan.pth), or give model.base= to train from scratch")
     if expert is not None and not expert.is_file():
         raise CheckpointError(f"expert checkpoint {expert} does not exist",
                               "point model.base_expert at the published lipsync_expert.pth, or leave it empty")
