@@ -1,7 +1,7 @@
 """Set up a clone from the one-minute test clip and run the whole pipeline on it.
 
     python scripts/demo.py                   # clone "demo_man" from ../shared/footage/talk_man_60s.mp4
-    python scripts/demo.py --base            # first the studio's base from ../shared/corpus (once, ~40 min on 2 cores)
+    python scripts/demo.py --base            # first the studio's base from ../shared/corpus (once: 97 clips preprocessed, then --base-minutes of pretraining)
     python scripts/demo.py --footage other.mp4 --clone demo_x -- stage=preprocess force=true
 
 Without a base the clone trains from scratch. With one (built here by --base, or earlier: model.base=auto finds
