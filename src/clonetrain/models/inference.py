@@ -57,6 +57,16 @@ LIVE_BATCH = 8
 LIVE_AHEAD_S = 0.5
 
 
+def cut_padded(audio: np.ndarray, start: int, s0: int, s1: int) -> np.ndarray:
+    """Samples s0..s1 of a timeline of which `audio` holds the samples from `start` on: silence elsewhere (before
+    the start, or past what has arrived)."""
+    seg = np.zeros(s1 - s0, np.float32)
+    lo, hi = max(s0, start), min(s1, start + len(audio))
+    if hi > lo:
+        seg[lo - s0 : hi - s0] = audio[lo - start : hi - start]
+    return seg
+
+
 def recent_windows(spec, sound, k0: int, n: int, fps: int, sr: int, received: int, lookahead: int) -> np.ndarray:
     """What the generator hears live for frames k0..k0+n of a clone hearing Whisper: one short window from
     whisper.LIVE_CONTEXT_S before the frames (on the frame grid) to the sound received after them, up to
@@ -90,12 +100,8 @@ def live_speech_windows(settings: dict, wav: np.ndarray, sr: int, fps: int, n_fr
     spf, lookahead, chunk = sr // fps, int(round(LIVE_LOOKAHEAD_S * sr)), max(1, int(round(chunk_s * sr)))
     received, frame, out = 0, 0, []
 
-    def sound(s0: int, s1: int) -> np.ndarray:
-        seg = np.zeros(s1 - s0, np.float32)
-        lo, hi = max(s0, 0), min(s1, received)
-        if hi > lo:
-            seg[lo - s0 : hi - s0] = wav[lo:hi]
-        return seg
+    def sound(s0: int, s1: int) -> np.ndarray:  # as much of the speech as has arrived
+        return cut_padded(wav[:received], 0, s0, s1)
 
     def write(upto: int) -> None:  # Session.pump: every ready frame, in batches
         nonlocal frame

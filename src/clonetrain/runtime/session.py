@@ -32,7 +32,8 @@ from clonetrain.media.label import burn_label
 from clonetrain.media.paste import paste
 from clonetrain.audio_analysis import whisper
 from clonetrain.audio_analysis.model_input import FeatureSpec
-from clonetrain.models.inference import LIVE_BATCH, LIVE_LOOKAHEAD_S, generate, recent_windows, speech_windows
+from clonetrain.models.inference import (LIVE_BATCH, LIVE_LOOKAHEAD_S, cut_padded, generate, recent_windows,
+                                         speech_windows)
 from clonetrain.motion.library import close_gaps
 from clonetrain.motion.plan import PlanCfg, Planner
 
@@ -188,11 +189,7 @@ class Session:
 
     def _sound(self, s0: int, s1: int) -> np.ndarray:
         """Samples s0..s1 of the session's timeline: silence before its start, past what it keeps or has received."""
-        seg = np.zeros(s1 - s0, np.float32)
-        lo, hi = max(s0, self.base), min(s1, self.base + len(self.audio))
-        if hi > lo:
-            seg[lo - s0 : hi - s0] = self.audio[lo - self.base : hi - self.base]
-        return seg
+        return cut_padded(self.audio, self.base, s0, s1)
 
     def _write(self, n: int) -> None:
         av, k0 = self.av, self.frame
