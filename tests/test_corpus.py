@@ -16,7 +16,7 @@ from clonetrain.evaluation import paired
 from clonetrain.models import checkpoint
 from clonetrain.core.workspace import Workspace
 
-from conftest import TINY, run, write_consent
+from conftest import TINY, make_clone, run, write_consent
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,19 @@ def test_clones_start_from_the_studio_base_once_it_is_built(built, trained, tmp_
         run(root, "man", "stage=train", *TINY, "model.audio_dim=8")  # another shape than the base's
     assert json.loads(split.read_text())["base"] is None
     assert "does not fit this clone" in caplog.text and str(base) in caplog.text
+
+
+def test_corpus_clips_are_left_out_of_the_nightly_run_and_the_studio_page(archive, clips, tmp_path):
+    from clonetrain.product import nightly
+    from clonetrain.studio import overview
+
+    made = corpus.import_archive(tmp_path, "base", [archive / "host talking.mp4"], archive / "consent.yaml")
+    make_clone(tmp_path, "anna", {"take.mp4": clips["man20"]})
+    assert made == ["base-host_talking"] and corpus.is_corpus_clip(tmp_path / "raw" / "base-host_talking")
+    assert nightly._clones(tmp_path, []) == ["anna"]
+    assert overview.clone_ids(tmp_path) == ["anna"]
+    # Named outright, a clip is built like any clone.
+    assert nightly._clones(tmp_path, ["base-host_talking"]) == ["base-host_talking"]
 
 
 def test_an_archive_without_consent_is_refused(archive, tmp_path):

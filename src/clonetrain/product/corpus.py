@@ -10,7 +10,8 @@ SyncNet confidence).
     python -m clonetrain corpus ARCHIVE --base base --consent archive_consent.yaml [--exclude 'talk_*'] \
         [--root data] [--pretrain] [hydra overrides, e.g. audio_features.encoder=whisper]
 
-Writes raw/<base>-<clip>/ (the clip, hard-linked or copied, and the archive's consent record), the clones'
+Writes raw/<base>-<clip>/ (the clip, hard-linked or copied, the archive's consent record and corpus_clip.json, which
+marks the folder as pretraining material: the nightly run and the studio's page leave it alone), the clones'
 preprocessed work folders, and work/<base>/corpus/corpus.json: every clip with its verdict. With --pretrain it
 then runs stage=pretrain for the base on the kept clips. Rerun it as the archive grows: clips already
 preprocessed are skipped like any up-to-date stage, a broken clip is reported and skipped.
@@ -41,6 +42,17 @@ PREPROCESS = ("ingest", "faces", "landmarks", "audio")
 # Given first, so the command line's own overrides win.
 DEFAULTS = ["ingest.min_duration_s=3", "ingest.min_speech_s=3", "audio_features.min_speech_for_offset_s=3",
             "audio_features.correct_beyond_frames=0"]
+
+
+# Beside a corpus clip in its raw/ folder: {"base", "clip"}. A corpus clip is pretraining material, not a clone a
+# studio ships, so the nightly run does not train it (unless named in nightly.clones) and the studio's page does
+# not list it.
+CLIP_MARKER = "corpus_clip.json"
+
+
+def is_corpus_clip(raw_dir: Path) -> bool:
+    """Whether raw/<clone>/ was made by the corpus command for pretraining (it holds CLIP_MARKER)."""
+    return (Path(raw_dir) / CLIP_MARKER).is_file()
 
 
 def clip_clone_id(base: str, clip: Path) -> str:
@@ -96,6 +108,9 @@ def import_archive(root: Path, base: str, clips: list[Path], consent_file: Path)
         if not record.is_file() or record.read_bytes() != consent_file.read_bytes():
             with atomic_path(record) as tmp:
                 shutil.copyfile(consent_file, tmp)
+        marker = ws.raw_dir / CLIP_MARKER
+        if not is_corpus_clip(ws.raw_dir):
+            write_json_atomic(marker, {"base": base, "clip": clip.name})
         consent.require_live(root, clone, use="train")  # a malformed or expired record fails here, once
         clones.append(clone)
     return clones

@@ -3,7 +3,7 @@
     python scripts/nightly.py [--root data] [hydra overrides...]
     python -m clonetrain nightly [--root data] [hydra overrides...]
 
-For each clone under raw/ (or nightly.clones): run stage=all (every stage whose inputs and config are unchanged
+For each clone under raw/ but the corpus's pretraining clips (or nightly.clones): run stage=all (every stage whose inputs and config are unchanged
 is skipped in seconds; training resumes from its checkpoints after a kill), and when a new package version was
 built, promote it only if it is at least as good as the live one on the held-out metrics (nightly.tolerance).
 One clone's broken footage or crash never stops the others. A second nightly run while one is running exits at
@@ -28,7 +28,7 @@ from typing import Iterator
 
 from omegaconf import DictConfig
 
-from clonetrain.product import consent
+from clonetrain.product import consent, corpus
 from clonetrain.core import pipeline
 from clonetrain.product import registry
 from clonetrain.core import experiment_log
@@ -144,11 +144,16 @@ def compose(root: Path, clone: str, overrides: list[str]) -> DictConfig:
 
 def _clones(root: Path, only: list[str]) -> list[str]:
     """The clones to process: `only` (nightly.clones) if given, in its order, missing ones included so that they
-    are reported; else every clone folder under raw/ that holds anything."""
+    are reported; else every clone folder under raw/ that holds anything, but the corpus's pretraining clips."""
     if only:
         return list(dict.fromkeys(only))
     raw = root / "raw"
-    return sorted(p.name for p in raw.iterdir() if p.is_dir() and any(p.iterdir())) if raw.is_dir() else []
+    folders = sorted(p for p in raw.iterdir() if p.is_dir() and any(p.iterdir())) if raw.is_dir() else []
+    clips = [p for p in folders if corpus.is_corpus_clip(p)]
+    if clips:
+        log.info("%d pretraining clips of a corpus (raw/*/%s) are left to `clonetrain corpus`; name them in "
+                 "nightly.clones to build them as clones", len(clips), corpus.CLIP_MARKER)
+    return [p.name for p in folders if p not in clips]
 
 
 def _take_down_if_live(root: Path, clone: str, err: ConsentError) -> str:

@@ -8,7 +8,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from clonetrain.product import consent, nightly, registry
+from clonetrain.product import consent, corpus, nightly, registry
 from clonetrain.evaluation import verdict
 from clonetrain.contract import files
 from clonetrain.core.errors import ClonetrainError
@@ -33,8 +33,10 @@ def _json(path: Path) -> dict | list | None:
 
 
 def clone_ids(root: Path) -> list[str]:
-    """Every clone with a raw/ folder or a registry entry (ids that are not valid are not shown)."""
-    names = {p.name for p in (root / "raw").iterdir() if p.is_dir()} if (root / "raw").is_dir() else set()
+    """Every clone with a raw/ folder or a registry entry (ids that are not valid, and the corpus's pretraining
+    clips, are not shown)."""
+    raw = root / "raw"
+    names = {p.name for p in raw.iterdir() if p.is_dir() and not corpus.is_corpus_clip(p)} if raw.is_dir() else set()
     try:
         names |= set(registry.read(root)["clones"])
     except ClonetrainError:
