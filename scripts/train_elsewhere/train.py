@@ -3,7 +3,10 @@
 import json, os, shutil, sys, time, types
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).parent / "site"), str(Path(__file__).parents[1] / "src")]
+# Hydra and omegaconf from site/ beside this file; clonetrain from the checkout it was copied into (.device/ or
+# .device/<run>/ inside it).
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "src" / "clonetrain").is_dir())
+sys.path[:0] = [str(Path(__file__).parent / "site"), str(REPO / "src")]
 import lightning  # noqa: F401  (before the stubs: its import probes which packages exist)
 for name in ("librosa", "ffmpeg", "soundfile"):  # feature computation and media I/O: not used by training
     try:
