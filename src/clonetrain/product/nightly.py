@@ -3,10 +3,10 @@
     python scripts/nightly.py [--root data] [hydra overrides...]
     python -m clonetrain nightly [--root data] [hydra overrides...]
 
-For each clone under raw/ but the corpus's pretraining clips (or nightly.clones): run stage=all (every stage whose inputs and config are unchanged
-is skipped in seconds; training resumes from its checkpoints after a kill), and when a new package version was
-built, promote it only if it is at least as good as the live one on the held-out metrics (nightly.tolerance).
-One clone's broken footage or crash never stops the others. A second nightly run while one is running exits at
+For each clone under raw/ but the corpus's pretraining clips (or nightly.clones): run stage=all (every stage whose
+inputs and config are unchanged is skipped in seconds; training resumes from its checkpoints after a kill), and
+when a new package version was built, promote it only if it is at least as good as the live one on the held-out
+metrics (nightly.tolerance). One clone's broken footage or crash never stops the others. A second nightly run while one is running exits at
 once. Writes nightly/<time>/summary.json and summary.html (and nightly/latest.json), and logs each clone to the
 configured logger (wandb offline by default).
 """
