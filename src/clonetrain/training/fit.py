@@ -235,11 +235,12 @@ def adopt(module: LipSyncModule, init: Path | None, out_dir: Path, meta: dict | 
 
 def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resume_dir: Path, run_name: str,
         features, init: Path | None = None, init_expert: Path | None = None, meta: dict | None = None,
-        preview: Callable[[nn.Module], Path] | None = None) -> dict:
+        preview: Callable[[nn.Module], Path] | None = None, control_ds: Dataset | None = None) -> dict:
     """Train, then write out_dir/model.safetensors. Resumes from resume_dir/last.ckpt when it is there.
     init: a base checkpoint; init_expert: a published lipsync_expert.pth (model=wav2lip), kept frozen;
     preview: renders a clip with the final generator (logged as val/heldout_clip); features: the
-    audio_analysis.model_input.FeatureSpec of the datasets' audio, which the model's audio input follows."""
+    audio_analysis.model_input.FeatureSpec of the datasets' audio, which the model's audio input follows;
+    control_ds: the frames the mouth control is fitted on (default: train_ds's)."""
     t, tr = cfg.train, cfg.trainer
     quiet.lightning_logging()
     L.seed_everything(t.seed, workers=True)
@@ -256,7 +257,7 @@ def fit(cfg: DictConfig, train_ds: Dataset, val_ds: Dataset, out_dir: Path, resu
         log.info("expert from the published checkpoint %s %s, frozen", init_expert, info)
     if t.max_steps == 0:
         return adopt(module, init, out_dir, meta)
-    control_fit = fit_mouth_control(module.generator, train_ds, t)
+    control_fit = fit_mouth_control(module.generator, train_ds if control_ds is None else control_ds, t)
     if tr.compile:
         module.generator = torch.compile(module.generator)
 
