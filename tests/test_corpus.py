@@ -1,22 +1,28 @@
 """A pretraining corpus from an archive of real clips: kept when the sound follows the mouth, a base trained on
-what was kept; a model trained elsewhere adopted as a clone's; the paired bootstrap over the drivers' frames."""
+what was kept (and an older base given the mouth control pretrain fits today); a model trained elsewhere adopted as a
+clone's; the paired bootstrap over the drivers' frames."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
 
 from clonetrain.product import corpus
 from clonetrain.core.errors import ClonetrainError
 from clonetrain.evaluation import paired
 from clonetrain.models import checkpoint
+from clonetrain.contract.clip import load_clip
 from clonetrain.core.workspace import Workspace
+from clonetrain.training.data import WindowDataset
 
-from conftest import TINY, make_clone, run, write_consent
+from conftest import PROJECT, TINY, make_clone, run, write_consent
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +66,14 @@ def test_a_base_pretrains_on_the_kept_clips(built):
     first = Workspace(root, "base").stage_dir("pretrain") / "model.safetensors"
     generator, _, meta = checkpoint.load(first)
     assert generator.mouth.fitted and meta["mouth_control"]["prior"] is False  # fitted on the corpus's frames
+    # ... on whole clips, their held-out end too: its ridge is chosen by leaving clips out, not frames
+    whole = trained_on = 0
+    for clone in kept:
+        clip = load_clip(Workspace(root, clone), generator.spec.image_size)
+        split, T = clip.split(0.15), generator.spec.sync_frames  # train.holdout's default
+        whole += len(WindowDataset(clip, 0, clip.n, T, 0, split).control_samples()[1])
+        trained_on += len(WindowDataset(clip, 0, split, T, 0, split).control_samples()[1])
+    assert meta["mouth_control"]["frames"] == whole > trained_on
     # A base goes on from another (one trained for longer, or elsewhere): its regression is the prior.
     run(root, "longer", "stage=pretrain", f"pretrain.corpus=[{','.join(kept)}]", *TINY, f"model.base={first}")
     _, _, meta = checkpoint.load(Workspace(root, "longer").stage_dir("pretrain") / "model.safetensors")
@@ -87,6 +101,29 @@ def test_clones_start_from_the_studio_base_once_it_is_built(built, trained, tmp_
         run(root, "man", "stage=train", *TINY, "model.audio_dim=8")  # another shape than the base's
     assert json.loads(split.read_text())["base"] is None
     assert "does not fit this clone" in caplog.text and str(base) in caplog.text
+
+
+def test_an_existing_base_gets_todays_control_fit_without_training_again(built, tmp_path):
+    """scripts/refit_base_control.py: a base whose control was fitted otherwise (here: wiped) gets the fit
+    stage=pretrain makes today, its networks untouched."""
+    root, report = built
+    kept = [r["clone"] for r in report["rows"] if r["kept"]]
+    base = Workspace(root, "base").stage_dir("pretrain") / "model.safetensors"
+    if not base.is_file():  # this test run alone: build the base it needs
+        test_a_base_pretrains_on_the_kept_clips(built)
+    generator, expert, meta = checkpoint.load(base)
+    wiped = tmp_path / "wiped.safetensors"
+    fitted = generator.mouth.weight.clone()
+    generator.mouth.weight.zero_()
+    checkpoint.save(wiped, generator, expert, meta)
+    out = tmp_path / "refit.safetensors"
+    subprocess.run([sys.executable, str(PROJECT / "scripts" / "refit_base_control.py"), str(wiped), str(out),
+                    "--data", str(root), f"pretrain.corpus=[{','.join(kept)}]", *TINY], check=True)
+    refit, refit_expert, refit_meta = checkpoint.load(out)
+    assert torch.allclose(refit.mouth.weight, fitted, rtol=1e-4, atol=1e-7)
+    assert refit_meta["mouth_control"]["frames"] == meta["mouth_control"]["frames"]
+    assert all(torch.equal(a, b) for a, b in zip(refit.audio.parameters(), generator.audio.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(refit_expert.parameters(), expert.parameters()))
 
 
 def test_corpus_clips_are_left_out_of_the_nightly_run_and_the_studio_page(archive, clips, tmp_path):
