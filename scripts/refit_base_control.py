@@ -1,9 +1,10 @@
 """Fit a base's mouth control again, as `stage=pretrain` fits it today, without training the base again.
 
 The control is a closed-form regression from the sound to the mouth opening (models/mouth_control.py), fitted before
-training; the generator learns from real openings and never from the regression. So a base trained before a change to
-how the control is fitted (session 26: whole corpus clips and half-decade ridges) gets today's fit in a minute, with
-its networks unchanged. The corpus is the one the base was pretrained on (its checkpoint names it), or as given:
+training; the generator learns from real openings (only validation hears the regression). So a base trained before
+a change to how the control is fitted (session 26: whole corpus clips and half-decade ridges) gets today's fit in a
+minute, with its networks unchanged. The corpus is the one the base was pretrained on (its checkpoint names it), or
+as given:
 
     python scripts/refit_base_control.py BASE_IN.safetensors BASE_OUT.safetensors --data data \\
         ['pretrain.corpus=[base-clip1,base-clip2]']
@@ -11,8 +12,7 @@ its networks unchanged. The corpus is the one the base was pretrained on (its ch
 The fit starts from zero, as a base's first fit does (a base that pretrain continued from another is fitted towards
 that one's control instead; this script does not have it).
 
-Then fine-tune clones from BASE_OUT (model.base=BASE_OUT, or copy it over the studio's base: every clone trained
-from the old one trains again).
+Then fine-tune clones from BASE_OUT (model.base=BASE_OUT: every clone trained from the old one trains again).
 """
 
 from __future__ import annotations
