@@ -274,21 +274,16 @@ def cross_speaker(metrics: dict) -> dict:
 
 
 def mean_over_seeds(evaluations: list[dict]) -> dict:
-    """Each method's metrics (metrics.json "metrics") averaged over the seeds' evaluations, where every seed has
-    a finite number; a metric best near 0 (the offset) as the mean distance from 0, so opposite errors do not
-    cancel."""
-    from clonetrain.contract.metrics import BY_NAME
+    """Each method's metrics (metrics.json "metrics") averaged over the seeds' evaluations
+    (evaluation.versus.mean_metrics: the offset as the mean distance from 0)."""
+    from clonetrain.evaluation.versus import mean_metrics
 
     out = {}
     for method in ("clone", "static_frame"):
         rows = [e["metrics"].get(method, {}) for e in evaluations]
-        out[method] = {}
-        for name in rows[0] if rows else ():
-            values = [r.get(name) for r in rows]
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-                if name in BY_NAME and BY_NAME[name].higher_is_better is None:
-                    values = [abs(v) for v in values]
-                out[method][name] = sum(values) / len(values)
+        numbers = [k for k, v in (rows[0] if rows else {}).items() if isinstance(v, (int, float))
+                   and not isinstance(v, bool) and math.isfinite(v)]
+        out[method] = mean_metrics(rows, numbers)
     return out
 
 

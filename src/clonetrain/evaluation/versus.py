@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from clonetrain.contract.files import name_of
+from clonetrain.contract.metrics import BY_NAME
 from clonetrain.contract.series import read_frame_series
 from clonetrain.evaluation import paired
 from clonetrain.evaluation.metrics import beats
@@ -42,12 +43,13 @@ def clone_vs_clone(evaluate_a: Path, evaluate_b: Path, count: int = 2000) -> dic
             "advantage_of_a": {k: {**v, "verdict": paired.verdict(v)} for k, v in boot.items()}}
 
 
-def mean_metrics(runs: list[dict]) -> dict:
-    """Mean of each metric over seeds; the offset as the mean distance from 0, so opposite errors do not cancel."""
+def mean_metrics(runs: list[dict], keys=MEAN_METRICS) -> dict:
+    """Mean of each metric over seeds (the seeds that have it); a metric best near 0 (the offset) as the mean
+    distance from 0, so opposite errors do not cancel."""
     out = {}
-    for k in MEAN_METRICS:
+    for k in keys:
         v = [r[k] for r in runs if r.get(k) is not None]
-        if k == "offset_frames":
+        if k in BY_NAME and BY_NAME[k].higher_is_better is None:
             v = [abs(x) for x in v]
         out[k] = round(float(np.mean(v)), 4) if v else None
     return out
