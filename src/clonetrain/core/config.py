@@ -156,6 +156,7 @@ class VoiceCfg:
     holdout: float = 0.15  # the last share of the speech: never built from, the evaluation's reference
     layers: list[int] = field(default_factory=lambda: [2])  # Whisper base layers matched on (content, not voice)
     k: int = 4  # nearest frames averaged
+    tts_k: int = 8  # for speech from the TTS, whose frames lie further from the person's (README "The voice")
     level: str = "target"  # loudness contour: target (the matched frames') | source
     gv: bool = True  # restore the person's spread of each mel-cepstrum after averaging (less muffled)
     # How much of it (the exponent of the spread ratio): all for speech; half for TTS, whose poorer matches the
