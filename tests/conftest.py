@@ -129,7 +129,9 @@ TINY = [*TINY_MODEL, "train.batch_size=2", "train.val_batches=1", "train.val_eve
         # 2560-wide system with Whisper's features (test_mouth_control tests it).
         "train.mouth_ridge=1000",
         # The cross-speaker evaluation has its own tests (test_cross_speaker.py): the others skip its drivers.
-        "evaluate.drivers=[]"]
+        "evaluate.drivers=[]",
+        # The voice's evaluation speaks, converts and transcribes (twice) each sentence: one is enough to test it.
+        "voice_model.eval_sentences=['Welcome back to the stream, today we are looking at three new products.']"]
 
 
 @pytest.fixture(scope="session")
