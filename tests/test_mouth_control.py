@@ -106,3 +106,27 @@ def test_too_few_frames_to_cross_validate_take_the_fallback_ridge(preprocessed):
     control = MouthControl(clip.features.dims)
     info = control.fit([(windows[:20], z[:20])])  # less than a second: a few frames per fold
     assert info["fitted"] and info["ridge"] == FALLBACK_RIDGE and info["ridge_scores"] is None
+
+
+def test_cross_validation_scores_every_ridge_as_refitting_each_fold_would(preprocessed):
+    """The scores come from one eigendecomposition per fold; they must equal solving each fold at each ridge
+    (on real frames, their first 200 feature columns, so that the direct solves stay cheap)."""
+    from clonetrain.models.mouth_control import RIDGES, _features, _held_out_errors, _Stats
+
+    clip, first, _ = _parts(preprocessed)
+    x, z = _features(*first.control_samples())
+    x = x[:, :200]
+    folds = [_Stats(x.shape[1]) for _ in range(5)]
+    for f, part in zip(folds, np.array_split(np.arange(len(z)), 5)):
+        f.add(x[part], z[part])
+    w0 = np.linspace(-0.01, 0.01, x.shape[1])  # a prior, as a clone fitted against its base has
+    scores = _held_out_errors(folds, RIDGES, w0)
+    for ridge in RIDGES:
+        sse = 0.0
+        for i, held in enumerate(folds):
+            rest = [f for j, f in enumerate(folds) if j != i]
+            train = sum(rest[1:], rest[0])
+            w, mu = train.solve(ridge, w0)
+            sse += held.error(w, mu, train.sy / train.n)
+        assert np.isclose(scores[ridge], sse / len(z), rtol=1e-8), ridge
+    assert len(set(np.round(list(scores.values()), 6))) > 1  # the ridges do differ on these frames

@@ -72,8 +72,9 @@ def settings_of(c, language: str = "en") -> VoiceSettings:
     if c.f0 not in ("auto", "matched", "moved"):
         raise ClonetrainError(f"voice_model.f0={c.f0!r} is not a pitch method", "use auto, matched or moved")
     f0 = c.f0 if c.f0 != "auto" else ("moved" if language in TONAL_LANGUAGES else "matched")
-    return VoiceSettings(layers=tuple(c.layers), k=c.k, tts_k=c.tts_k, level=c.level, gv=c.gv, gv_strength=c.gv_strength,
-                         tts_gv_strength=c.tts_gv_strength, normalise_content=c.normalise_content, f0=f0)
+    return VoiceSettings(layers=tuple(c.layers), k=c.k, tts_k=c.tts_k, level=c.level, gv=c.gv,
+                         gv_strength=c.gv_strength, tts_gv_strength=c.tts_gv_strength,
+                         normalise_content=c.normalise_content, f0=f0)
 
 
 def _cut(wav: np.ndarray, segments: list) -> np.ndarray:
