@@ -9,8 +9,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Under pytest-xdist (pyproject's addopts) each worker gets its share of the cores, for itself and the processes it
+# starts: two workers each running torch and numpy on every core would only take turns.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+import numpy as np  # noqa: E402  (after the thread counts: numpy's BLAS reads them when it loads)
+import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
