@@ -281,8 +281,9 @@ def mean_over_seeds(evaluations: list[dict]) -> dict:
     out = {}
     for method in ("clone", "static_frame"):
         rows = [e["metrics"].get(method, {}) for e in evaluations]
-        numbers = [k for k, v in (rows[0] if rows else {}).items() if isinstance(v, (int, float))
-                   and not isinstance(v, bool) and math.isfinite(v)]
+        # Only the metrics every seed has a finite number for (a NaN in one seed would make the mean NaN).
+        numbers = [k for k in (rows[0] if rows else {}) if all(
+            isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) and math.isfinite(r[k]) for r in rows)]
         out[method] = mean_metrics(rows, numbers)
     return out
 

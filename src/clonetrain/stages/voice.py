@@ -11,7 +11,7 @@ The last `voice_model.holdout` of the speech (by speech time) is never used to b
 similarity is measured against, and the speech whose reconstruction gives the MCD. A clone with less speech than
 `voice_model.min_speech_s` gets no voice (voice.json says why) and the rest of the pipeline carries on.
 
-    python -m clonetrain stage=voice clone=anna voice_model.k=8
+    python -m clonetrain stage=voice clone=anna voice_model.k=6 voice_model.tts_k=12
 """
 
 from __future__ import annotations
