@@ -132,8 +132,9 @@ def run_until(root: Path, clone: str, last: str, *overrides: str) -> dict[str, s
 TINY_MODEL = ["model.channels=4", "model.max_channels=16", "model.audio_dim=16", "model.expert_dim=8"]
 TINY = [*TINY_MODEL, "train.batch_size=2", "train.val_batches=1", "train.val_every=2", "train.checkpoint_every=2",
         "train.max_steps=4", "logger=none", "render.footage_seconds=4",
-        # The mouth control's ridge as cross-validation chose it on talk_man: the choice costs an eigendecomposition
-        # of a 2560-wide system per fold with Whisper's features (test_mouth_control tests it).
+        # The mouth control's ridge as cross-validation chose it on talk_man: the choice (five decompositions and
+        # 60 held-out scores over Whisper's 2560 columns) would add about a second to every training here
+        # (test_mouth_control tests it).
         "train.mouth_ridge=1000",
         # The cross-speaker evaluation has its own tests (test_cross_speaker.py): the others skip its drivers.
         "evaluate.drivers=[]",

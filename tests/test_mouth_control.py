@@ -4,6 +4,7 @@ opening, how it reaches the generator, and checkpoints from before it."""
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -108,14 +109,17 @@ def test_too_few_frames_to_cross_validate_take_the_fallback_ridge(preprocessed):
     assert info["fitted"] and info["ridge"] == FALLBACK_RIDGE and info["ridge_scores"] is None
 
 
-def test_cross_validation_scores_every_ridge_as_refitting_each_fold_would(preprocessed):
+@pytest.mark.parametrize("columns", [200, 400])
+def test_cross_validation_scores_every_ridge_as_refitting_each_fold_would(preprocessed, columns):
     """The scores come from one eigendecomposition per fold; they must equal solving each fold at each ridge
-    (on real frames, their first 200 feature columns, so that the direct solves stay cheap)."""
+    (on real frames, their first feature columns, so that the direct solves stay cheap). With 200 columns each
+    fold's training frames outnumber them (the decomposition of x x^T, as for a base); with 400 they do not (the
+    decomposition from the frames, as for a clone's minute against Whisper's 2560 columns)."""
     from clonetrain.models.mouth_control import RIDGES, _features, _held_out_errors, _Stats
 
     clip, first, _ = _parts(preprocessed)
     x, z = _features(*first.control_samples())
-    x = x[:, :200]
+    x = x[:, :columns]
     folds = [_Stats(x.shape[1]) for _ in range(5)]
     for f, part in zip(folds, np.array_split(np.arange(len(z)), 5)):
         f.add(x[part], z[part])
@@ -126,7 +130,8 @@ def test_cross_validation_scores_every_ridge_as_refitting_each_fold_would(prepro
         for i, held in enumerate(folds):
             rest = [f for j, f in enumerate(folds) if j != i]
             train = sum(rest[1:], rest[0])
+            assert (train.rows is not None) == (columns == 400)  # the frames kept only where they are fewer
             w, mu = train.solve(ridge, w0)
             sse += held.error(w, mu, train.sy / train.n)
-        assert np.isclose(scores[ridge], sse / len(z), rtol=1e-8), ridge
+        assert np.isclose(scores[ridge], sse / len(z), rtol=1e-8), (ridge, columns)
     assert len(set(np.round(list(scores.values()), 6))) > 1  # the ridges do differ on these frames

@@ -125,12 +125,15 @@ MIN_FRAMES_TO_VALIDATE = 50  # 2 s: fewer, and each fold holds a handful of fram
 
 
 class _Stats:
-    """Sufficient statistics of a linear regression: sums of x x^T, x z, x, z, z^2 and the count."""
+    """Sufficient statistics of a linear regression: sums of x x^T, x z, x, z, z^2 and the count; and the frames
+    themselves while there are no more of them than dimensions (a clone's minute against Whisper's 2560), where
+    the cross-validation's decomposition is far cheaper on the frames than on x x^T."""
 
     def __init__(self, d: int):
         self.xtx, self.xty, self.sx = np.zeros((d, d)), np.zeros(d), np.zeros(d)
         self.sy = self.syy = 0.0
         self.n = 0
+        self.rows: list[np.ndarray] | None = []
 
     def add(self, x: np.ndarray, z: np.ndarray) -> None:
         self.xtx += x.T @ x
@@ -139,12 +142,23 @@ class _Stats:
         self.sy += float(z.sum())
         self.syy += float(z @ z)
         self.n += len(z)
+        self.rows = self.rows + [x] if self.rows is not None and self.n <= len(self.sx) else None
 
     def __add__(self, other: "_Stats") -> "_Stats":
         out = _Stats(len(self.sx))
         for k in ("xtx", "xty", "sx", "sy", "syy", "n"):
             setattr(out, k, getattr(self, k) + getattr(other, k))
+        both = self.rows is not None and other.rows is not None and out.n <= len(out.sx)
+        out.rows = self.rows + other.rows if both else None
         return out
+
+    def eigen(self, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues and eigenvectors (columns) of the centred x x^T that can be non-zero. With the frames at
+        hand, from their SVD (n x d: n^2 d, not d^3); the other directions have eigenvalue 0."""
+        if self.rows is None:
+            return np.linalg.eigh(self.cxx(mu))
+        _, singular, vt = np.linalg.svd(np.concatenate(self.rows) - mu, full_matrices=False)
+        return singular**2, vt.T
 
     def cxx(self, mu: np.ndarray) -> np.ndarray:
         return self.xtx - np.outer(self.sx, mu) - np.outer(mu, self.sx) + self.n * np.outer(mu, mu)
@@ -188,17 +202,19 @@ def _features(windows: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _held_out_errors(folds: list[_Stats], ridges: Iterable[float], w0: np.ndarray) -> dict[float, float]:
     """{ridge: mean squared error of each fold predicted by the regression fitted on the others} (at least two
     folds). One eigendecomposition per fold serves every ridge: (C + r I)^-1 = V diag(1 / (e + r)) V^T, where a
-    solve per ridge would factor the matrix again (12 ridges x 5 folds of 2560 x 2560 for Whisper features)."""
+    solve per ridge would factor the matrix again (12 ridges x 5 folds of 2560 x 2560 for Whisper features). A
+    clone's folds have fewer frames than dimensions: their decomposition comes from the frames (_Stats.eigen)."""
     ridges = list(ridges)
     sse, n = dict.fromkeys(ridges, 0.0), 0
     for i, held in enumerate(folds):
         rest = [f for j, f in enumerate(folds) if j != i]
         train = sum(rest[1:], rest[0])
         mu = train.sx / train.n
-        values, vectors = np.linalg.eigh(train.cxx(mu))
+        values, vectors = train.eigen(mu)
         b, p = vectors.T @ (train.xty - mu * train.sy), vectors.T @ w0
+        w0_rest = w0 - vectors @ p  # outside the frames' span: eigenvalue 0, so the weights stay at w0 there
         for ridge in ridges:
-            w = vectors @ ((b + ridge * p) / (values + ridge))
+            w = vectors @ ((b + ridge * p) / (values + ridge)) + w0_rest
             sse[ridge] += held.error(w, mu, train.sy / train.n)
         n += held.n
     return {ridge: e / n for ridge, e in sse.items()}
