@@ -37,6 +37,8 @@ FILES: dict[str, dict[str, str]] = {
                  "heldout": "heldout.mp4", "heldout_sound": "heldout.wav", "mouths": "mouths.png"},
     "report": {"report": "report.json", "page": "report.html", "footage_check": "footage_check.mp4"},
     "package": {"staging": "pkg"},
+    # Not a stage: `python -m clonetrain corpus` writes its verdict on every clip beside the base's stages.
+    "corpus": {"report": "corpus.json"},
 }
 
 
@@ -57,7 +59,8 @@ def output(out_dir: Path, stage: str, name: str, *args: Any) -> Path:
 
 def of_clone(root: Path, clone: str, stage: str, name: str, *args: Any) -> Path:
     """Another clone's file (the studio's base a clone starts from): a stage lists it among its input files
-    (module.inputs), which the pipeline records by content hash, present or absent; it is no upstream read."""
+    (module.inputs), which the pipeline records by content hash, present or absent; it is no upstream read.
+    Also where a command outside the pipeline writes into a clone's work folder (the corpus report)."""
     from clonetrain.core.workspace import Workspace
 
     return Workspace(root, clone).stage_dir(stage) / name_of(stage, name, *args)

@@ -46,6 +46,9 @@ from clonetrain.core.workspace import write_json_atomic
 
 log = logging.getLogger(__name__)
 
+# A prepared driver's folder in the drivers' cache (its own layout, not a stage's): sound, arrays, description.
+SOUND = "audio.wav"
+
 
 # Real takes are often off by 1-4 frames. A driver's offset is applied when its peak is clear (what the audio
 # stage asks before correcting a clone's footage) or, on a short take where it rarely is, when it lies within this
@@ -124,7 +127,7 @@ def key(spec: DriverSpec, settings: dict) -> str:
 
 def load(folder: Path, spec: DriverSpec) -> Driver:
     info = json.loads((folder / "driver.json").read_text())
-    wav, sr = sf.read(folder / "audio.wav", dtype="float32")
+    wav, sr = sf.read(folder / SOUND, dtype="float32")
     with np.load(folder / "driver.npz") as z:
         return Driver(spec=spec, folder=folder, fps=info["fps"], sample_rate=sr, wav=wav, points=z["points"],
                       mouth_open=z["mouth_open"], speech=z["speech"], energy=z["energy"], info=info)
@@ -215,7 +218,7 @@ def _build(spec: DriverSpec, s: dict, landmarker: Landmarker, out: Path) -> None
         energy = features.frame_energy(wav, sr, fps, n)
     speech = _speech_mask(vad.speech_segments(wav, sr), n, fps)
 
-    sf.write(out / "audio.wav", wav, sr, subtype="FLOAT")
+    sf.write(out / SOUND, wav, sr, subtype="FLOAT")
     np.savez(out / "driver.npz", points=points, mouth_open=mouth, speech=speech, energy=energy)
     write_json_atomic(out / "driver.json", {
         "name": spec.name, "video": str(spec.video), "audio": str(spec.audio) if spec.audio else None,

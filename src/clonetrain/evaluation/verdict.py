@@ -23,6 +23,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from clonetrain.contract.files import name_of
 
 MET, MISSED, NOT_MEASURABLE = "met", "missed", "not measurable"
 
@@ -166,8 +167,9 @@ def of_metrics(metrics: dict) -> dict | None:
 
 
 def read(folder: Path) -> dict | None:
-    """The verdict of an evaluate/ folder or a package folder (both hold metrics.json); None without one."""
-    path = Path(folder) / "metrics.json"
+    """The verdict of an evaluate/ folder or a package folder (the package keeps evaluate's metrics file under
+    its name); None without one."""
+    path = Path(folder) / name_of("evaluate", "metrics")
     if not path.is_file():
         return None
     try:

@@ -33,7 +33,7 @@ def clone_vs_clone(evaluate_a: Path, evaluate_b: Path, count: int = 2000) -> dic
             for d in (evaluate_a, evaluate_b))
     boot = paired.paired_bootstrap(series_a["clone"], series_b["clone"], series_a["real_footage"].mouth_open,
                                    paired.block_for(fps), count=count)
-    xa, xb = Path(evaluate_a) / "cross_speaker.npz", Path(evaluate_b) / "cross_speaker.npz"
+    xa, xb = (Path(d) / name_of("evaluate", "cross_speaker") for d in (evaluate_a, evaluate_b))
     if xa.is_file() and xb.is_file():  # the same drivers' frames: how a clone is used, judged the same way
         xspk = paired.cross_speaker_bootstrap(paired.read_driver_series(xa), paired.read_driver_series(xb),
                                               paired.block_for(fps), count=count)

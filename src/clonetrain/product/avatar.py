@@ -16,6 +16,7 @@ from clonetrain.core.errors import ClonetrainError, UpstreamMissingError
 from clonetrain.media.frames import FrameStore, Video
 from clonetrain.models import checkpoint, mouth_control
 from clonetrain.motion import library, plan as motion_plan
+from clonetrain.product import clone_package
 from clonetrain.vision import crops as crops_mod
 from clonetrain.vision.mouth_texture import MouthBank, MouthTexture, from_cfg as texture_from_cfg
 
@@ -193,10 +194,10 @@ def from_package(pkg) -> Avatar:
     fps = m["avatar"]["fps"]
     reference = cv2.cvtColor(cv2.imread(str(av / "reference.png")), cv2.COLOR_BGR2RGB)
     common = dict(clone=pkg.clone, version=pkg.version, reference=reference, generator=pkg.generator(),
-                  mel=m["audio"], consent=pkg.consent, model_sha256=m["files"]["model.safetensors"]["sha256"], fps=fps,
+                  mel=m["audio"], consent=pkg.consent, model_sha256=m["files"][clone_package.MODEL]["sha256"], fps=fps,
                   verdict=verdict.read(pkg.path), package_dir=pkg.path,
                   mouth_bank=MouthBank.load(av / "mouth_bank.npz") if (av / "mouth_bank.npz").is_file() else None,
-                  control=mouth_control.predictor(checkpoint.load_mouth_control(pkg.path / "model.safetensors")))
+                  control=mouth_control.predictor(checkpoint.load_mouth_control(pkg.path / clone_package.MODEL)))
     if (av / "footage.npz").is_file():
         arrays = np.load(av / "footage.npz")
         n = len(arrays["square"])

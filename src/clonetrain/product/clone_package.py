@@ -39,11 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from clonetrain.contract import files
 from clonetrain.evaluation import verdict
 from clonetrain.core.errors import ClonetrainError
 
 FORMAT = "clonetrain.package/1"
 MANIFEST = "manifest.json"
+# The files a package copies from the stages keep their stage names, so a package folder and an evaluate/ folder
+# both answer to the same metrics file (evaluation.verdict.read reads either).
+MODEL, METRICS, CONSENT = (files.name_of(*k) for k in (("train", "model"), ("evaluate", "metrics"), ("ingest", "consent")))
 # HMAC-SHA256 of manifest.json under the studio's signing key, when one is configured ($CLONETRAIN_SIGNING_KEY
 # names the key file). It signs the manifest, so it cannot be listed in it.
 SIGNATURE = "manifest.sig"
@@ -88,7 +92,7 @@ class Package:
 
     @property
     def consent(self) -> dict:
-        return json.loads((self.path / "consent.json").read_text())
+        return json.loads((self.path / CONSENT).read_text())
 
     def generator(self, device: str = "cpu"):
         """The TorchScript generator; needs torch only."""
@@ -164,7 +168,7 @@ def verify(folder: Path) -> dict:
                                f"{entry['size']} (truncated or replaced)")
         if sha256(p) != entry["sha256"]:
             raise PackageError(f"package {folder}: {name} was changed after packaging (sha256 mismatch)")
-    consent = folder / "consent.json"
+    consent = folder / CONSENT
     if manifest.get("consent_sha256") and sha256(consent) != manifest["consent_sha256"]:
         raise PackageError(f"package {folder}: the consent record does not match the one it was built with")
     return manifest

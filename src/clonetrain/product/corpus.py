@@ -206,7 +206,7 @@ def build(root: Path, base: str, archive: Path, consent_file: Path, exclude: lis
               "dropped": len(rows) - len(kept), "exclude": exclude,
               "criteria": criteria,
               "rows": rows}
-    out = Workspace(root, base).work_dir / "corpus" / "corpus.json"
+    out = files.of_clone(root, base, "corpus", "report")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, report)
     return report
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             if not r["kept"]:
                 log.info("dropped %s: %s", r["clip"], r["reason"])
         log.info("corpus %s: kept %d of %d clips (%s)", args.base, report["kept"], report["clips"],
-                 Workspace(args.root, args.base).work_dir / "corpus" / "corpus.json")
+                 files.of_clone(args.root, args.base, "corpus", "report"))
         if args.pretrain:
             from clonetrain.core import pipeline
 

@@ -51,7 +51,8 @@ def _adopt(root: Path, clone: str, folder: Path, actions: list[str]) -> None:
     archive = folder.with_name(f"{clone}-{folder.name}.tar.gz")
     if not archive.is_file():
         clone_package.make_archive(folder, archive)
-    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+    metrics_file = folder / clone_package.METRICS
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     ingest = Workspace(root, clone).read_manifest("ingest") or {}
     entry = clone_package.registry_entry(root, folder, archive, metrics, ingest.get("counts"), None)
     reason = "adopted: published by a run that stopped before registering it"

@@ -10,6 +10,7 @@ from pathlib import Path
 from clonetrain.contract import files
 
 FOLDER = "voice"
+MODEL, RECORD = files.name_of("voice", "model"), files.name_of("voice", "record")  # their stage names
 # The voice's held-out measures the nightly gate compares (continuous ones: WER over a few sentences moves in
 # steps of a whole word and would block promotion on noise).
 HIGHER_IS_BETTER = {"voice_similarity": True, "voice_mcd_db": False}
@@ -22,11 +23,11 @@ def add(ws, pkg: Path) -> dict:
         return {"available": False, "reason": "the voice stage has not run for this clone"}
     record = json.loads(record_path.read_text())
     (pkg / FOLDER).mkdir(exist_ok=True)
-    shutil.copy2(record_path, pkg / FOLDER / "voice.json")
+    shutil.copy2(record_path, pkg / FOLDER / RECORD)
     if not record.get("available"):
         return {"available": False, "reason": record.get("reason", "")}
-    shutil.copy2(files.path(ws, "voice", "model"), pkg / FOLDER / "voice.npz")
-    return {"available": True, "model": f"{FOLDER}/voice.npz", "language": record.get("language"),
+    shutil.copy2(files.path(ws, "voice", "model"), pkg / FOLDER / MODEL)
+    return {"available": True, "model": f"{FOLDER}/{MODEL}", "language": record.get("language"),
             "train_speech_s": record.get("train_speech_s"), "heldout_speech_s": record.get("heldout_speech_s")}
 
 
@@ -73,7 +74,7 @@ Not for speech the person would not say, or for any use outside the consent abov
 def find(package_path: Path | None, ws=None) -> Path | None:
     """The voice model of a package folder, else of the clone's voice stage; None when there is none."""
     if package_path is not None:
-        p = Path(package_path) / FOLDER / "voice.npz"
+        p = Path(package_path) / FOLDER / MODEL
         return p if p.is_file() else None
     if ws is not None and (p := files.path(ws, "voice", "model", required=False)).is_file():
         return p

@@ -11,6 +11,8 @@ import json
 from html import escape
 from pathlib import Path
 
+from clonetrain.contract.files import name_of
+
 
 def _table(head: list[str], rows: list[list]) -> str:
     return ("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"
@@ -20,12 +22,12 @@ def _table(head: list[str], rows: list[list]) -> str:
 
 def section(eval_dir: Path) -> str:
     """HTML for the evaluation folder, or "" before stage=evaluate has run."""
-    path = eval_dir / "metrics.json"
+    path = eval_dir / name_of("evaluate", "metrics")
     if not path.is_file():
         return ""
     ev = json.loads(path.read_text())
     parts = ["<h2>Mouths</h2>"]
-    sheet = eval_dir / "mouths.png"
+    sheet = eval_dir / name_of("evaluate", "mouths")
     if sheet.is_file():
         uri = "data:image/png;base64," + base64.b64encode(sheet.read_bytes()).decode()
         parts.append("<p><small>Mouths, enlarged: real | clone | static frame. Held-out rows: the person's own "

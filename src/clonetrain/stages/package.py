@@ -93,7 +93,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     version = registry.next_version(ws.root, ws.clone)
     model = files.path(ws, "train", "model")
     generator, _, train_meta = checkpoint.load(model)
-    shutil.copy2(model, pkg / "model.safetensors")
+    shutil.copy2(model, pkg / clone_package.MODEL)
     _export_torchscript(generator, pkg / "generator.torchscript")
 
     clip = load_clip(ws, generator.spec.image_size, generator.spec)
@@ -125,11 +125,11 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                                           "jump_scale": library.JumpScale.of(pool).__dict__, "segments": motion})
 
     shutil.copy2(files.path(ws, "audio", "profile"), pkg / "voice_profile.json")
-    shutil.copy2(files.path(ws, "evaluate", "metrics"), pkg / "metrics.json")
-    shutil.copy2(files.path(ws, "ingest", "consent"), pkg / "consent.json")
+    shutil.copy2(files.path(ws, "evaluate", "metrics"), pkg / clone_package.METRICS)
+    shutil.copy2(files.path(ws, "ingest", "consent"), pkg / clone_package.CONSENT)
     write_text_atomic(pkg / "config.yaml", OmegaConf.to_yaml(unrecorded(cfg), resolve=True))
-    consent = json.loads((pkg / "consent.json").read_text())
-    metrics = json.loads((pkg / "metrics.json").read_text())
+    consent = json.loads((pkg / clone_package.CONSENT).read_text())
+    metrics = json.loads((pkg / clone_package.METRICS).read_text())
     takes = [{"file": t["file"], "sha256": t["sha256"], "status": t["status"]}
              for t in ingest_takes]
     write_text_atomic(pkg / "model_card.md", _model_card(ws.clone, version, consent, metrics,
@@ -141,7 +141,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "format": clone_package.FORMAT, "clone": ws.clone, "version": version,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "files": clone_package.file_table(pkg), "source_takes": takes,
-        "consent_sha256": clone_package.sha256(pkg / "consent.json"), "consent_expires": consent["expires"],
+        "consent_sha256": clone_package.sha256(pkg / clone_package.CONSENT), "consent_expires": consent["expires"],
         "model": {**generator.spec.__dict__, "trained_steps": train_meta.get("steps"), "base": split.get("base")},
         # What a runtime needs to reproduce the model's audio input (audio_analysis.model_input.FeatureSpec).
         "audio": clip.features.to_dict(),

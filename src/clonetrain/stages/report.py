@@ -211,7 +211,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
 
     result = StageResult(counts={"level": level, "ready_for_lipsync": bool(ready), "findings": len(findings)})
     final = out_dir.parent / "report"
-    result.summary = [verdict, f"report: {final / 'report.html'}",
+    result.summary = [verdict, f"report: {final / files.name_of('report', 'page')}",
                       f"footage check (real footage, landmarks, sound): {final / files.name_of('report', 'footage_check')}"]
     if evaluated is not None:
         result.summary.append(f"the clone (real | static | AI-generated, held out): "
