@@ -88,7 +88,6 @@ def summarise(series: FrameSeries, mouth_real: np.ndarray, energy: np.ndarray, m
 # Direction of "better" for each per-frame metric, and what the nightly gate compares (contract.metrics declares
 # them; a live version evaluated before a metric existed lacks it, and a metric the live one lacks is not compared).
 HIGHER_IS_BETTER = declared.PER_FRAME
-GATED = declared.GATED
 
 
 def beats(a: dict, b: dict) -> dict[str, bool]:
@@ -99,6 +98,7 @@ def beats(a: dict, b: dict) -> dict[str, bool]:
             out[k] = False
         else:
             out[k] = a[k] > b[k] if higher else a[k] < b[k]
-    ao, bo = a.get("offset_frames"), b.get("offset_frames")
-    out["offset_frames"] = ao is not None and (abs(ao) <= 1 or (bo is None or abs(ao) <= abs(bo)))
+    for m in declared.HELDOUT:
+        if m.higher_is_better is None:  # an offset: within its goal, or no further from 0
+            out[m.name] = m.holds_against(a.get(m.name), b.get(m.name))
     return out

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from clonetrain.contract.files import name_of
-from clonetrain.contract.metrics import BY_NAME
+from clonetrain.contract.metrics import BY_NAME, MEANS
 from clonetrain.contract.series import read_frame_series
 from clonetrain.evaluation import paired
 from clonetrain.evaluation.metrics import beats
 
-MEAN_METRICS = ("lmd_mouth", "mouth_open_corr", "psnr_lower", "ssim_lower", "offset_frames", "cross_speaker_mouth_r",
-                "mouth_sharpness_ratio")
+MEAN_METRICS = MEANS
 VERDICTS = ("better", "tie", "worse")
 
 

@@ -34,7 +34,6 @@ from clonetrain.product import registry
 from clonetrain.core import experiment_log
 from clonetrain.contract import metrics as declared
 from clonetrain.core.errors import ClonetrainError, ConsentError, LockedError
-from clonetrain.product import voice_package
 from clonetrain.core.workspace import Workspace, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,8 @@ def gate(new: dict, live: dict, tolerance: float) -> tuple[bool, list[str]]:
     """Is `new` at least as good as `live` on every held-out metric, within tolerance? Returns (ok, reasons).
     A metric that is not a number fails: NaN compares false with everything, so it would slip through."""
     worse = []
-    for key, higher in {**declared.GATED, **voice_package.HIGHER_IS_BETTER}.items():
+    for metric in declared.GATED:
+        key, higher = metric.name, metric.higher_is_better
         n, l = new.get(key), live.get(key)
         if n is not None and _bad(n):
             worse.append(f"{key} is {n}")
@@ -76,17 +76,15 @@ def gate(new: dict, live: dict, tolerance: float) -> tuple[bool, list[str]]:
         if n is None:
             # Measured only where the machine has the drivers' footage, or the clone a voice: not measured is not
             # worse. A core held-out metric missing is.
-            if key not in MEASURED_WHERE_POSSIBLE and key not in voice_package.HIGHER_IS_BETTER:
+            if key not in MEASURED_WHERE_POSSIBLE:
                 worse.append(f"{key} missing")
             continue
         slack = tolerance * abs(l)
-        if (higher and n < l - slack) or (not higher and n > l + slack):
+        if higher is None:  # an offset: within its goal, or no further from 0 than live
+            if not metric.holds_against(n, l):
+                worse.append(f"{key} {n} vs live {l}")
+        elif (higher and n < l - slack) or (not higher and n > l + slack):
             worse.append(f"{key} {n} vs live {l}")
-    no, lo = new.get("offset_frames"), live.get("offset_frames")
-    if no is not None and _bad(no):
-        worse.append(f"offset_frames is {no}")
-    elif lo is not None and (no is None or (abs(no) > 1 and abs(no) > abs(lo))):
-        worse.append(f"offset_frames {no} vs live {lo}")
     return not worse, worse
 
 

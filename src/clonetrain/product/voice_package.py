@@ -11,9 +11,6 @@ from clonetrain.contract import files
 
 FOLDER = "voice"
 MODEL, RECORD = files.name_of("voice", "model"), files.name_of("voice", "record")  # their stage names
-# The voice's held-out measures the nightly gate compares (continuous ones: WER over a few sentences moves in
-# steps of a whole word and would block promotion on noise).
-HIGHER_IS_BETTER = {"voice_similarity": True, "voice_mcd_db": False}
 
 
 def add(ws, pkg: Path) -> dict:
