@@ -145,3 +145,30 @@ def test_the_parts_that_swap_are_built_from_their_config_target(tmp_path):
     # The logger outside training (core.experiment_log) follows logger.name: the two cannot disagree.
     with pytest.raises(ClonetrainError, match="logger=wandb, logger=csv or logger=none"):
         make_logger(make_cfg(tmp_path, "x", "logger=csv", "logger.name=wandb"), "run", tmp_path)
+
+
+def test_a_metric_declared_once_reaches_the_gate_the_card_and_the_comparisons(monkeypatch):
+    """Adding a metric is its declaration (and its computation): the nightly gate, the package's card and the
+    clone-against-clone comparison take it from there, with the direction it was declared with."""
+    from clonetrain.evaluation import metrics as evaluation_metrics
+    from clonetrain.product import nightly
+    from clonetrain.stages import package
+
+    teeth = metric_decl.Metric("teeth_visible", True, "teeth visible", gated=True, card=True)
+    monkeypatch.setattr(metric_decl, "GATED", (*metric_decl.GATED, teeth))
+    monkeypatch.setattr(metric_decl, "CARD", (*metric_decl.CARD, teeth))
+    live = {"lmd_mouth": 0.05, "mouth_open_corr": 0.5, "offset_frames": 0.2, "psnr_lower": 25.0, "ssim_lower": 0.8,
+            "mouth_sharpness_ratio": 0.9, "teeth_visible": 0.5}
+    ok, why = nightly.gate({**live, "teeth_visible": 0.2}, live, 0.02)
+    assert not ok and why == ["teeth_visible 0.2 vs live 0.5"]
+    assert nightly.gate({**live, "teeth_visible": 0.7}, live, 0.02) == (True, [])
+    evaluation = {"metrics": {"clone": {**live, "teeth_visible": 0.37}}, "targets": {}, "heldout_frames": 10,
+                  "judge": "mediapipe"}
+    consent = {"person": "p", "recorded_by": "r", "date": "d", "expires": "e", "sha256": "s", "permitted_uses": ["x"]}
+    card = package._model_card("c", "v0001", consent, evaluation, {}, {"holdout_from_frame": 5}, [])
+    assert "| teeth visible |" in card and card.count("| 0.37 |") == 1
+    # An offset (best at 0) is judged by its declaration's rule wherever two clones are compared.
+    offset = metric_decl.BY_NAME["offset_frames"]
+    assert evaluation_metrics.beats({"offset_frames": -0.8}, {"offset_frames": 0.1})["offset_frames"]
+    assert not evaluation_metrics.beats({"offset_frames": 2.0}, {"offset_frames": 0.1})["offset_frames"]
+    assert offset.holds_against(-0.8, 0.1) and not offset.holds_against(2.0, 0.1) and offset.holds_against(2.0, None)
