@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clonetrain.core.config import AudioCfg
+from clonetrain.core.config import AudioCfg, IngestCfg
 from clonetrain.core.errors import ClonetrainError, UpstreamMissingError
 
 WINDOW_SECONDS = 0.2  # the sound around a frame the model hears: 5 video frames at 25 fps
@@ -34,7 +34,7 @@ class FeatureSpec:
     window: int = 16               # feature frames per model input
     center: float = -40.0          # normalised = (raw - center) / scale
     scale: float = 40.0
-    sample_rate: int = 16000
+    sample_rate: int = IngestCfg.sample_rate  # the sound ingest extracts (config.IngestCfg)
     # mel: the audio_features defaults, set in one place (config.AudioCfg)
     n_mels: int = AudioCfg.n_mels
     n_fft: int = AudioCfg.n_fft

@@ -59,11 +59,14 @@ class Timing:
 
 
 class Session:
-    def __init__(self, av: Avatar, sink, sample_rate: int = 16000, motion: PlanCfg | None = None,
+    def __init__(self, av: Avatar, sink, sample_rate: int | None = None, motion: PlanCfg | None = None,
                  lookahead_s: float = LIVE_LOOKAHEAD_S, batch_size: int = LIVE_BATCH):
+        """sample_rate: the sound fed (default: the rate the clone's audio features were computed at)."""
         if av.pool is None:
             raise ClonetrainError(f"package {av.version} of {av.clone} has no motion library (made before it existed)",
                                   f"re-package it: python -m clonetrain stage=package clone={av.clone} force=true")
+        self.spec = FeatureSpec.from_dict(av.mel)
+        sample_rate = sample_rate or self.spec.sample_rate
         self.av, self.sink, self.sr = av, sink, sample_rate
         self.cfg = motion or PlanCfg()
         self.spf = sample_rate // av.fps  # samples per frame
@@ -72,7 +75,6 @@ class Session:
                                   "use 16000 Hz speech (ingest.sample_rate) with 25 fps footage")
         self.lookahead = int(round(lookahead_s * sample_rate))
         self.batch_size = batch_size
-        self.spec = FeatureSpec.from_dict(av.mel)
         self.hop = av.mel["hop_length"]
         # Sound kept behind the next frame: the mel windows reach 0.1 s back, Whisper's live window a few seconds.
         self.behind = int(round((whisper.LIVE_CONTEXT_S + 1 if self.spec.encoder == "whisper" else 1) * sample_rate))

@@ -34,6 +34,7 @@ from clonetrain import __version__
 from clonetrain.product import avatar as avatar_mod
 from clonetrain.evaluation import verdict
 from clonetrain.product import consent as consent_mod
+from clonetrain.core.config import Config
 from clonetrain.core.errors import ClonetrainError, FootageError
 from clonetrain.core.manifest import sha256_file
 from clonetrain.media import convert
@@ -216,7 +217,7 @@ def speech_frames(wav: np.ndarray, sr: int, fps: int, n: int) -> np.ndarray:
 
 def render(av: avatar_mod.Avatar, wav: np.ndarray, sr: int, audio_path: Path, out: Path, batch_size: int,
            overwrite: bool = False, named: bool = True, current: consent_mod.Consent | None = None,
-           progress_every_s: float = 30.0, motion: PlanCfg | None = None, voice: dict | None = None,
+           progress_every_s: float = Config.progress_every_s, motion: PlanCfg | None = None, voice: dict | None = None,
            still_permitted: Callable[[], object] | None = None) -> dict:
     """Render `wav` with the avatar into `out` (see deliver for the name it gets); returns the provenance record.
     `voice`: set when the sound is a generated voice (clonetrain.product.voice_render); recorded in the provenance.
