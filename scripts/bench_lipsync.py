@@ -192,15 +192,21 @@ def main() -> int:
             train(scratch, minutes, FIRST_SEED + i, from_base=False)
     train(short_clone, args.train_minutes, FIRST_SEED, from_base=True)
 
-    from clonetrain.evaluation import versus
+    from clonetrain.contract import files
     from clonetrain.core.manifest import sha256_file
+    from clonetrain.core.workspace import Workspace
+    from clonetrain.evaluation import versus
 
     def read(clone: str, stage: str, name: str) -> dict:
-        return json.loads((data / "work" / clone / stage / name).read_text())
+        """A finished stage's JSON file by its contract name, or its manifest."""
+        if name == "manifest":
+            return Workspace(data, clone).read_manifest(stage)
+        return json.loads(files.of_clone(data, clone, stage, name).read_text())
 
     def compare(budget: str) -> dict:
         """Fine-tuned (a) vs scratch (b), seed by seed and over the seeds."""
-        runs = [versus.clone_vs_clone(data / "work" / tuned / "evaluate", data / "work" / scratch / "evaluate")
+        runs = [versus.clone_vs_clone(files.stage_folder(data, tuned, "evaluate"),
+                                      files.stage_folder(data, scratch, "evaluate"))
                 for tuned, scratch in pairs[budget]]
         per_seed = [{"seed": FIRST_SEED + i, "clones": list(pair), "fine_tuned": r["a"], "from_scratch": r["b"],
                      "fine_tuned_vs_scratch": r["a_beats_b"], "advantage_of_fine_tuned": r["advantage_of_a"]}
@@ -214,7 +220,7 @@ def main() -> int:
                 "fine_tuned_beats_scratch": all(mean["a_beats_b"].values())}
 
     def training(clone: str) -> dict:
-        counts = read(clone, "train", "manifest.json")["counts"]
+        counts = read(clone, "train", "manifest")["counts"]
         if clone in jobs:  # trained elsewhere: its own numbers
             j = jobs[clone]
             return {"steps": j["steps"], "seconds": j["seconds"], "stopped_by": j["stopped_by"],
@@ -223,11 +229,11 @@ def main() -> int:
         return {k: counts.get(k) for k in ("steps", "seconds", "stopped_by", "val/l1_lower", "val/sync",
                                            "val/expert_acc")}
 
-    tuned0 = read(pairs["train"][0][0], "evaluate", "metrics.json")
+    tuned0 = read(pairs["train"][0][0], "evaluate", "metrics")
     main_budget = compare("train")
-    short_footage = read(short_clone, "evaluate", "metrics.json")
+    short_footage = read(short_clone, "evaluate", "metrics")
     commit = commit_of()
-    corpus = data / "work" / "base" / "corpus" / "corpus.json"
+    corpus = files.of_clone(data, "base", "corpus", "report")
     result = {
         "benchmark": "lipsync",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -248,7 +254,7 @@ def main() -> int:
         "heldout_targets": {**tuned0["targets"], "fine_tuned_beats_scratch": main_budget["fine_tuned_beats_scratch"]},
         "cross_speaker": cross_speaker(tuned0),
         # Each clone's held-out mouth with and without the mouth texture, and its settings.
-        "mouth_texture": {c: read(c, "evaluate", "metrics.json").get("mouth_texture")
+        "mouth_texture": {c: read(c, "evaluate", "metrics").get("mouth_texture")
                           for c in [*clones, short_clone]},
         "fine_tuned_vs_scratch": main_budget,
         "short_footage": {"clone": short_clone, "footage": SHORT_FILES["take.mp4"],
@@ -259,7 +265,7 @@ def main() -> int:
     short = None
     if "short" in budgets:
         result["short_budget"] = short = compare("short")
-    result["targets"] = targets([read(tuned, "evaluate", "metrics.json") for tuned, _ in pairs["train"]], short,
+    result["targets"] = targets([read(tuned, "evaluate", "metrics") for tuned, _ in pairs["train"]], short,
                                 short_footage)
     write_result(args.out, result)
     return 0
@@ -324,6 +330,9 @@ def targets(evaluations: list[dict], short: dict | None, short_footage: dict | N
 
 def baseline(args) -> int:
     """Today's model, from scratch, no base: train once, evaluate (held-out and cross-speaker), write the result."""
+    from clonetrain.contract import files
+    from clonetrain.core.workspace import Workspace
+
     data, clone = args.data, pair_names("train", 0)[1]
     out = args.out or ROOT / "bench" / "results" / "lipsync_baseline_mel.json"
     add_clone(data, clone, CLONE_FILES)
@@ -335,23 +344,26 @@ def baseline(args) -> int:
     times["evaluate"] = clonetrain(data, clone, "stage=evaluate", mel)
 
     def read(stage: str, name: str) -> dict:
-        return json.loads((data / "work" / clone / stage / name).read_text())
+        """A finished stage's JSON file by its contract name, or its manifest."""
+        if name == "manifest":
+            return Workspace(data, clone).read_manifest(stage)
+        return json.loads(files.of_clone(data, clone, stage, name).read_text())
 
-    metrics, train = read("evaluate", "metrics.json"), read("train", "manifest.json")
+    metrics, train = read("evaluate", "metrics"), read("train", "manifest")
     commit = commit_of()
     result = {
         "benchmark": "lipsync", "run": "baseline: today's model (log-mel, model=small), from scratch, no base",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
         "clone": CLONE_FILES["take.mp4"], "seeds": [FIRST_SEED],
         # The encoder the model heard (audio_features.encoder once Whisper features exist; log-mel before).
-        "audio_encoder": read("audio", "manifest.json")["config"].get("audio_features.encoder", "mel"),
+        "audio_encoder": read("audio", "manifest")["config"].get("audio_features.encoder", "mel"),
         "budget_minutes": {"train": args.train_minutes},
         "training": {k: train["counts"].get(k) for k in ("steps", "seconds", "stopped_by", "val/l1_lower",
                                                           "val/sync", "val/expert_acc")},
         "metrics": metrics["metrics"], "uncertainty": metrics["uncertainty"],
         "heldout_targets": metrics["targets"], "targets": targets(metrics, None, None),
         "cross_speaker": cross_speaker(metrics),
-        "evaluate_seconds": read("evaluate", "manifest.json")["seconds"],
+        "evaluate_seconds": read("evaluate", "manifest")["seconds"],
         "wall_seconds": {k: round(v, 1) for k, v in times.items()},
         "note": args.note or None,
     }

@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import write_result, commit as commit_of  # noqa: E402
 from probe_audio_features import per_video_frame, with_context  # noqa: E402
 
+from clonetrain.contract import files  # noqa: E402
+
 VARIANTS = {"context 3.5 s, lookahead 0.5 s": (3.5, 0.5, False), "context 1.5 s, lookahead 0.5 s": (1.5, 0.5, False),
             "context 3.5 s, lookahead 0.2 s": (3.5, 0.2, False),
             "context 3.5 s, lookahead 0.5 s, padded to 30 s": (3.5, 0.5, True)}
@@ -114,13 +116,16 @@ def main() -> int:
         data = args.root or Path(tmp)
         if args.root is None:
             preprocess(data, args.clone)
-        work = data / "work" / args.clone
-        spec = json.loads((work / "audio" / "features.json").read_text())["spec"]
+        def stage_file(stage: str, name: str) -> Path:
+            return files.of_clone(data, args.clone, stage, name)
+
+        spec = json.loads(stage_file("audio", "features").read_text())["spec"]
         if spec["encoder"] != "whisper" or spec["layers"] != [2]:
-            raise SystemExit(f"{work} was preprocessed with {spec['encoder']} {spec.get('layers')}: use encoder=whisper")
-        wav, _ = sf.read(work / "audio" / "audio.wav", dtype="float32")
-        grid = np.load(work / "audio" / "whisper.npy").astype(np.float32)
-        marks = np.load(work / "landmarks" / "landmarks.npz")
+            raise SystemExit(f"{args.clone} was preprocessed with {spec['encoder']} {spec.get('layers')}: "
+                             "use encoder=whisper")
+        wav, _ = sf.read(stage_file("audio", "audio"), dtype="float32")
+        grid = np.load(stage_file("audio", "whisper")).astype(np.float32)
+        marks = np.load(stage_file("landmarks", "landmarks"))
         opening, ok = marks["mouth_open"].astype(np.float64), marks["valid"] & np.isfinite(marks["mouth_open"])
     n = len(opening)
     per_frame = spec["per_second"] / 25.0

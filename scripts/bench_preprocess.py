@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import resource
 import subprocess
@@ -24,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import commit, write_result  # noqa: E402
 from demo import CONSENT, DEFAULT_FOOTAGE  # noqa: E402  (shared consent text for test footage)
+
+from clonetrain.core.workspace import Workspace  # noqa: E402
 
 
 def run(data: Path, clone: str, *extra: str) -> float:
@@ -50,7 +51,7 @@ def main() -> int:
         cold = run(data, clone, "force=true")
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         warm = min(run(data, clone) for _ in range(3))
-        manifests = {s: json.loads((data / "work" / clone / s / "manifest.json").read_text())
+        manifests = {s: Workspace(data, clone).read_manifest(s)
                      for s in ("ingest", "transcribe", "faces", "landmarks", "audio", "report")}
     footage_s = manifests["ingest"]["counts"]["usable_s"]
     result = {

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -75,9 +74,10 @@ def build_clone(data: Path, clone: str, video: Path, *overrides: str) -> tuple[f
 
 
 def heldout(cfg, ws) -> tuple[np.ndarray, list]:
+    from clonetrain.contract import files
     from clonetrain.stages.voice import split_speech, speech_segments
 
-    wav, sr = sf.read(ws.stage_dir("ingest") / "audio.wav", dtype="float32")
+    wav, sr = sf.read(files.of_clone(ws.root, ws.clone, "ingest", "audio"), dtype="float32")
     _, held = split_speech(speech_segments(cfg, ws), cfg.voice_model.holdout)
     return np.concatenate([wav[int(s * sr) : int(e * sr)] for s, e in held]), held
 
@@ -91,15 +91,16 @@ def timed_convert(vm, wav: np.ndarray, clock: list, from_tts: bool = False) -> n
 
 
 def s2s_language(data: Path, clone: str, video: str, drive: str, clock: list) -> dict:
+    from clonetrain.contract import files
     from clonetrain.media.convert import decode_audio
     from clonetrain.voice import asr, judge
     from clonetrain.voice.model import VoiceModel
 
     seconds, cfg, ws = build_clone(data, clone, FOOTAGE / video, "voice_model.min_speech_s=8")
-    record = json.loads((ws.stage_dir("voice") / "voice.json").read_text())
+    record = json.loads(files.of_clone(ws.root, ws.clone, "voice", "record").read_text())
     if not record["available"]:
         return {"clone_from": video, "available": False, "reason": record["reason"]}
-    vm = VoiceModel.load(ws.stage_dir("voice") / "voice.npz")
+    vm = VoiceModel.load(files.of_clone(ws.root, ws.clone, "voice", "model"))
     ref = judge.embed(heldout(cfg, ws)[0])
     src = decode_audio(FOOTAGE / drive, 16000)
     out = timed_convert(vm, src, clock)
@@ -123,6 +124,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "voice.json")
     ap.add_argument("--note", default="", help="conditions worth recording, e.g. 'CPU shared with 4 other jobs'")
     args = ap.parse_args()
+    from clonetrain.contract import files
     from clonetrain.media.convert import decode_audio
     from clonetrain.voice import judge, tts, world
     from clonetrain.voice.model import VoiceModel, move_f0
@@ -132,8 +134,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
         data = Path(tmp)
         voice_seconds, cfg, ws = build_clone(data, "man", FOOTAGE / "talk_man_60s.mp4")
-        record = json.loads((ws.stage_dir("voice") / "voice.json").read_text())
-        vm = VoiceModel.load(ws.stage_dir("voice") / "voice.npz")
+        record = json.loads(files.of_clone(ws.root, ws.clone, "voice", "record").read_text())
+        vm = VoiceModel.load(files.of_clone(ws.root, ws.clone, "voice", "model"))
         held_wav, _ = heldout(cfg, ws)
         ref = judge.embed(held_wav)
         draws = []

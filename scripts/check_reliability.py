@@ -146,9 +146,9 @@ def archive_extraction_is_reused(root, ctx):
     archive = d / f"{CLONE}-v0001.tar.gz"
     shutil.copy(root / "clones" / CLONE / f"{CLONE}-v0001.tar.gz", archive)
     a = clone_package.load(archive).path
-    mtime = (a / "model.safetensors").stat().st_mtime_ns
+    mtime = (a / clone_package.MODEL).stat().st_mtime_ns
     b = clone_package.load(archive).path
-    same = a == b and (b / "model.safetensors").stat().st_mtime_ns == mtime
+    same = a == b and (b / clone_package.MODEL).stat().st_mtime_ns == mtime
     return same and len(list(d.iterdir())) == 2, f"second load reused {b.name} (untouched={same}); {len(list(d.iterdir()))} entries"
 
 
@@ -273,11 +273,11 @@ def forged_package_refused(root, ctx):
 
     forged = root / "forged" / "v0001"
     shutil.copytree(root / "clones" / CLONE / "v0001", forged)
-    c = json.loads((forged / "consent.json").read_text())
+    c = json.loads((forged / clone_package.CONSENT).read_text())
     c["expires"] = "2999-12-31"
-    (forged / "consent.json").write_text(json.dumps(c))
+    (forged / clone_package.CONSENT).write_text(json.dumps(c))
     m = json.loads((forged / "manifest.json").read_text())
-    m["files"], m["consent_sha256"] = clone_package.file_table(forged), clone_package.sha256(forged / "consent.json")
+    m["files"], m["consent_sha256"] = clone_package.file_table(forged), clone_package.sha256(forged / clone_package.CONSENT)
     (forged / "manifest.json").write_text(json.dumps(m))
     clone_package.verify(forged)  # every hash matches
     return clean_failure(render_cli(root, ctx["speech_wav"], f"render.package={forged}"), "not the anchor v0001 this studio published")
@@ -432,11 +432,12 @@ def nan_fails_gate(root, ctx):
 
 
 def nightly_clones_honoured(root, ctx):
+    from clonetrain.core.workspace import Workspace
     from clonetrain.product import nightly
 
-    before = (root / "work" / CLONE / "package" / "manifest.json").stat().st_mtime_ns
+    before = Workspace(root, CLONE).manifest_path("package").stat().st_mtime_ns
     s = nightly.run_nightly(root, [*TINY, "nightly.clones=[beta]"])
-    untouched = (root / "work" / CLONE / "package" / "manifest.json").stat().st_mtime_ns == before
+    untouched = Workspace(root, CLONE).manifest_path("package").stat().st_mtime_ns == before
     names = [r["clone"] for r in s["clones"]]
     return names == ["beta"] and untouched, f"processed {names}; {CLONE} untouched={untouched}"
 
@@ -540,6 +541,8 @@ def killed_render_leaves_no_deliverable(root, ctx):
 
 
 def stem_wav_upper_case(root, ctx):
+    from clonetrain.contract import files
+
     raw = root / "raw" / "phone"
     raw.mkdir(parents=True)
     shutil.copy(FOOTAGE / "split_woman_no_audio_10s.mp4", raw / "clip.mp4")
@@ -549,7 +552,7 @@ def stem_wav_upper_case(root, ctx):
         run_stage(root, "stage=ingest", "ingest.min_duration_s=5", clone="phone")
     except Exception as err:  # noqa: BLE001 - reported as the observation
         return False, f"{type(err).__name__}: {err}"[:150]
-    take = json.loads((root / "work" / "phone" / "ingest" / "takes.json").read_text())[0]
+    take = json.loads(files.of_clone(root, "phone", "ingest", "takes").read_text())[0]
     return take["status"] == "ok" and take["sound_from"] == "clip.WAV", f"take {take['status']}, sound from {take.get('sound_from')}"
 
 

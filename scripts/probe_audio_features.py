@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import write_result  # noqa: E402
 
 from clonetrain.audio_analysis import whisper  # noqa: E402
+from clonetrain.contract import files  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 CONTEXT = 5
@@ -56,13 +57,12 @@ def best_lag_r(pred: np.ndarray, y: np.ndarray, ok: np.ndarray, lags: int) -> fl
 
 
 def load(root: Path, clone: str) -> dict:
-    d = root / "work" / clone
-    wav, sr = sf.read(d / "audio" / "audio.wav", dtype="float32")
-    lm = np.load(d / "landmarks" / "landmarks.npz")
+    wav, sr = sf.read(files.of_clone(root, clone, "audio", "audio"), dtype="float32")
+    lm = np.load(files.of_clone(root, clone, "landmarks", "landmarks"))
     mouth = lm["mouth_open"]
     n = len(mouth)
     layers = whisper.encode(wav, layers=tuple(range(7)))  # base: the stem and 6 layers
-    feats = {"mel": per_video_frame(np.load(d / "audio" / "mel.npy"), 3.2, n)}
+    feats = {"mel": per_video_frame(np.load(files.of_clone(root, clone, "audio", "mel")), 3.2, n)}
     for i in range(7):
         feats[i] = per_video_frame(layers[:, i * 512 : (i + 1) * 512], 2, n)
     return {"feats": feats, "mouth": np.nan_to_num(mouth), "valid": lm["valid"] & np.isfinite(mouth)}

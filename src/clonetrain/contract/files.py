@@ -66,6 +66,14 @@ def of_clone(root: Path, clone: str, stage: str, name: str, *args: Any) -> Path:
     return Workspace(root, clone).stage_dir(stage) / name_of(stage, name, *args)
 
 
+def stage_folder(root: Path, clone: str, stage: str) -> Path:
+    """A clone's whole stage folder, for tools outside the pipeline that compare or measure finished runs (the
+    benchmarks): not noted as a read."""
+    from clonetrain.core.workspace import Workspace
+
+    return Workspace(root, clone).stage_dir(stage)
+
+
 def folder(ws, stage: str) -> Path:
     """A stage's whole folder, read as one (a report section that shows whatever the evaluation left)."""
     _note(ws, stage, ".")
