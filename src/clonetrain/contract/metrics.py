@@ -29,7 +29,7 @@ class Goal:
 @dataclass(frozen=True)
 class Metric:
     name: str                     # its key in metrics.json's per-method metrics
-    higher_is_better: bool | None  # None: nearest 0 is best (an offset)
+    higher_is_better: bool | None  # None: nearest `best` is best (an offset: 0)
     label: str                    # how a table heads it
     series: str | None = None     # the per-frame measure it summarises (contract.series.FrameSeries field): the
                                   # bootstrap resamples it; None: not a per-frame summary
@@ -39,10 +39,12 @@ class Metric:
     goals: tuple[Goal, ...] = ()  # the targets on it: the evaluation's verdict, the nightly floor, the benchmarks
     table: bool = False           # a column of the report's held-out table
     card: bool = False            # a column of the package's model card
+    texture: bool = False         # shown with and without the mouth texture (metrics.json "mouth_texture")
+    best: float = 0.0             # with higher_is_better None: the value that is best
 
     def met(self, goal: Goal, value: float) -> bool:
         if self.higher_is_better is None:
-            return abs(value) <= goal.bound
+            return abs(value - self.best) <= goal.bound
         return value >= goal.bound if self.higher_is_better else value <= goal.bound
 
     def holds_against(self, value: float | None, other: float | None) -> bool:
@@ -50,7 +52,8 @@ class Metric:
         than `other` (None: not measured, so nothing to hold against)? What "at least as good" means for it."""
         if value is None:
             return False
-        return (bool(self.goals) and abs(value) <= self.goals[0].bound) or other is None or abs(value) <= abs(other)
+        gap = abs(value - self.best)
+        return (bool(self.goals) and gap <= self.goals[0].bound) or other is None or gap <= abs(other - self.best)
 
     def key(self, goal: Goal) -> str:
         if goal.key:
@@ -62,16 +65,18 @@ class Metric:
 # Held-out evaluation (stage=evaluate), in the order they are compared and shown.
 HELDOUT: tuple[Metric, ...] = (
     Metric("lmd_mouth", False, "mouth LMD (lower is better)", series="lmd", gated=True, table=True, card=True,
+           texture=True,
            goals=(Goal(0.7, over_static=True),
                   Goal(0.5, "heldout_lmd_vs_static<=0.5", over_static=True, acceptance="heldout_lmd_vs_static",
                        words="<= 0.5 (the clone's held-out mouth LMD over the static frame's)"))),
     Metric("mouth_open_corr", True, "mouth-opening r", series="mouth_open", pooled="corr", gated=True, table=True,
-           card=True,
+           card=True, texture=True,
            goals=(Goal(0.5), Goal(0.75, "heldout_mouth_r>=0.75", acceptance="heldout_mouth_r", words=">= 0.75"))),
     Metric("offset_frames", None, "offset (frames)", gated=True, table=True, card=True,
            goals=(Goal(1, "offset_within_1_frame", acceptance="offset_frames",
                        words="within +-1 frame (held-out generated frames)"),)),
     Metric("sync_peak_margin", True, "offset peak margin", table=True),
+    Metric("sync_peak_corr", True, "offset peak correlation"),
     Metric("psnr_lower", True, "PSNR lower face", series="psnr", gated=True, table=True, card=True),
     Metric("ssim_lower", True, "SSIM lower face", series="ssim", gated=True, table=True, card=True),
     Metric("cross_speaker_mouth_r", True, "cross-speaker mouth r", gated=True, where_possible=True,
@@ -79,9 +84,13 @@ HELDOUT: tuple[Metric, ...] = (
     Metric("silence_closed_fraction", True, "shut in driver pauses", gated=True, where_possible=True,
            goals=(Goal(0.9, acceptance="silence_closed_fraction",
                        words=">= 0.9 (driver pauses, pooled over drivers)"),)),
-    Metric("mouth_sharpness_ratio", True, "mouth sharpness over real", gated=True,
+    Metric("mouth_sharpness_ratio", True, "mouth sharpness over real", gated=True, texture=True,
            goals=(Goal(0.85, acceptance="mouth_sharpness_ratio",
                        words=">= 0.85 (held-out mouth box, generated over real)"),)),
+    Metric("psnr_mouth", True, "PSNR mouth box", texture=True),
+    Metric("ssim_mouth", True, "SSIM mouth box", texture=True),
+    # Frame-to-frame change of the mouth box over the real mouth's: above 1 it jumps, near 0 it is still.
+    Metric("mouth_flicker_ratio", None, "mouth flicker over real", texture=True, best=1.0),
 )
 # The voice's held-out measures (stage=voice; the package copies them into the registry's metrics). Continuous
 # ones only: WER over a few sentences moves in steps of a whole word and would block promotion on noise. A clone
@@ -100,6 +109,8 @@ MEANS = tuple(m.name for m in HELDOUT if m.gated or m.goals)
 # The report's held-out table and the package card's, in declaration order.
 TABLE = tuple(m for m in HELDOUT if m.table)
 CARD = tuple(m for m in HELDOUT if m.card)
+# The numbers evaluate shows with and without the mouth texture.
+TEXTURE = tuple(m.name for m in HELDOUT if m.texture)
 
 
 

@@ -99,6 +99,6 @@ def beats(a: dict, b: dict) -> dict[str, bool]:
         else:
             out[k] = a[k] > b[k] if higher else a[k] < b[k]
     for m in declared.HELDOUT:
-        if m.higher_is_better is None:  # an offset: within its goal, or no further from 0
+        if m.higher_is_better is None and m.gated:  # the offset: within its goal, or no further from 0
             out[m.name] = m.holds_against(a.get(m.name), b.get(m.name))
     return out

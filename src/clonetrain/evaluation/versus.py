@@ -43,13 +43,13 @@ def clone_vs_clone(evaluate_a: Path, evaluate_b: Path, count: int = 2000) -> dic
 
 
 def mean_metrics(runs: list[dict], keys=MEAN_METRICS) -> dict:
-    """Mean of each metric over seeds (the seeds that have it); a metric best near 0 (the offset) as the mean
-    distance from 0, so opposite errors do not cancel."""
+    """Mean of each metric over seeds (the seeds that have it); a metric best near a value (the offset: 0) as the
+    mean distance from it, so opposite errors do not cancel."""
     out = {}
     for k in keys:
         v = [r[k] for r in runs if r.get(k) is not None]
         if k in BY_NAME and BY_NAME[k].higher_is_better is None:
-            v = [abs(x) for x in v]
+            v = [abs(x - BY_NAME[k].best) for x in v]
         out[k] = round(float(np.mean(v)), 4) if v else None
     return out
 

@@ -55,8 +55,7 @@ from clonetrain.core.workspace import Workspace, write_json_atomic
 log = logging.getLogger(__name__)
 
 # The held-out numbers shown with and without the mouth texture (metrics.json "mouth_texture").
-TEXTURE_EFFECT = ("mouth_sharpness_ratio", "psnr_mouth", "ssim_mouth", "mouth_open_corr", "lmd_mouth",
-                  "mouth_flicker_ratio")
+TEXTURE_EFFECT = metric_decl.TEXTURE
 
 
 def driver_paths(cfg: DictConfig) -> tuple[Path, list[drivers.DriverSpec]]:
