@@ -40,6 +40,7 @@ class Metric:
     table: bool = False           # a column of the report's held-out table
     card: bool = False            # a column of the package's model card
     texture: bool = False         # shown with and without the mouth texture (metrics.json "mouth_texture")
+    listed: str = ""              # its short heading in `registry list` ("": not a column there)
     best: float = 0.0             # with higher_is_better None: the value that is best
 
     def met(self, goal: Goal, value: float) -> bool:
@@ -65,12 +66,12 @@ class Metric:
 # Held-out evaluation (stage=evaluate), in the order they are compared and shown.
 HELDOUT: tuple[Metric, ...] = (
     Metric("lmd_mouth", False, "mouth LMD (lower is better)", series="lmd", gated=True, table=True, card=True,
-           texture=True,
+           texture=True, listed="LMD",
            goals=(Goal(0.7, over_static=True),
                   Goal(0.5, "heldout_lmd_vs_static<=0.5", over_static=True, acceptance="heldout_lmd_vs_static",
                        words="<= 0.5 (the clone's held-out mouth LMD over the static frame's)"))),
     Metric("mouth_open_corr", True, "mouth-opening r", series="mouth_open", pooled="corr", gated=True, table=True,
-           card=True, texture=True,
+           card=True, texture=True, listed="mouth r",
            goals=(Goal(0.5), Goal(0.75, "heldout_mouth_r>=0.75", acceptance="heldout_mouth_r", words=">= 0.75"))),
     Metric("offset_frames", None, "offset (frames)", gated=True, table=True, card=True,
            goals=(Goal(1, "offset_within_1_frame", acceptance="offset_frames",
@@ -109,6 +110,8 @@ MEANS = tuple(m.name for m in HELDOUT if m.gated or m.goals)
 # The report's held-out table and the package card's, in declaration order.
 TABLE = tuple(m for m in HELDOUT if m.table)
 CARD = tuple(m for m in HELDOUT if m.card)
+# The columns of `registry list`, in declaration order.
+LISTED = tuple(m for m in (*HELDOUT, *VOICE) if m.listed)
 # The numbers evaluate shows with and without the mouth texture.
 TEXTURE = tuple(m.name for m in HELDOUT if m.texture)
 

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
+from clonetrain.contract import metrics as declared
 from clonetrain.core.errors import ClonetrainError
 
 FILENAME = "registry.db"
@@ -317,8 +318,7 @@ COLUMNS: list[Column] = [
     Column("version", 8, lambda c, ver, v: ver),
     Column("status", 10, lambda c, ver, v: v["status"]),
     Column("created", 26, lambda c, ver, v: v["created"]),
-    Column("mouth r", 8, _metric("mouth_open_corr"), right=True),
-    Column("LMD", 7, _metric("lmd_mouth"), right=True),
+    *(Column(m.listed, max(7, len(m.listed) + 1), _metric(m.name), right=True) for m in declared.LISTED),
     Column("takes", 5, lambda c, ver, v: len(v.get("takes", [])), right=True),
     # evaluate's verdict (clonetrain.evaluation.verdict), recorded by the package stage: ok, or how many targets were missed.
     Column("verdict", 18, lambda c, ver, v: _verdict(v)),
