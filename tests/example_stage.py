@@ -7,11 +7,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from clonetrain.contract import files
 from clonetrain.core.manifest import StageResult
 from clonetrain.vision.landmarks import MeshLandmarker
+
+
+@dataclass
+class LipsdbCfg:
+    """Its settings, with their defaults (as core/config.py's dataclasses hold every stage's)."""
+    min_open: float = 0.05  # the inner-lip gap (eye distances) above which the lips count as apart
 
 
 def run(cfg, ws, out_dir) -> StageResult:

@@ -3,6 +3,7 @@ nothing declared but their code, and the pipeline records what they read (tests/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -10,9 +11,11 @@ import numpy as np
 import pytest
 
 from clonetrain.contract import files
+from clonetrain.core import config as config_mod
 from clonetrain.core import manifest, pipeline
 from clonetrain.core.errors import ClonetrainError
 from clonetrain.core.workspace import Workspace
+import example_stage
 from conftest import run
 
 
@@ -26,7 +29,12 @@ def cloned(preprocessed, tmp_path):
 def test_a_new_stage_runs_records_its_reads_and_is_skipped_until_they_change(cloned, monkeypatch):
     monkeypatch.setitem(pipeline.STAGES, "lipsdb", pipeline.Stage("lipsdb", "example_stage"))
     monkeypatch.setitem(files.FILES, "lipsdb", {"lips": "lips.npz"})
-    assert run(cloned, "man", "stage=lipsdb", "+lipsdb.min_open=0.05") == {"lipsdb": "ran"}
+    # Its settings' dataclass joins the config (as a field of config.Config would): the default lives there only.
+    with_lipsdb = dataclasses.make_dataclass("ConfigWithLipsdb", [
+        ("lipsdb", example_stage.LipsdbCfg, dataclasses.field(default_factory=example_stage.LipsdbCfg))],
+        bases=(config_mod.Config,))
+    monkeypatch.setattr(config_mod, "Config", with_lipsdb)
+    assert run(cloned, "man", "stage=lipsdb") == {"lipsdb": "ran"}
     ws = Workspace(cloned, "man")
     m = json.loads((ws.stage_dir("lipsdb") / "manifest.json").read_text())
     # What it read is recorded, nothing was declared: the landmarks file, its one setting, its code's modules.
@@ -34,13 +42,13 @@ def test_a_new_stage_runs_records_its_reads_and_is_skipped_until_they_change(clo
     apart = files.load(ws, "lipsdb", "lips")["apart"]
     opening = files.load(ws, "landmarks", "landmarks")["mouth_open"]
     assert 0 < apart.sum() < apart.size and np.array_equal(apart, np.nan_to_num(opening) > 0.05)
-    assert run(cloned, "man", "stage=lipsdb", "+lipsdb.min_open=0.05") == {"lipsdb": "skipped"}
-    assert run(cloned, "man", "stage=lipsdb", "+lipsdb.min_open=0.2") == {"lipsdb": "ran"}
+    assert run(cloned, "man", "stage=lipsdb", "lipsdb.min_open=0.05") == {"lipsdb": "skipped"}  # the default, said
+    assert run(cloned, "man", "stage=lipsdb", "lipsdb.min_open=0.2") == {"lipsdb": "ran"}
     assert files.load(ws, "lipsdb", "lips")["apart"].sum() < apart.sum()
     # An upstream change reruns it: the landmarks made again by another backend.
     run(cloned, "man", "stage=landmarks", "landmarks.model._target_=example_stage.StillMeshLandmarker",
         "landmarks.backend=mesh-still")
-    assert run(cloned, "man", "stage=lipsdb", "+lipsdb.min_open=0.2") == {"lipsdb": "ran"}
+    assert run(cloned, "man", "stage=lipsdb", "lipsdb.min_open=0.2") == {"lipsdb": "ran"}
 
 
 def test_a_new_landmark_backend_is_named_by_its_class_and_recorded(cloned, monkeypatch):
