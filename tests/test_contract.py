@@ -162,11 +162,20 @@ def test_a_metric_declared_once_reaches_the_gate_the_card_and_the_comparisons(mo
     ok, why = nightly.gate({**live, "teeth_visible": 0.2}, live, 0.02)
     assert not ok and why == ["teeth_visible 0.2 vs live 0.5"]
     assert nightly.gate({**live, "teeth_visible": 0.7}, live, 0.02) == (True, [])
+    # The offset is gated by its declared rule: within a frame passes, further than live and than a frame does not.
+    assert nightly.gate({**live, "offset_frames": -0.9}, live, 0.02)[0]
+    assert nightly.gate({**live, "offset_frames": -2.0}, live, 0.02) == (False, ["offset_frames -2.0 vs live 0.2"])
     evaluation = {"metrics": {"clone": {**live, "teeth_visible": 0.37}}, "targets": {}, "heldout_frames": 10,
                   "judge": "mediapipe"}
     consent = {"person": "p", "recorded_by": "r", "date": "d", "expires": "e", "sha256": "s", "permitted_uses": ["x"]}
     card = package._model_card("c", "v0001", consent, evaluation, {}, {"holdout_from_frame": 5}, [])
     assert "| teeth visible |" in card and card.count("| 0.37 |") == 1
+    # A package names the stage files it copies as the contract does (written out there: verifying is stdlib-only).
+    from clonetrain.product import clone_package, voice_package
+
+    assert (clone_package.MODEL, clone_package.METRICS, clone_package.CONSENT) == (
+        files.name_of("train", "model"), files.name_of("evaluate", "metrics"), files.name_of("ingest", "consent"))
+    assert (voice_package.MODEL, voice_package.RECORD) == (files.name_of("voice", "model"), files.name_of("voice", "record"))
     # An offset (best at 0) is judged by its declaration's rule wherever two clones are compared.
     offset = metric_decl.BY_NAME["offset_frames"]
     assert evaluation_metrics.beats({"offset_frames": -0.8}, {"offset_frames": 0.1})["offset_frames"]

@@ -109,12 +109,12 @@ def test_too_few_frames_to_cross_validate_take_the_fallback_ridge(preprocessed):
     assert info["fitted"] and info["ridge"] == FALLBACK_RIDGE and info["ridge_scores"] is None
 
 
-@pytest.mark.parametrize("columns", [200, 400])
+@pytest.mark.parametrize("columns", [200, 600])
 def test_cross_validation_scores_every_ridge_as_refitting_each_fold_would(preprocessed, columns):
     """The scores come from one eigendecomposition per fold; they must equal solving each fold at each ridge
     (on real frames, their first feature columns, so that the direct solves stay cheap). With 200 columns each
-    fold's training frames outnumber them (the decomposition of x x^T, as for a base); with 400 they do not (the
-    decomposition from the frames, as for a clone's minute against Whisper's 2560 columns)."""
+    fold's training frames outnumber them (the decomposition of x x^T, as for a base); with 600 they are fewer than
+    half (the decomposition from the frames, as for a clone's minute against Whisper's 2560 columns)."""
     from clonetrain.models.mouth_control import RIDGES, _features, _held_out_errors, _Stats
 
     clip, first, _ = _parts(preprocessed)
@@ -130,7 +130,7 @@ def test_cross_validation_scores_every_ridge_as_refitting_each_fold_would(prepro
         for i, held in enumerate(folds):
             rest = [f for j, f in enumerate(folds) if j != i]
             train = sum(rest[1:], rest[0])
-            assert (train.rows is not None) == (columns == 400)  # the frames kept only where they are fewer
+            assert (train.rows is not None) == (columns == 600)  # the frames kept only where they are few
             w, mu = train.solve(ridge, w0)
             sse += held.error(w, mu, train.sy / train.n)
         assert np.isclose(scores[ridge], sse / len(z), rtol=1e-8), (ridge, columns)

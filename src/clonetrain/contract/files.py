@@ -94,7 +94,7 @@ def path(ws, stage: str, name: str, *args: Any, required: bool = True) -> Path:
 def missing(ws, stage: str, what: str) -> UpstreamMissingError:
     """The error for a stage output that is not there, naming the first stage to run: the earliest one, in the
     order stages run (FILES), that has no output either."""
-    order = list(FILES)
+    order = [s for s in FILES if s != "corpus"]  # the corpus report is a command's, not a stage's
     before = order[: order.index(stage)] if stage in order else []
     first = next((s for s in before if ws.read_manifest(s) is None), stage)
     chain = "" if first == stage else f"; nothing from {first!r} on is there either"

@@ -49,8 +49,9 @@ class Metric:
         return value >= goal.bound if self.higher_is_better else value <= goal.bound
 
     def holds_against(self, value: float | None, other: float | None) -> bool:
-        """For a metric whose best is 0 (an offset): is `value` within its first goal's bound, or no further from 0
-        than `other` (None: not measured, so nothing to hold against)? What "at least as good" means for it."""
+        """For a metric best at a value (`best`; the offset: 0): is `value` within its first goal's bound of it, or
+        no further from it than `other` (None: not measured, so nothing to hold against)? What "at least as good"
+        means for it."""
         if value is None:
             return False
         gap = abs(value - self.best)

@@ -85,8 +85,8 @@ def summarise(series: FrameSeries, mouth_real: np.ndarray, energy: np.ndarray, m
     }
 
 
-# Direction of "better" for each per-frame metric, and what the nightly gate compares (contract.metrics declares
-# them; a live version evaluated before a metric existed lacks it, and a metric the live one lacks is not compared).
+# Direction of "better" for each per-frame metric: what beats and the paired bootstrap compare (contract.metrics
+# declares them).
 HIGHER_IS_BETTER = declared.PER_FRAME
 
 

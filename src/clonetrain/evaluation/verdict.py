@@ -23,7 +23,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from clonetrain.contract.files import name_of
 
 MET, MISSED, NOT_MEASURABLE = "met", "missed", "not measurable"
 
@@ -169,6 +168,8 @@ def of_metrics(metrics: dict) -> dict | None:
 def read(folder: Path) -> dict | None:
     """The verdict of an evaluate/ folder or a package folder (the package keeps evaluate's metrics file under
     its name); None without one."""
+    from clonetrain.contract.files import name_of  # here: a package's verification imports this module stdlib-only
+
     path = Path(folder) / name_of("evaluate", "metrics")
     if not path.is_file():
         return None

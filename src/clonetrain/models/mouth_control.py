@@ -126,8 +126,8 @@ MIN_FRAMES_TO_VALIDATE = 50  # 2 s: fewer, and each fold holds a handful of fram
 
 class _Stats:
     """Sufficient statistics of a linear regression: sums of x x^T, x z, x, z, z^2 and the count; and the frames
-    themselves while there are no more of them than dimensions (a clone's minute against Whisper's 2560), where
-    the cross-validation's decomposition is far cheaper on the frames than on x x^T."""
+    themselves while there are at most half as many as dimensions (a clone's minute against Whisper's 2560), where
+    the cross-validation's decomposition is far cheaper on the frames than on x x^T (near d it is not)."""
 
     def __init__(self, d: int):
         self.xtx, self.xty, self.sx = np.zeros((d, d)), np.zeros(d), np.zeros(d)
@@ -142,13 +142,13 @@ class _Stats:
         self.sy += float(z.sum())
         self.syy += float(z @ z)
         self.n += len(z)
-        self.rows = self.rows + [x] if self.rows is not None and self.n <= len(self.sx) else None
+        self.rows = self.rows + [x] if self.rows is not None and self.n <= len(self.sx) // 2 else None
 
     def __add__(self, other: "_Stats") -> "_Stats":
         out = _Stats(len(self.sx))
         for k in ("xtx", "xty", "sx", "sy", "syy", "n"):
             setattr(out, k, getattr(self, k) + getattr(other, k))
-        both = self.rows is not None and other.rows is not None and out.n <= len(out.sx)
+        both = self.rows is not None and other.rows is not None and out.n <= len(out.sx) // 2
         out.rows = self.rows + other.rows if both else None
         return out
 

@@ -39,15 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from clonetrain.contract import files
 from clonetrain.evaluation import verdict
 from clonetrain.core.errors import ClonetrainError
 
 FORMAT = "clonetrain.package/1"
 MANIFEST = "manifest.json"
-# The files a package copies from the stages keep their stage names, so a package folder and an evaluate/ folder
-# both answer to the same metrics file (evaluation.verdict.read reads either).
-MODEL, METRICS, CONSENT = (files.name_of(*k) for k in (("train", "model"), ("evaluate", "metrics"), ("ingest", "consent")))
+# The files a package copies from the stages keep their stage names (contract.files: train's model, evaluate's
+# metrics, ingest's consent), so a package folder and an evaluate/ folder answer to the same metrics file. Written
+# out here so that verifying a package needs the standard library alone; test_contract checks they agree.
+MODEL, METRICS, CONSENT = "model.safetensors", "metrics.json", "consent.json"
 # HMAC-SHA256 of manifest.json under the studio's signing key, when one is configured ($CLONETRAIN_SIGNING_KEY
 # names the key file). It signs the manifest, so it cannot be listed in it.
 SIGNATURE = "manifest.sig"

@@ -57,7 +57,8 @@ def _bad(x) -> bool:
     return isinstance(x, float) and not math.isfinite(x)
 
 
-# Metrics that exist only where they can be measured (the cross-speaker drivers' footage is on the machine).
+# Metrics that exist only where they can be measured: the cross-speaker drivers' footage is on the machine, the clone
+# has a voice.
 MEASURED_WHERE_POSSIBLE = declared.WHERE_POSSIBLE
 
 

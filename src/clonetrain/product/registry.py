@@ -300,7 +300,8 @@ def check_trusted(root: Path, pkg) -> str:
         f"key (${clone_package.SIGNING_KEY_ENV}) to move them between studios")
 
 
-# The columns of `registry list`: (header, width, value of a version entry). Add a column by appending here.
+# The columns of `registry list`: (header, width, value of a version entry). Add a column by appending here; a
+# metric's column comes from its declaration (contract.metrics: listed=).
 @dataclass(frozen=True)
 class Column:
     header: str
