@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from clonetrain.contract.files import name_of
-from clonetrain.contract.metrics import BY_NAME, MEANS
+from clonetrain.contract import metrics as declared
+from clonetrain.contract.metrics import BY_NAME
 from clonetrain.contract.series import read_frame_series
 from clonetrain.evaluation import paired
 from clonetrain.evaluation.metrics import beats
 
-MEAN_METRICS = MEANS
 VERDICTS = ("better", "tie", "worse")
 
 
@@ -42,10 +42,10 @@ def clone_vs_clone(evaluate_a: Path, evaluate_b: Path, count: int = 2000) -> dic
             "advantage_of_a": {k: {**v, "verdict": paired.verdict(v)} for k, v in boot.items()}}
 
 
-def mean_metrics(runs: list[dict], keys=MEAN_METRICS) -> dict:
+def mean_metrics(runs: list[dict], keys=None) -> dict:
     """Mean of each metric over seeds (the seeds that have it); a metric best near a value (the offset: 0) as the
     mean distance from it, so opposite errors do not cancel."""
-    out = {}
+    out, keys = {}, declared.MEANS if keys is None else keys  # the declaration's, read when called
     for k in keys:
         v = [r[k] for r in runs if r.get(k) is not None]
         if k in BY_NAME and BY_NAME[k].higher_is_better is None:

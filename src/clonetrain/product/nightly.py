@@ -57,11 +57,6 @@ def _bad(x) -> bool:
     return isinstance(x, float) and not math.isfinite(x)
 
 
-# Metrics that exist only where they can be measured: the cross-speaker drivers' footage is on the machine, the clone
-# has a voice.
-MEASURED_WHERE_POSSIBLE = declared.WHERE_POSSIBLE
-
-
 def gate(new: dict, live: dict, tolerance: float) -> tuple[bool, list[str]]:
     """Is `new` at least as good as `live` on every held-out metric, within tolerance? Returns (ok, reasons).
     A metric that is not a number fails: NaN compares false with everything, so it would slip through."""
@@ -75,9 +70,9 @@ def gate(new: dict, live: dict, tolerance: float) -> tuple[bool, list[str]]:
         if l is None or _bad(l):
             continue
         if n is None:
-            # Measured only where the machine has the drivers' footage, or the clone a voice: not measured is not
-            # worse. A core held-out metric missing is.
-            if key not in MEASURED_WHERE_POSSIBLE:
+            # Measured only where it can be (the machine has the drivers' footage, the clone a voice): not measured
+            # is not worse. A core held-out metric missing is.
+            if not metric.where_possible:
                 worse.append(f"{key} missing")
             continue
         slack = tolerance * abs(l)

@@ -54,8 +54,6 @@ from clonetrain.core.workspace import Workspace, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-# The held-out numbers shown with and without the mouth texture (metrics.json "mouth_texture").
-TEXTURE_EFFECT = metric_decl.TEXTURE
 
 
 def driver_paths(cfg: DictConfig) -> tuple[Path, list[drivers.DriverSpec]]:
@@ -139,8 +137,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         texture_effect["bank_frames"] = len(texture.bank.lower)
         # what steered the choice of source: the model's mouth control, or the face's looks (no control)
         texture_effect["opening_from"] = "sound" if texture.control is not None else "looks"
-        texture_effect["without"] = {k: without[k] for k in TEXTURE_EFFECT}
-        texture_effect["with"] = {k: results["clone"][k] for k in TEXTURE_EFFECT}
+        # The held-out numbers declared to be shown with and without the mouth texture (texture=True).
+        texture_effect["without"] = {k: without[k] for k in metric_decl.TEXTURE}
+        texture_effect["with"] = {k: results["clone"][k] for k in metric_decl.TEXTURE}
         if rendered.size != texture.size:  # the mouth as render pastes it, against the real full-size crops
             real_full, boxes_full = np.asarray(full[idx]), mouth.mouth_boxes(real_pts, rendered.size)
             texture_effect["full_size"] = {
