@@ -23,7 +23,7 @@ class LipsdbCfg:
 
 
 def run(cfg, ws, out_dir) -> StageResult:
-    opening = files.load(ws, "landmarks", "landmarks")["mouth_open"]
+    opening = files.read(ws, "landmarks", "landmarks").mouth_open
     apart = np.nan_to_num(opening) > cfg.lipsdb.min_open
     np.savez(files.output(out_dir, "lipsdb", "lips"), apart=apart)
     return StageResult(counts={"frames": int(apart.size), "apart": int(apart.sum())},

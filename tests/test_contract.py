@@ -2,14 +2,18 @@
 
 import ast
 import re
+import shutil
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from clonetrain.contract import files, metrics as metric_decl
+from clonetrain.contract import contents, files, metrics as metric_decl
+from clonetrain.core.errors import UpstreamMissingError
 from clonetrain.contract.sound import frames_sound
+from clonetrain.core.workspace import Workspace
 from conftest import ffmpeg, make_cfg
 
 
@@ -91,6 +95,10 @@ def test_no_import_runs_back_up_the_layers_and_stage_paths_live_in_the_contract(
     for path in SRC.rglob("*.py"):
         if path.relative_to(SRC).as_posix() != "contract/files.py":
             assert not literal.search(path.read_text()), (path, literal.search(path.read_text()).group(0))
+    # What a stage's data files hold is written through the contract's declarations (contract.contents).
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"(np\.savez|write_json_atomic)\(files\.output\(", text), path
 
 
 def test_every_goal_is_judged_from_its_metrics_declaration():
@@ -108,10 +116,15 @@ def test_every_goal_is_judged_from_its_metrics_declaration():
     assert values["cross_speaker_mouth_r"]["value"] is None and not values["silence_closed_fraction"]["met"]
     results["clone"]["offset_frames"] = 2.0
     assert not metric_decl.goal_values(results)[0]["offset_within_1_frame"]
-    # Every goal's metric is declared, so the nightly floor's defaults name real targets.
-    keys = {m.key(g) for m in metric_decl.HELDOUT for g in m.goals}
+    # The nightly floor's default is the goals marked as release targets, read from the declaration.
     from clonetrain.core.config import NightlyCfg
-    assert set(NightlyCfg().floor) - {"beats_every_baseline"} <= keys
+    from clonetrain.product import nightly
+    assert NightlyCfg().floor == ["release"]
+    assert metric_decl.release_targets() == ["lmd_mouth<=0.7*static", "mouth_open_corr>=0.5", "offset_within_1_frame",
+                                             metric_decl.BEATS_EVERY_BASELINE]
+    entry = {"metrics": {}, "targets": {**met, metric_decl.BEATS_EVERY_BASELINE: False}}
+    assert nightly.floor(entry, ["release"]) == ["target beats_every_baseline missed"]
+    assert nightly.floor(entry, ["*"]) == [f"target {k} missed" for k, ok in entry["targets"].items() if not ok]
 
 
 def test_the_parts_that_swap_are_built_from_their_config_target(tmp_path):
@@ -181,3 +194,40 @@ def test_a_metric_declared_once_reaches_the_gate_the_card_and_the_comparisons(mo
     assert evaluation_metrics.beats({"offset_frames": -0.8}, {"offset_frames": 0.1})["offset_frames"]
     assert not evaluation_metrics.beats({"offset_frames": 2.0}, {"offset_frames": 0.1})["offset_frames"]
     assert offset.holds_against(-0.8, 0.1) and not offset.holds_against(2.0, 0.1) and offset.holds_against(2.0, None)
+
+
+def test_what_the_stages_write_is_what_the_contract_declares(trained, tmp_path):
+    """Every declared file of a real run holds exactly its declared arrays, one row per frame, and the keys its
+    readers rely on; a file an older clonetrain wrote without one is an error naming the rerun; a stage cannot
+    write what is not declared."""
+    ws = Workspace(trained, "man")
+    n = len(files.read(ws, "ingest", "frames").take)
+    for (stage, name), kind in contents.ARRAYS.items():
+        with np.load(files.path(ws, stage, name)) as z:
+            assert sorted(z.files) == sorted(f.name for f in fields(kind)), (stage, name)
+        got = files.read(ws, stage, name)
+        assert isinstance(got, kind) and {len(v) for v in got.arrays().values() if np.ndim(v)} == {n}
+    for (stage, name), record in contents.RECORDS.items():
+        if ws.read_manifest(stage) is not None:
+            assert not contents.missing_keys(record, files.read_json(ws, stage, name)), (stage, name)
+    with pytest.raises(contents.ContractError, match="declared in contract.contents"):
+        files.load(ws, "faces", "faces")
+
+    old = Workspace(tmp_path, "man")
+    shutil.copytree(ws.stage_dir("landmarks"), old.stage_dir("landmarks"))
+    lm = files.read(ws, "landmarks", "landmarks").arrays()
+    np.savez(old.stage_dir("landmarks") / "landmarks.npz", **{k: v for k, v in lm.items() if k != "pose"})
+    with pytest.raises(UpstreamMissingError, match="lacks pose") as err:
+        files.read(old, "landmarks", "landmarks")
+    assert "stage=landmarks clone=man force=true" in err.value.fix
+    shutil.copytree(ws.stage_dir("train"), old.stage_dir("train"))
+    (old.stage_dir("train") / "split.json").write_text('{"frames": 500}')
+    with pytest.raises(UpstreamMissingError, match="lacks holdout_from_frame"):
+        files.read_json(old, "train", "split")
+
+    with pytest.raises(contents.ContractError, match="disagree on the number of frames"):
+        files.write(tmp_path, "landmarks", "landmarks", contents.Landmarks(**{**lm, "valid": lm["valid"][:-1]}))
+    with pytest.raises(contents.ContractError, match="is a Faces, not a Landmarks"):
+        files.write(tmp_path, "faces", "faces", contents.Landmarks(**lm))
+    with pytest.raises(contents.ContractError, match="lacks status"):
+        files.write_record(tmp_path, "ingest", "takes", [{"take": 0, "file": "a.mp4"}])

@@ -40,7 +40,7 @@ def test_a_new_stage_runs_records_its_reads_and_is_skipped_until_they_change(clo
     # What it read is recorded, nothing was declared: the landmarks file, its one setting, its code's modules.
     assert m["read"] == {"landmarks": ["landmarks.npz"]} and m["config"] == {"lipsdb.min_open": 0.05}
     apart = files.load(ws, "lipsdb", "lips")["apart"]
-    opening = files.load(ws, "landmarks", "landmarks")["mouth_open"]
+    opening = files.read(ws, "landmarks", "landmarks").mouth_open
     assert 0 < apart.sum() < apart.size and np.array_equal(apart, np.nan_to_num(opening) > 0.05)
     assert run(cloned, "man", "stage=lipsdb", "lipsdb.min_open=0.05") == {"lipsdb": "skipped"}  # the default, said
     assert run(cloned, "man", "stage=lipsdb", "lipsdb.min_open=0.2") == {"lipsdb": "ran"}
@@ -53,7 +53,7 @@ def test_a_new_stage_runs_records_its_reads_and_is_skipped_until_they_change(clo
 
 def test_a_new_landmark_backend_is_named_by_its_class_and_recorded(cloned, monkeypatch):
     ws = Workspace(cloned, "man")
-    tracked = files.load(ws, "landmarks", "landmarks")
+    tracked = files.read(ws, "landmarks", "landmarks")
     still = ("stage=landmarks", "landmarks.model._target_=example_stage.StillMeshLandmarker",
              "landmarks.backend=mesh-still")
     assert run(cloned, "man", *still) == {"landmarks": "ran"}
@@ -63,14 +63,14 @@ def test_a_new_landmark_backend_is_named_by_its_class_and_recorded(cloned, monke
     monkeypatch.setattr(manifest, "module_source",
                         lambda name: real(name) + ("\n# edited\n" if name == "example_stage" else ""))
     assert run(cloned, "man", *still) == {"landmarks": "ran"}
-    still = files.load(ws, "landmarks", "landmarks")
+    still = files.read(ws, "landmarks", "landmarks")
     m = json.loads((ws.stage_dir("landmarks") / "manifest.json").read_text())
     assert m["config"]["landmarks.model"] == {"_target_": "example_stage.StillMeshLandmarker"}
     assert m["counts"]["backend"] == "mesh-still"
     # The same faces, fitted frame by frame: the points agree with the tracked ones to a few pixels of 256.
-    both = tracked["valid"] & still["valid"]
+    both = tracked.valid & still.valid
     assert both.mean() > 0.9
-    gap = np.linalg.norm(tracked["points"][both] - still["points"][both], axis=-1)
+    gap = np.linalg.norm(tracked.points[both] - still.points[both], axis=-1)
     assert np.median(gap) < 4
     # Built from the preset's name with the wrong class is refused, naming the fix.
     with pytest.raises(ClonetrainError, match="landmarks=mediapipe or landmarks=fan"):

@@ -61,16 +61,16 @@ def load_clip(ws: Workspace, size: int, hears=None) -> Clip:
     if not files.exists(ws, "faces", "crops", size):
         raise UpstreamMissingError(f"clone {ws.clone!r} has no {size} px crops (faces.train_size differs)",
                                    f"rerun: python -m clonetrain stage=preprocess clone={ws.clone} faces.train_size={size}")
-    flags = files.load(ws, "faces", "faces")["flags"]
-    lm = files.load(ws, "landmarks", "landmarks")
-    frames = files.load(ws, "ingest", "frames")
+    flags = files.read(ws, "faces", "faces").flags
+    lm = files.read(ws, "landmarks", "landmarks")
+    frames = files.read(ws, "ingest", "frames")
     spec, raw = read_features(ws)
     if hears is not None:
         check_matches(spec, hears.audio_input, hears.n_mels, ws.clone)
-    usable = faces.usable(flags) & frames["lipsync"] & lm["valid"]
+    usable = faces.usable(flags) & frames.lipsync & lm.valid
     return Clip(clone=ws.clone, faces=files.load(ws, "faces", "crops", size, mmap_mode="r"), mel=spec.normalise(raw),
-                usable=usable, take=frames["take"], mouth_open=lm["mouth_open"], valid_landmarks=lm["valid"],
-                energy=files.load(ws, "audio", "energy"), fps=int(frames["fps"]), features=spec)
+                usable=usable, take=frames.take, mouth_open=lm.mouth_open, valid_landmarks=lm.valid,
+                energy=files.load(ws, "audio", "energy"), fps=int(frames.fps), features=spec)
 
 
 def check_configured(clip: Clip, audio_cfg, sample_rate: int) -> None:

@@ -5,7 +5,8 @@ joining a stage folder and a file name itself. Each read is noted in the recorde
 stage run (contract.reads), so the manifest says which upstream files a stage actually used, instead of a list
 kept by hand that drifts from the code.
 
-    frames = files.load(ws, "ingest", "frames")        # np.load of work/<clone>/ingest/frames.npz
+    frames = files.read(ws, "ingest", "frames")        # work/<clone>/ingest/frames.npz as a contents.FrameIndex
+    energy = files.load(ws, "audio", "energy")         # np.load of work/<clone>/audio/energy.npy
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from clonetrain.contract import reads
+from clonetrain.contract import contents, reads
 from clonetrain.core.errors import UpstreamMissingError
 
 # stage -> {name: file inside its folder}. A name with {} is a pattern (crops_{}.npy at a size).
@@ -109,11 +110,57 @@ def exists(ws, stage: str, name: str, *args: Any) -> bool:
 
 
 def read_json(ws, stage: str, name: str, *args: Any) -> Any:
-    return json.loads(path(ws, stage, name, *args).read_text())
+    """A JSON file of `stage`; one declared in contract.contents.RECORDS must hold the keys its readers rely on."""
+    obj = json.loads(path(ws, stage, name, *args).read_text())
+    declared = contents.RECORDS.get((stage, name))
+    if declared and (lacking := contents.missing_keys(declared, obj)):
+        raise _stale(ws, stage, name, ", ".join(lacking))
+    return obj
+
+
+def write_record(out_dir: Path, stage: str, name: str, obj: Any) -> None:
+    """Write `stage`'s JSON file `name` (atomically), refusing a declared record without the keys its readers use."""
+    from clonetrain.core.workspace import write_json_atomic
+
+    declared = contents.RECORDS.get((stage, name))
+    if declared and (lacking := contents.missing_keys(declared, obj)):
+        raise contents.ContractError(f"{stage}/{name_of(stage, name)} lacks {', '.join(lacking)}, which "
+                                     "contract.contents.RECORDS declares its readers rely on")
+    write_json_atomic(output(out_dir, stage, name), obj)
+
+
+def read(ws, stage: str, name: str):
+    """`stage`'s declared .npz file `name` as its dataclass (contract.contents.ARRAYS: faces -> Faces)."""
+    kind = _arrays(stage, name)
+    return kind.read(path(ws, stage, name), lambda lacking: _stale(ws, stage, name, lacking))
+
+
+def write(out_dir: Path, stage: str, name: str, arrays) -> None:
+    """Write `stage`'s declared .npz file `name` from its dataclass."""
+    kind = _arrays(stage, name)
+    if type(arrays) is not kind:
+        raise contents.ContractError(f"{stage}/{name_of(stage, name)} is a {kind.__name__}, "
+                                     f"not a {type(arrays).__name__}")
+    arrays.write(output(out_dir, stage, name))
+
+
+def _arrays(stage: str, name: str):
+    try:
+        return contents.ARRAYS[(stage, name)]
+    except KeyError:
+        raise KeyError(f"{stage}'s {name!r} is not declared in contract.contents.ARRAYS") from None
+
+
+def _stale(ws, stage: str, name: str, lacking: str) -> UpstreamMissingError:
+    return UpstreamMissingError(f"clone {ws.clone!r}'s {stage}/{name_of(stage, name)} lacks {lacking}: it was "
+                                "written by an older clonetrain",
+                                f"rerun: python -m clonetrain stage={stage} clone={ws.clone} force=true")
 
 
 def load(ws, stage: str, name: str, *args: Any, mmap_mode: str | None = None):
-    """np.load of an .npy / .npz file of `stage`."""
+    """np.load of an undeclared .npy / .npz file of `stage` (a declared one is read typed, by `read`)."""
+    if (stage, name) in contents.ARRAYS:
+        raise contents.ContractError(f"{stage}'s {name!r} is declared in contract.contents: files.read gives it typed")
     return np.load(path(ws, stage, name, *args), mmap_mode=mmap_mode)
 
 

@@ -24,6 +24,7 @@ class Goal:
     over_static: bool = False     # the value is the clone's over the static frame's
     acceptance: str = ""          # issue 13's acceptance targets: the name in `target_values` and the benchmarks
     words: str = ""               # the goal as a person reads it (acceptance targets)
+    release: bool = False         # a release target: by default the nightly floor a version must meet to go live
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,16 @@ class Metric:
 HELDOUT: tuple[Metric, ...] = (
     Metric("lmd_mouth", False, "mouth LMD (lower is better)", series="lmd", gated=True, table=True, card=True,
            texture=True, listed="LMD",
-           goals=(Goal(0.7, over_static=True),
+           goals=(Goal(0.7, over_static=True, release=True),
                   Goal(0.5, "heldout_lmd_vs_static<=0.5", over_static=True, acceptance="heldout_lmd_vs_static",
                        words="<= 0.5 (the clone's held-out mouth LMD over the static frame's)"))),
     Metric("mouth_open_corr", True, "mouth-opening r", series="mouth_open", pooled="corr", gated=True, table=True,
            card=True, texture=True, listed="mouth r",
-           goals=(Goal(0.5), Goal(0.75, "heldout_mouth_r>=0.75", acceptance="heldout_mouth_r", words=">= 0.75"))),
+           goals=(Goal(0.5, release=True),
+                  Goal(0.75, "heldout_mouth_r>=0.75", acceptance="heldout_mouth_r", words=">= 0.75"))),
     Metric("offset_frames", None, "offset (frames)", gated=True, table=True, card=True,
            goals=(Goal(1, "offset_within_1_frame", acceptance="offset_frames",
-                       words="within +-1 frame (held-out generated frames)"),)),
+                       words="within +-1 frame (held-out generated frames)", release=True),)),
     Metric("sync_peak_margin", True, "offset peak margin", table=True),
     Metric("sync_peak_corr", True, "offset peak correlation"),
     Metric("psnr_lower", True, "PSNR lower face", series="psnr", gated=True, table=True, card=True),
@@ -115,6 +117,14 @@ CARD = tuple(m for m in HELDOUT if m.card)
 LISTED = tuple(m for m in (*HELDOUT, *VOICE) if m.listed)
 # The numbers evaluate shows with and without the mouth texture.
 TEXTURE = tuple(m.name for m in HELDOUT if m.texture)
+# A target on no single metric: the clone beats every baseline on every per-method metric (evaluation.metrics.beats).
+BEATS_EVERY_BASELINE = "beats_every_baseline"
+
+
+def release_targets() -> list[str]:
+    """The release targets' names in metrics.json "targets": what `nightly.floor=[release]` (the default) asks
+    of a version before it goes live."""
+    return [m.key(g) for m in HELDOUT for g in m.goals if g.release] + [BEATS_EVERY_BASELINE]
 
 
 

@@ -49,8 +49,8 @@ def footage_facts(cfg, ws) -> Footage:
 
     ingest = files.manifest(ws, "ingest")
     profile = files.read_json(ws, "audio", "profile")
-    valid = files.load(ws, "landmarks", "landmarks")["valid"]
-    usable = faces.usable(files.load(ws, "faces", "faces")["flags"]) & valid
+    valid = files.read(ws, "landmarks", "landmarks").valid
+    usable = faces.usable(files.read(ws, "faces", "faces").flags) & valid
     return Footage(usable_s=float(ingest["counts"]["usable_s"]), usable_speech_s=float(profile["usable_speech_s"]),
                    usable_face_pct=round(100 * float(usable.mean()) if usable.size else 0.0, 1),
                    lipsync_ready=bool(ingest["counts"]["lipsync_ready"]),

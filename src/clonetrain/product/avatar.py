@@ -101,7 +101,7 @@ def mouth_bank(clip, hi: int, max_frames: int, full=None) -> MouthBank:
 def full_crops(ws, node, clip):
     """Every frame's full-size crop (the faces stage's crop_size) when a `mouth_texture` section asks to paint
     at full size and it differs from the model's; else None."""
-    size = int(files.load(ws, "faces", "faces")["crop_size"])
+    size = int(files.read(ws, "faces", "faces").crop_size)
     if not node.full_size or size == clip.faces.shape[1]:
         return None
     return files.load(ws, "faces", "crops", size, mmap_mode="r")
@@ -138,8 +138,8 @@ def _takes(ws) -> dict[int, dict]:
 def workspace_store(ws, frame_ids: np.ndarray) -> FrameStore:
     """The ingest stage's normalised takes, addressed by position in `frame_ids` (ingest timeline indices)."""
     takes = _takes(ws)
-    frames = files.load(ws, "ingest", "frames")
-    take_of, fps = frames["take"], float(frames["fps"])
+    frames = files.read(ws, "ingest", "frames")
+    take_of, fps = frames.take, float(frames.fps)
     order = sorted({int(take_of[i]) for i in frame_ids})
     videos = [Video(files.path(ws, "ingest", "take_video", takes[t]["video"]), takes[t]["width"], takes[t]["height"],
                     fps) for t in order]
@@ -149,8 +149,8 @@ def workspace_store(ws, frame_ids: np.ndarray) -> FrameStore:
 
 
 def footage_pool(ws, frame_ids: np.ndarray, fps: int) -> library.Pool:
-    lm = files.load(ws, "landmarks", "landmarks")
-    return library.build_pool(frame_ids, files.load(ws, "ingest", "frames")["take"], lm["pose"], lm["points_frame"],
+    lm = files.read(ws, "landmarks", "landmarks")
+    return library.build_pool(frame_ids, files.read(ws, "ingest", "frames").take, lm.pose, lm.points_frame,
                               files.load(ws, "audio", "speech"), fps)
 
 
@@ -173,7 +173,7 @@ def from_workspace(cfg, ws) -> Avatar:
     ids = footage_frames(clip.usable, clip.take, sizes, split["holdout_from_frame"],
                          int(cfg.render.footage_seconds * clip.fps))
     return Avatar(clone=ws.clone, version=None, frames=workspace_store(ws, ids),
-                  squares=files.load(ws, "faces", "faces")["square"][ids], crops=clip.faces[ids],
+                  squares=files.read(ws, "faces", "faces").square[ids], crops=clip.faces[ids],
                   pool=footage_pool(ws, ids, clip.fps), reference=np.asarray(clip.faces[split["reference_frame"]]),
                   generator=generator, mel=clip.features.to_dict(),
                   consent=files.read_json(ws, "ingest", "consent"),

@@ -86,8 +86,8 @@ def gate(new: dict, live: dict, tolerance: float) -> tuple[bool, list[str]]:
 
 def floor(entry: dict, required: list[str]) -> list[str]:
     """Why a version may not go live whatever it is compared with (empty: it may). `required` names the evaluation
-    targets it must meet ("*": all of them). A clone its own preprocessing found not ready for lip-sync, or with a
-    metric that is not a number, misses the floor too."""
+    targets it must meet ("*": all of them; "release": contract.metrics' release targets). A clone its own
+    preprocessing found not ready for lip-sync, or with a metric that is not a number, misses the floor too."""
     if not required:
         return []
     missed = []
@@ -98,6 +98,8 @@ def floor(entry: dict, required: list[str]) -> list[str]:
     if targets is None:
         return missed + ["its evaluation targets are unknown (packaged before the floor existed)"]
     names = list(targets) if "*" in required else list(required)
+    if "release" in names:
+        names[names.index("release"): names.index("release") + 1] = declared.release_targets()
     for name in names:
         if name not in targets:
             missed.append(f"target {name} was not evaluated")

@@ -33,7 +33,7 @@ from clonetrain.audio_analysis.model_input import FeatureSpec
 from clonetrain.contract import files
 from clonetrain.contract.faces import usable as usable_face
 from clonetrain.core.manifest import StageResult
-from clonetrain.core.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace
 
 
 def _speech_mask(segments: list, n: int, fps: int) -> np.ndarray:
@@ -49,12 +49,12 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.audio_features
     spec = FeatureSpec.from_cfg(c, cfg.ingest.sample_rate)  # fails on a bad setting before any work
     wav, sr = sf.read(files.path(ws, "ingest", "audio"), dtype="float32")
-    fps = int(files.load(ws, "ingest", "frames")["fps"])
+    fps = int(files.read(ws, "ingest", "frames").fps)
     spf = sr // fps
     takes = [t for t in files.read_json(ws, "ingest", "takes") if t["status"] == "ok"]
-    lm = files.load(ws, "landmarks", "landmarks")
-    flags = files.load(ws, "faces", "faces")["flags"]
-    mouth, valid = lm["mouth_open"], lm["valid"] & usable_face(flags)
+    lm = files.read(ws, "landmarks", "landmarks")
+    flags = files.read(ws, "faces", "faces").flags
+    mouth, valid = lm.mouth_open, lm.valid & usable_face(flags)
     n = len(mouth)
     segments_in = [tuple(s) for s in files.read_json(ws, "ingest", "vad")["segments"]]
 
@@ -104,7 +104,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
 
     mel = features.log_mel(wav, sr, c.n_fft, c.hop_length, c.win_length, c.n_mels, c.fmin, c.fmax)
     speech = _speech_mask(segments_out, n, fps)
-    lipsync_frames = files.load(ws, "ingest", "frames")["lipsync"]
+    lipsync_frames = files.read(ws, "ingest", "frames").lipsync
     # Frame-quantised, so it can exceed the VAD's seconds by a frame per segment: clip it.
     usable_speech_s = min(float(np.count_nonzero(speech & valid & lipsync_frames)) / fps,
                           vad.total_seconds(segments_out))
@@ -124,12 +124,12 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         feats = spec.compute(wav, sr)
         np.save(files.output(out_dir, "audio", "whisper"), feats.astype(np.float16))  # half the disk; the model's noise is larger
         feature_file, n_features = files.name_of("audio", "whisper"), len(feats)
-    write_json_atomic(files.output(out_dir, "audio", "features"), {"file": feature_file, "spec": spec.to_dict()})
+    files.write_record(out_dir, "audio", "features", {"file": feature_file, "spec": spec.to_dict()})
     np.save(files.output(out_dir, "audio", "energy"), energy)
     np.save(files.output(out_dir, "audio", "speech"), speech)
-    write_json_atomic(files.output(out_dir, "audio", "vad"), {"sample_rate": sr, "segments": segments_out})
-    write_json_atomic(files.output(out_dir, "audio", "offsets"), offsets)
-    write_json_atomic(files.output(out_dir, "audio", "profile"), profile)
+    files.write_record(out_dir, "audio", "vad", {"sample_rate": sr, "segments": segments_out})
+    files.write_record(out_dir, "audio", "offsets", offsets)
+    files.write_record(out_dir, "audio", "profile", profile)
 
     result.counts = {"mel_frames": int(len(mel)), "mel_per_video_frame": sr / c.hop_length / fps,
                      "feature_frames": int(n_features), "features_per_video_frame": spec.frames_per_video_frame(fps),

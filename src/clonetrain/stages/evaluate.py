@@ -50,7 +50,7 @@ from clonetrain.vision import geometry, mouth_texture
 from clonetrain.contract.build import build_landmarker
 from clonetrain.contract.reads import whole
 from clonetrain.vision.landmarks import Landmarker
-from clonetrain.core.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         paired.write_driver_series(files.output(out_dir, "evaluate", "cross_speaker"), xspk_series)
     # Every goal declared on a metric (contract.metrics); a cross-speaker one only when it was measured.
     targets, target_values = metric_decl.goal_values(results)
-    targets["beats_every_baseline"] = all(all(v.values()) for v in comparison.values())
+    targets[metric_decl.BEATS_EVERY_BASELINE] = all(all(v.values()) for v in comparison.values())
     report = {"heldout_frames": int(idx.size), "heldout_from_frame": lo, "judge": cfg.landmarks.backend,
               "training_steps": meta.get("steps"), "base": base, "metrics": results, "comparison": comparison,
               "uncertainty": uncertainty, "cross_speaker": xspk, "mouth_texture": texture_effect, "targets": targets,
@@ -168,7 +168,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     # The one verdict every later reader shows (report, model card, registry, render).
     report["verdict"] = judged = verdict.clone_verdict(targets, results["clone"], a.min_peak_margin,
                                                        verdict.footage_facts(cfg, ws), verdict.training_facts(ws), base)
-    write_json_atomic(files.output(out_dir, "evaluate", "metrics"), report)
+    files.write_record(out_dir, "evaluate", "metrics", report)
 
     # Contact sheet: held-out mouths at a closed, a middling and a wide-open real mouth, then one per driver.
     ranked = np.flatnonzero(np.isfinite(mouth_real))

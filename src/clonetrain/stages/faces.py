@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from clonetrain.contract import files
+from clonetrain.contract.contents import Faces
 from clonetrain.contract.build import build
 from clonetrain.contract.faces import (BLURRED, INTERPOLATED, NO_FACE, PROFILE, SEVERAL_FACES, TOO_SMALL, UNUSABLE,
                                        describe_flags)
@@ -29,7 +30,7 @@ from clonetrain.core.progress import Progress
 from clonetrain.media import convert
 from clonetrain.vision import crops, tracking
 from clonetrain.vision.detector import FaceDetector
-from clonetrain.core.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace
 
 
 def _detect_take(detector: FaceDetector, video: Path, width: int, height: int, batch: int, desc: str,
@@ -45,7 +46,7 @@ def _detect_take(detector: FaceDetector, video: Path, width: int, height: int, b
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.faces
     takes = [t for t in files.read_json(ws, "ingest", "takes") if t["status"] == "ok"]
-    n = int(files.load(ws, "ingest", "frames")["take"].shape[0])
+    n = int(files.read(ws, "ingest", "frames").take.shape[0])
     big = np.lib.format.open_memmap(files.output(out_dir, "faces", "crops", c.crop_size), "w+", np.uint8, (n, c.crop_size, c.crop_size, 3))
     small = np.lib.format.open_memmap(files.output(out_dir, "faces", "crops", c.train_size), "w+", np.uint8, (n, c.train_size, c.train_size, 3))
     box = np.full((n, 4), np.nan, np.float32)
@@ -125,10 +126,10 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                            "film the person facing the camera, face filling at least a fifth of the frame",
                            code="no_face")
 
-    np.savez(files.output(out_dir, "faces", "faces"), box=box, raw_box=raw_box, square=square, score=score, flags=flags,
-             sharpness=sharp, profile=profile, n_faces=n_faces, crop_size=np.array(c.crop_size),
-             train_size=np.array(c.train_size))
-    write_json_atomic(files.output(out_dir, "faces", "takes"), take_rows)
+    files.write(out_dir, "faces", "faces", Faces(box=box, raw_box=raw_box, square=square, score=score, flags=flags,
+                                                 sharpness=sharp, profile=profile, n_faces=n_faces,
+                                                 crop_size=np.array(c.crop_size), train_size=np.array(c.train_size)))
+    files.write_record(out_dir, "faces", "takes", take_rows)
     usable = int(np.count_nonzero((flags & UNUSABLE) == 0))
     result.counts = {"frames": n, "usable_frames": usable, **describe_flags(flags)}
     med = np.nanmedian(np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])) if usable else 0.0

@@ -22,11 +22,12 @@ from tqdm import tqdm
 
 from clonetrain.product import consent as consent_mod
 from clonetrain.contract import files
+from clonetrain.contract.contents import FrameIndex
 from clonetrain.audio_analysis import vad
 from clonetrain.core.errors import FootageError, NotEnoughFootageError
 from clonetrain.core.manifest import StageResult, sha256_file
 from clonetrain.media import convert, probe
-from clonetrain.core.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace
 
 
 SILENCE_PEAK = 1e-4  # float full scale; digital silence stays below it even after loudness normalisation
@@ -173,12 +174,12 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
 
     segments = [seg for r in ok for seg in r.pop("segments")]
     sf.write(files.output(out_dir, "ingest", "audio"), np.concatenate(sounds), c.sample_rate, subtype="PCM_16")
-    np.savez(files.output(out_dir, "ingest", "frames"), take=np.concatenate(take_of_frame), frame=np.concatenate(frame_in_take),
-             lipsync=np.concatenate(lipsync_frame), fps=np.array(c.fps))
-    write_json_atomic(files.output(out_dir, "ingest", "takes"), rows)
-    write_json_atomic(files.output(out_dir, "ingest", "vad"), {"sample_rate": c.sample_rate, "segments": segments})
+    files.write(out_dir, "ingest", "frames", FrameIndex(take=np.concatenate(take_of_frame), frame=np.concatenate(frame_in_take),
+                                                        lipsync=np.concatenate(lipsync_frame), fps=np.array(c.fps)))
+    files.write_record(out_dir, "ingest", "takes", rows)
+    files.write_record(out_dir, "ingest", "vad", {"sample_rate": c.sample_rate, "segments": segments})
     # The record frozen with the footage: it proves what this was built under; the live record still decides.
-    write_json_atomic(files.output(out_dir, "ingest", "consent"), consent.as_record())
+    files.write_record(out_dir, "ingest", "consent", consent.as_record())
 
     result.counts = {"takes": len(rows), "takes_ok": len(ok), "frames": offset_frames,
                      "usable_s": round(usable, 2), "speech_s": round(speech, 2), "lipsync_ready": lipsync_ready}

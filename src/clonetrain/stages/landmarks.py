@@ -15,6 +15,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from clonetrain.contract import files
+from clonetrain.contract.contents import Landmarks
 from clonetrain.contract.faces import usable as usable_face
 from clonetrain.core.manifest import StageResult
 from clonetrain.core.progress import Progress
@@ -25,11 +26,11 @@ from clonetrain.core.workspace import Workspace
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     c = cfg.landmarks
-    faces = files.load(ws, "faces", "faces")
-    crop_size = int(faces["crop_size"])
+    faces = files.read(ws, "faces", "faces")
+    crop_size = int(faces.crop_size)
     crops = files.load(ws, "faces", "crops", crop_size, mmap_mode="r")
-    take = files.load(ws, "ingest", "frames")["take"]
-    usable = usable_face(faces["flags"])
+    take = files.read(ws, "ingest", "frames").take
+    usable = usable_face(faces.flags)
     n = len(crops)
 
     points = np.full((n, 68, 2), np.nan, np.float32)
@@ -57,13 +58,14 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     for t in np.unique(take):
         m = take == t
         smoothed[m] = geometry.smooth_series(points[m].reshape(-1, 136), valid[m], c.smooth_window).reshape(-1, 68, 2)
-    sq = faces["square"]
+    sq = faces.square
     to_frame = sq[:, 2:3, None] / crop_size
     points_frame = smoothed * to_frame + sq[:, None, :2]
     pose = geometry.head_pose(smoothed, crop_size)
     mouth = geometry.mouth_opening(smoothed).astype(np.float32)
-    np.savez(files.output(out_dir, "landmarks", "landmarks"), points=smoothed, points_frame=points_frame.astype(np.float32),
-             valid=valid, pose=pose, mouth_open=mouth, crop_size=np.array(crop_size))
+    files.write(out_dir, "landmarks", "landmarks", Landmarks(points=smoothed, points_frame=points_frame.astype(np.float32),
+                                                             valid=valid, pose=pose, mouth_open=mouth,
+                                                             crop_size=np.array(crop_size)))
 
     result = StageResult()
     missed = int(np.count_nonzero(usable & ~valid))

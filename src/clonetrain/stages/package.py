@@ -109,9 +109,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         w, h = store.size
         write_video((store.frame(i) for i in range(len(ids))), (w, h), fps, a / "footage.mp4", crf=12)
     pool = avatar.footage_pool(ws, ids, fps)
-    faces = files.load(ws, "faces", "faces")
-    lm = files.load(ws, "landmarks", "landmarks")
-    np.savez(a / "footage.npz", **pool.arrays(), square=faces["square"][ids], landmarks=lm["points_frame"][ids],
+    faces = files.read(ws, "faces", "faces")
+    lm = files.read(ws, "landmarks", "landmarks")
+    np.savez(a / "footage.npz", **pool.arrays(), square=faces.square[ids], landmarks=lm.points_frame[ids],
              source_frame=ids)
     cv2.imwrite(str(a / "reference.png"), cv2.cvtColor(np.asarray(clip.faces[split["reference_frame"]]), cv2.COLOR_RGB2BGR))
     # The training mouths render takes fine detail from (vision.mouth_texture), as evaluate measured it.

@@ -27,7 +27,7 @@ from clonetrain.core.manifest import sha256_file
 from clonetrain.models import checkpoint
 from clonetrain.stages import train as train_stage
 from clonetrain.training.fit import fit
-from clonetrain.core.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace
 
 
 def _corpus(cfg: DictConfig, ws: Workspace) -> list[Workspace]:
@@ -93,7 +93,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                 meta={"base": ws.clone, "corpus": list(cfg.pretrain.corpus),
                       "continued_from": str(init) if init else None,
                       "continued_from_sha256": sha256_file(init) if init else None})
-    write_json_atomic(files.output(out_dir, "pretrain", "corpus"), rows)
+    files.write_record(out_dir, "pretrain", "corpus", rows)
     result = StageResult(counts={**{k: v for k, v in stats.items() if k not in ("metrics", "mouth_control")},
                                  **stats["metrics"]})
     result.details = {"mouth_control": stats["mouth_control"]}

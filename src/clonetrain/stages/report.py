@@ -29,7 +29,7 @@ from clonetrain.core.manifest import StageResult
 from clonetrain.media.write import write_video
 from clonetrain.report_page import html, mouths, svg
 from clonetrain.report_page import voice as voice_report
-from clonetrain.core.workspace import Workspace, write_json_atomic, write_text_atomic
+from clonetrain.core.workspace import Workspace, write_text_atomic
 
 # The stages whose warnings are the footage's findings.
 PREPROCESSING = ("ingest", "faces", "landmarks", "audio")
@@ -123,12 +123,12 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     face_takes = {t["take"]: t for t in files.read_json(ws, "faces", "takes")}
     offsets = {o["take"]: o for o in files.read_json(ws, "audio", "offsets")}
     profile = files.read_json(ws, "audio", "profile")
-    fps = int(files.load(ws, "ingest", "frames")["fps"])
-    faces = files.load(ws, "faces", "faces")
-    lm = files.load(ws, "landmarks", "landmarks")
+    fps = int(files.read(ws, "ingest", "frames").fps)
+    faces = files.read(ws, "faces", "faces")
+    lm = files.read(ws, "landmarks", "landmarks")
     energy = files.load(ws, "audio", "energy")
-    n = len(faces["flags"])
-    usable = usable_face(faces["flags"]) & lm["valid"]
+    n = len(faces.flags)
+    usable = usable_face(faces.flags) & lm.valid
     t = np.arange(n) / fps
 
     facts = verdict_mod.footage_facts(cfg, ws)
@@ -162,11 +162,11 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     sec = np.arange(int(np.ceil(n / fps)))
     per_sec = np.array([usable[s * fps : (s + 1) * fps].mean() for s in sec])
     plots = [svg.line_plot(sec, {"usable face": per_sec}, "Usable face per second", "seconds", ylim=(0, 1))]
-    mouth = lm["mouth_open"].astype(float)
+    mouth = lm.mouth_open.astype(float)
     mouth[~usable] = np.nan
     plots.append(svg.line_plot(t, {"mouth opening (z)": _zscore(mouth), "speech energy (z)": _zscore(energy)},
                                "Mouth opening vs speech energy", "seconds"))
-    pose = lm["pose"].astype(float)
+    pose = lm.pose.astype(float)
     pose[~usable] = np.nan
     plots.append(svg.line_plot(t, {"yaw": pose[:, 0], "pitch": pose[:, 1], "roll": pose[:, 2]},
                                "Head pose (degrees)", "seconds"))
@@ -178,7 +178,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                                    f"{off['offset_ms']:+d} ms after the natural mouth lead)",
                                    "lag of the sound (frames)", marks=[cfg.audio_features.mouth_lead_frames]))
 
-    crop_size = int(faces["crop_size"])
+    crop_size = int(faces.crop_size)
     crops = files.load(ws, "faces", "crops", crop_size, mmap_mode="r")
     good = np.flatnonzero(usable)
     picks = good[np.linspace(0, len(good) - 1, min(cfg.report.thumbnails, len(good))).astype(int)] if good.size else []
@@ -204,8 +204,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "offsets": [{k: o[k] for k in ("file", "offset_frames", "offset_ms", "peak_correlation", "reliable",
                                        "corrected_frames")} for o in offsets.values()],
     }
-    write_json_atomic(files.output(out_dir, "report", "report"), report)
-    write_video(_preview_frames(crops, lm["points"], usable, lm["mouth_open"]), (crop_size, crop_size), fps,
+    files.write_record(out_dir, "report", "report", report)
+    write_video(_preview_frames(crops, lm.points, usable, lm.mouth_open), (crop_size, crop_size), fps,
                 files.output(out_dir, "report", "footage_check"), audio=files.path(ws, "audio", "audio"),
                 metadata={"comment": f"clonetrain footage preview of clone {ws.clone} (source footage, not generated)"})
 

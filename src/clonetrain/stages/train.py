@@ -30,7 +30,7 @@ from clonetrain.models.checkpoint import CheckpointError
 from clonetrain.training.data import WindowDataset, reference_frame
 from clonetrain.training.fit import fit
 from clonetrain.training.preview import heldout_preview
-from clonetrain.core.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace
 
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                                   files.output(out_dir, "train", "preview"), cfg.train.preview_seconds)
     stats = fit(cfg, train_ds, val_ds, out_dir, ws.resume_dir("train"), f"{ws.clone}-train", features=clip.features,
                 init=base, init_expert=expert, meta=meta, preview=preview)
-    write_json_atomic(files.output(out_dir, "train", "split"), {
+    files.write_record(out_dir, "train", "split", {
         "frames": clip.n, "holdout_from_frame": split, "reference_frame": meta["reference_frame"],
         "train_windows": len(train_ds), "heldout_windows": len(val_ds), "base": meta["base"], "adopted": meta["adopted"],
         "base_sha256": meta["base_sha256"], "base_expert": meta["base_expert"],

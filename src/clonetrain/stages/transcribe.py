@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from clonetrain.contract import files
 from clonetrain.core.manifest import StageResult
 from clonetrain.voice import asr
-from clonetrain.core.workspace import Workspace, write_json_atomic
+from clonetrain.core.workspace import Workspace
 
 
 def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
@@ -45,7 +45,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                      "duration_s": round(duration, 3), **t})
         if take["speech_s"] > 1 and not t["words"]:
             result.warnings.append(f"{take['file']}: {take['speech_s']:.0f} s of speech but no words recognised")
-    write_json_atomic(files.output(out_dir, "transcribe", "transcript"), {"model": c.model, "takes": rows})
+    files.write_record(out_dir, "transcribe", "transcript", {"model": c.model, "takes": rows})
     seconds = time.perf_counter() - started
     total = sum(r["duration_s"] for r in rows)
     languages = sorted({r["language"] for r in rows if r["words"]})

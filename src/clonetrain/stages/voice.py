@@ -30,7 +30,7 @@ from clonetrain.core.errors import ClonetrainError
 from clonetrain.core.manifest import StageResult
 from clonetrain.voice import judge, tts as tts_mod, world
 from clonetrain.voice.model import VoiceModel, VoiceSettings, move_f0
-from clonetrain.core.workspace import Workspace, atomic_path, write_json_atomic
+from clonetrain.core.workspace import Workspace, atomic_path
 
 SR = 16000
 
@@ -179,7 +179,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     if speech_s < c.min_speech_s:
         record["reason"] = (f"only {speech_s:.1f} s of clean speech in the footage; a voice needs at least "
                             f"{c.min_speech_s:g} s (voice_model.min_speech_s)")
-        write_json_atomic(files.output(out_dir, "voice", "record"), record)
+        files.write_record(out_dir, "voice", "record", record)
         result.warnings.append(f"no voice: {record['reason']}. The lip-sync clone is built without one; add takes "
                                "of the person speaking for a voice")
         result.counts = {"available": False, "speech_s": round(speech_s, 2)}
@@ -207,7 +207,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "metrics": metrics, "targets": targets(metrics),
         "seconds": {"build": round(build_seconds, 2), "total": round(time.perf_counter() - started, 2)},
     })
-    write_json_atomic(files.output(out_dir, "voice", "record"), record)
+    files.write_record(out_dir, "voice", "record", record)
     result.counts = {"available": True, "train_speech_s": record["train_speech_s"],
                      "heldout_speech_s": record["heldout_speech_s"], "frames": vm.info["frames"]}
     result.summary = [f"voice from {record['train_speech_s']:.0f} s of speech ({vm.info['frames']} frames), "
