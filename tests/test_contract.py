@@ -231,3 +231,24 @@ def test_what_the_stages_write_is_what_the_contract_declares(trained, tmp_path):
         files.write(tmp_path, "faces", "faces", contents.Landmarks(**lm))
     with pytest.raises(contents.ContractError, match="lacks status"):
         files.write_record(tmp_path, "ingest", "takes", [{"take": 0, "file": "a.mp4"}])
+
+
+def test_a_clone_packed_for_another_machine_reads_back_as_the_same_clip(preprocessed, tmp_path):
+    """scripts/train_elsewhere: the pack keeps the contract's names and arrays, so training there reads the clip
+    that training here reads (up to the pack's near-lossless crops and 8-bit features)."""
+    import subprocess
+    import sys
+
+    from clonetrain.contract.clip import load_clip
+
+    pack = tmp_path / "pack"
+    scripts = Path(__file__).resolve().parents[1] / "scripts" / "train_elsewhere"
+    subprocess.run([sys.executable, str(scripts / "pack.py"), str(preprocessed.root), str(pack), "man"], check=True)
+    subprocess.run([sys.executable, str(scripts / "unpack.py"), str(pack)], check=True)
+    (tmp_path / "root" / "work").mkdir(parents=True)
+    shutil.copytree(pack / "man", tmp_path / "root" / "work" / "man")
+    here, there = load_clip(preprocessed, 96), load_clip(Workspace(tmp_path / "root", "man"), 96)
+    assert there.n == here.n and (there.usable == here.usable).all() and (there.take == here.take).all()
+    assert np.array_equal(there.mouth_open, here.mouth_open) and there.features == here.features
+    assert np.abs(there.mel - here.mel).max() < 0.02 * np.abs(here.mel).max()
+    assert np.abs(np.asarray(there.faces, float) - np.asarray(here.faces, float)).mean() < 3

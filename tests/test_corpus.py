@@ -18,6 +18,7 @@ from clonetrain.product import corpus
 from clonetrain.core.errors import ClonetrainError
 from clonetrain.evaluation import paired
 from clonetrain.models import checkpoint
+from clonetrain.contract import series
 from clonetrain.contract.clip import load_clip
 from clonetrain.core.workspace import Workspace
 from clonetrain.training.data import WindowDataset
@@ -171,8 +172,8 @@ def test_cross_speaker_bootstrap_prefers_the_mouth_that_follows_the_speaker(prep
     shuffled = real[rng.permutation(len(real))]                          # the same openings in random order
     halves = {"a": slice(0, len(real) // 2), "b": slice(len(real) // 2, None)}  # two "drivers"
     a = {k: (follows[s], real[s]) for k, s in halves.items()}
-    paired.write_driver_series(tmp_path / "a.npz", a)  # as evaluate writes it, per driver
-    read = paired.read_driver_series(tmp_path / "a.npz")
+    series.write_driver_series(tmp_path / "a.npz", a)  # as evaluate writes it, per driver
+    read = series.read_driver_series(tmp_path / "a.npz")
     assert read.keys() == a.keys() and all(np.array_equal(read[k][0], a[k][0]) for k in a)
     b = {k: (shuffled[s], real[s]) for k, s in halves.items()}
     better = paired.cross_speaker_bootstrap(a, b, block=25, count=300)

@@ -76,13 +76,26 @@ def test_every_driver_is_reported_with_its_offset_and_the_static_frame_beside(ev
     assert sheet is not None and sheet.shape[0] > 4 * 100  # three held-out rows and one driver row
 
 
-def test_the_report_shows_the_mouths_and_the_drivers(evaluated):
+def test_the_report_shows_the_mouths_and_the_drivers(evaluated, monkeypatch):
     run(evaluated, "man", "stage=report", *TINY)
     page = (evaluated / "work" / "man" / "report" / "report.html").read_text()
     assert "<h2>Mouths</h2>" in page and "data:image/png;base64," in page
     assert "split_woman_no_audio_10s" in page and "Issue 13 targets" in page
     assert "mouth and its fine detail are the person's own" in page  # and what the mouth is like without them
     assert "frame-to-frame change" in page
+    # The driver table's columns are the declared per-driver measures, each mean the held-out metric it becomes.
+    ev = json.loads((evaluated / "work" / "man" / "evaluate" / "metrics.json").read_text())
+    mean_row = "<tr><td>mean</td><td></td>" + "".join(
+        f"<td>{'' if v is None else v}</td>" for d in metric_decl.DRIVER
+        for v in ((ev["metrics"]["clone"][d.heldout], ev["metrics"]["static_frame"][d.heldout]) if d.static_label
+                  else (ev["metrics"]["clone"][d.heldout],)))
+    assert mean_row in page
+    assert all(f"<th>{d.label}</th>" in page for d in metric_decl.DRIVER)
+    # A measure declared there reaches the table.
+    from clonetrain.report_page import mouths
+    monkeypatch.setattr(metric_decl, "DRIVER", (*metric_decl.DRIVER,
+                                                metric_decl.DriverMeasure("sync_peak_corr", "peak r", "")))
+    assert "<th>peak r</th>" in mouths.section(evaluated / "work" / "man" / "evaluate")
 
 
 def test_a_driver_is_prepared_once_and_reused(evaluated, driver_cache):

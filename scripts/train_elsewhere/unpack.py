@@ -1,20 +1,35 @@
-"""On the device: rebuild crops_96.npy and the feature file from the pack."""
+"""On the device: rebuild the crops and the feature file from the pack (pack.py), under the contract's names.
+    python unpack.py PACK"""
 import sys
 from pathlib import Path
-import cv2, numpy as np
 
-for d in sorted(Path(sys.argv[1]).iterdir()):
-    if not d.is_dir():
-        continue
-    n = int((d / "faces/crops_96.n").read_text())
-    cap, frames = cv2.VideoCapture(str(d / "faces/crops_96.mp4")), []
+import cv2
+import numpy as np
+
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "src" / "clonetrain").is_dir())
+sys.path[:0] = [str(Path(__file__).parent / "site"), str(REPO / "src")]  # omegaconf beside it, as train.py
+from clonetrain.contract import files  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pack import COUNT, CROPS, QUANTISED, VIDEO  # noqa: E402
+
+
+def unpack(d: Path) -> None:
+    n = int((d / "faces" / COUNT).read_text())
+    cap, frames = cv2.VideoCapture(str(d / "faces" / VIDEO)), []
     while True:
         ok, fr = cap.read()
         if not ok:
             break
         frames.append(cv2.cvtColor(fr, cv2.COLOR_BGR2RGB))
     assert len(frames) == n, (d, len(frames), n)
-    np.save(d / "faces/crops_96.npy", np.stack(frames))
-    z = np.load(d / "audio/features_q.npz")
-    np.save(d / "audio" / str(z["name"]), z["q"].astype(np.float32) / 127 * z["scale"])
-print("unpacked")
+    np.save(files.output(d / "faces", "faces", "crops", CROPS), np.stack(frames))
+    z = np.load(d / "audio" / QUANTISED)
+    np.save(files.output(d / "audio", "audio", "feature_array", str(z["name"])), z["q"].astype(np.float32) / 127 * z["scale"])
+
+
+if __name__ == "__main__":
+    for d in sorted(Path(sys.argv[1]).iterdir()):
+        if d.is_dir():
+            unpack(d)
+    print("unpacked")

@@ -104,6 +104,24 @@ VOICE: tuple[Metric, ...] = (
     Metric("voice_mcd_db", False, "voice MCD (dB)", gated=True, where_possible=True),
 )
 BY_NAME = {m.name: m for m in (*HELDOUT, *VOICE)}
+
+
+@dataclass(frozen=True)
+class DriverMeasure:
+    """A measure of the cross-speaker evaluation, per driver and as the mean over drivers
+    (evaluation.cross_speaker): the report's driver table shows it, and its mean becomes the held-out metric
+    `heldout` of metrics.json."""
+    name: str                     # its key in cross_speaker's per-driver and mean rows
+    label: str                    # the clone's column in the report's driver table
+    heldout: str                  # the held-out metric its mean over drivers becomes
+    static_label: str = ""        # the static frame's column beside it ("": not shown)
+
+
+DRIVER: tuple[DriverMeasure, ...] = (
+    DriverMeasure("mouth_r", "mouth r", "cross_speaker_mouth_r", static_label="static r"),
+    DriverMeasure("lmd", "LMD", "cross_speaker_lmd", static_label="static LMD"),
+    DriverMeasure("silence_closed_fraction", "shut in pauses", "silence_closed_fraction"),
+)
 # What the paired bootstrap compares (per-frame summaries) and what nightly gates.
 PER_FRAME = {m.name: m.higher_is_better for m in HELDOUT if m.series}
 GATED = tuple(m for m in (*HELDOUT, *VOICE) if m.gated)

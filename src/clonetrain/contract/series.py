@@ -1,7 +1,9 @@
-"""evaluate/frames.npz: what the judge measured on every held-out frame, per method.
+"""evaluate/frames.npz: what the judge measured on every held-out frame, per method; evaluate/cross_speaker.npz:
+the generated and real mouth opening per frame of each driver.
 
 Written by stages.evaluate; read by evaluation.versus (paired comparisons of two clones on the same frames).
-Layout: "frames" (held-out frame numbers), "fps", and per method "<method>/<field>" for each FrameSeries field.
+Layout of frames.npz: "frames" (held-out frame numbers), "fps", and per method "<method>/<field>" for each
+FrameSeries field; of cross_speaker.npz: "<driver>|clone" and "<driver>|real".
 """
 
 from __future__ import annotations
@@ -36,3 +38,17 @@ def read_frame_series(path: Path) -> tuple[np.ndarray, int, dict[str, FrameSerie
         names = sorted({k.split("/")[0] for k in z.files if "/" in k})
         return z["frames"], int(z["fps"]), {n: FrameSeries(**{f.name: z[f"{n}/{f.name}"] for f in fields(FrameSeries)})
                                             for n in names}
+
+
+def write_driver_series(path, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Per driver, the clone's generated and the driver's real mouth opening per frame."""
+    arrays = {}
+    for name, (gen, real) in series.items():
+        arrays[f"{name}|clone"], arrays[f"{name}|real"] = np.asarray(gen, np.float64), np.asarray(real, np.float64)
+    np.savez(path, **arrays)  # inside the stage's build folder, which is swapped into place whole
+
+
+def read_driver_series(path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    with np.load(path) as z:
+        names = sorted({k.rsplit("|", 1)[0] for k in z.files})
+        return {n: (z[f"{n}|clone"], z[f"{n}|real"]) for n in names}

@@ -60,23 +60,9 @@ def paired_bootstrap(a: FrameSeries, b: FrameSeries, mouth_real: np.ndarray, blo
     return out
 
 
-def write_driver_series(path, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    """Per driver, the clone's generated and the driver's real mouth opening per frame."""
-    arrays = {}
-    for name, (gen, real) in series.items():
-        arrays[f"{name}|clone"], arrays[f"{name}|real"] = np.asarray(gen, np.float64), np.asarray(real, np.float64)
-    np.savez(path, **arrays)  # inside the stage's build folder, which is swapped into place whole
-
-
-def read_driver_series(path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    with np.load(path) as z:
-        names = sorted({k.rsplit("|", 1)[0] for k in z.files})
-        return {n: (z[f"{n}|clone"], z[f"{n}|real"]) for n in names}
-
-
 def cross_speaker_bootstrap(a: dict, b: dict, block: int, count: int = 2000, seed: int = 0) -> dict:
     """Clone a's cross-speaker advantage over clone b: the mean over their common drivers of r(a) - r(b), where
-    each resample draws the same frames (blocks, per driver) for both. a, b: read_driver_series()."""
+    each resample draws the same frames (blocks, per driver) for both. a, b: contract.series.read_driver_series()."""
     names = sorted(set(a) & set(b))
     if not names:
         return {"advantage": None, "ci95": None, "p_better": None, "drivers": 0}

@@ -13,6 +13,7 @@ import numpy as np
 from clonetrain.contract.files import name_of
 from clonetrain.contract import metrics as declared
 from clonetrain.contract.metrics import BY_NAME
+from clonetrain.contract import series
 from clonetrain.contract.series import read_frame_series
 from clonetrain.evaluation import paired
 from clonetrain.evaluation.metrics import beats
@@ -34,7 +35,7 @@ def clone_vs_clone(evaluate_a: Path, evaluate_b: Path, count: int = 2000) -> dic
                                    paired.block_for(fps), count=count)
     xa, xb = (Path(d) / name_of("evaluate", "cross_speaker") for d in (evaluate_a, evaluate_b))
     if xa.is_file() and xb.is_file():  # the same drivers' frames: how a clone is used, judged the same way
-        xspk = paired.cross_speaker_bootstrap(paired.read_driver_series(xa), paired.read_driver_series(xb),
+        xspk = paired.cross_speaker_bootstrap(series.read_driver_series(xa), series.read_driver_series(xb),
                                               paired.block_for(fps), count=count)
         if xspk["drivers"]:
             boot["cross_speaker_mouth_r"] = xspk

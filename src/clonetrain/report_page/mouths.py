@@ -12,6 +12,7 @@ from html import escape
 from pathlib import Path
 
 from clonetrain.contract.files import name_of
+from clonetrain.contract import metrics as declared
 
 
 def _table(head: list[str], rows: list[list]) -> str:
@@ -59,13 +60,11 @@ def section(eval_dir: Path) -> str:
     if xs.get("drivers"):
         # .get: a metrics.json written by an older evaluate lacks the newer measures.
         rows = [[d["driver"], f"{d.get('offset_applied_frames', 0):+d} (measured {d.get('offset_frames')})",
-                 d["clone"].get("mouth_r"), d["static_frame"].get("mouth_r"), d["clone"].get("lmd"),
-                 d["static_frame"].get("lmd"), d["clone"].get("silence_closed_fraction"),
+                 *_driver_cells(d["clone"], d["static_frame"]),
                  f"{d['clone'].get('sync_peak_corr')} at {d['clone'].get('sync_offset_frames')}"]
                 for d in xs["drivers"]]
-        m, s = xs["mean"]["clone"], xs["mean"]["static_frame"]
-        rows.append(["mean", "", m.get("mouth_r"), s.get("mouth_r"), m.get("lmd"), s.get("lmd"),
-                     m.get("silence_closed_fraction"), m.get("sync_peak_corr")])
+        rows.append(["mean", "", *_driver_cells(xs["mean"]["clone"], xs["mean"]["static_frame"]),
+                     xs["mean"]["clone"].get("sync_peak_corr")])
         closed = xs.get("closed_mouth") or {}
         parts.append("<h3>Driven by other people's voices</h3><p><small>The clone speaks each driver's sound "
                      "(aligned at the offset shown, in frames) over its own held-out footage; the judge compares its "
@@ -76,7 +75,8 @@ def section(eval_dir: Path) -> str:
                      "Follows the sound: the offset estimator's peak correlation between the clone's mouth changes "
                      "and the driver's voice energy changes, at the offset (frames) where it peaks; near 0 is in sync."
                      "</small></p>"
-                     + _table(["driver", "offset", "mouth r", "static r", "LMD", "static LMD", "shut in pauses",
+                     + _table(["driver", "offset",
+                               *[h for d in declared.DRIVER for h in (d.label, d.static_label) if h],
                                "follows the sound (r at offset)"], rows))
     for w in xs.get("warnings", []):
         parts.append(f"<p><small>Cross-speaker: {escape(w)}</small></p>")
@@ -86,3 +86,9 @@ def section(eval_dir: Path) -> str:
             [[k, v["value"], v["goal"], "met" if v["met"] else ("not measured" if v["value"] is None else "MISSED")]
              for k, v in ev["target_values"].items()]))
     return "".join(parts)
+
+
+def _driver_cells(clone: dict, static: dict) -> list:
+    """The declared per-driver measures (contract.metrics.DRIVER), the static frame's beside those that show it."""
+    return [v for d in declared.DRIVER for v in ((clone.get(d.name), static.get(d.name)) if d.static_label else
+                                        (clone.get(d.name),))]

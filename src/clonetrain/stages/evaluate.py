@@ -38,7 +38,7 @@ from clonetrain.evaluation import verdict
 from clonetrain.contract import files
 from clonetrain.contract import metrics as metric_decl
 from clonetrain.contract.clip import load_clip
-from clonetrain.contract.series import write_frame_series
+from clonetrain.contract.series import write_driver_series, write_frame_series
 from clonetrain.contract.sound import frames_sound
 from clonetrain.core.errors import ClonetrainError
 from clonetrain.evaluation import contact_sheet, cross_speaker, drivers, metrics, mouth, paired
@@ -148,8 +148,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                 "without": mouth.quality(mouth_texture.resize(untextured, rendered.size), real_full, boxes_full)}
     for name in ("clone", "static_frame"):
         m = xspk["mean"].get(name, {})
-        results[name].update(cross_speaker_mouth_r=m.get("mouth_r"), cross_speaker_lmd=m.get("lmd"),
-                             silence_closed_fraction=m.get("silence_closed_fraction"))
+        results[name].update({d.heldout: m.get(d.name) for d in metric_decl.DRIVER})
     comparison = {f"clone_vs_{b}": metrics.beats(results["clone"], results[b]) for b in outputs if b != "clone"}
     # How sure: the clone's advantage over each baseline with a 95% interval (block bootstrap over the frames).
     uncertainty = {f"clone_vs_{b}": paired.paired_bootstrap(series["clone"], series[b], mouth_real,
@@ -157,7 +156,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                    for b in outputs if b != "clone"}
     write_frame_series(files.output(out_dir, "evaluate", "frames"), idx, clip.fps, series)
     if xspk_series:  # no drivers (evaluate.drivers=[] or no footage folder): nothing to compare later
-        paired.write_driver_series(files.output(out_dir, "evaluate", "cross_speaker"), xspk_series)
+        write_driver_series(files.output(out_dir, "evaluate", "cross_speaker"), xspk_series)
     # Every goal declared on a metric (contract.metrics); a cross-speaker one only when it was measured.
     targets, target_values = metric_decl.goal_values(results)
     targets[metric_decl.BEATS_EVERY_BASELINE] = all(all(v.values()) for v in comparison.values())
