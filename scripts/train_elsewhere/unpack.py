@@ -25,7 +25,8 @@ def unpack(d: Path) -> None:
     assert len(frames) == n, (d, len(frames), n)
     np.save(files.output(d / "faces", "faces", "crops", CROPS), np.stack(frames))
     z = np.load(d / "audio" / QUANTISED)
-    np.save(files.output(d / "audio", "audio", "feature_array", str(z["name"])), z["q"].astype(np.float32) / 127 * z["scale"])
+    features = z["q"].astype(np.float32) / 127 * z["scale"]
+    np.save(files.output(d / "audio", "audio", "feature_array", str(z["name"])), features)
 
 
 if __name__ == "__main__":
