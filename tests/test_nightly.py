@@ -1,5 +1,5 @@
-"""Nightly over three clones: one broken, one unchanged (skipped), one changed (retrained, gated); the lock;
-resume after a kill."""
+"""Nightly over three clones: killed on the second and resumed; one broken, one unchanged (skipped), one changed
+(retrained, gated); a withdrawn consent; the lock."""
 
 import json
 import time
@@ -20,13 +20,33 @@ def farm(clips, footage, module_scratch):
     make_clone(root, "a_same", {"take1.mp4": clips["man12"]})
     make_clone(root, "b_changes", {"take1.mp4": clips["man12"]})
     make_clone(root, "c_broken", {"take1.mp4": footage / "bad_truncated.mp4"})
-    below_floor = nightly.run_nightly(root, TINY)  # the default floor: the evaluation targets
+    real = nightly.process_clone
+
+    def killed_on_b(root_, clone, overrides):
+        if clone == "b_changes":
+            raise KeyboardInterrupt  # the machine went down mid-run
+        return real(root_, clone, overrides)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nightly, "process_clone", killed_on_b)
+        with pytest.raises(KeyboardInterrupt):
+            nightly.run_nightly(root, TINY)
+    killed = json.loads((root / "nightly" / "latest.json").read_text())  # the killed run left its summary
+    below_floor = nightly.run_nightly(root, TINY)  # resumed; the default floor: the release targets
     first = nightly.run_nightly(root, NO_FLOOR)  # nothing retrained: only the decision differs
-    return root, first, below_floor
+    return root, first, below_floor, killed
+
+
+def test_a_killed_nightly_resumes_without_redoing_what_it_finished(farm):
+    _, _, resumed, killed = farm
+    assert killed["state"] == "interrupted" and [r["clone"] for r in killed["clones"]] == ["a_same"]
+    rows = _by_clone(resumed)
+    assert set(rows["a_same"]["stages"].values()) == {"skipped"}  # finished before the kill, not redone
+    assert rows["b_changes"]["stages"]["train"] == "ran" and rows["b_changes"]["status"] == "kept"
 
 
 def test_a_first_version_below_the_floor_stays_a_candidate_and_says_why(farm):
-    root, _, below = farm
+    root, _, below, _ = farm
     a = _by_clone(below)["a_same"]
     assert a["status"] == "kept" and "below the promotion floor" in a["reason"] and "target" in a["reason"]
     assert below["state"] == "finished" and below["counts"]["promoted"] == 0
@@ -39,7 +59,7 @@ def _by_clone(summary):
 
 
 def test_first_night_promotes_good_clones_and_reports_the_broken_one(farm):
-    root, first, _ = farm
+    root, first, _, _ = farm
     rows = _by_clone(first)
     assert rows["a_same"]["status"] == "promoted" and rows["b_changes"]["status"] == "promoted"
     assert rows["c_broken"]["status"] == "failed" and "cut short" in rows["c_broken"]["reason"]
@@ -50,7 +70,7 @@ def test_first_night_promotes_good_clones_and_reports_the_broken_one(farm):
 
 
 def test_second_night_skips_the_unchanged_and_gates_the_changed(farm, clips):
-    root, _, _ = farm
+    root, _, _, _ = farm
     make_clone(root, "b_changes", {"take2.mp4": clips["man12_late"]}, consent=False)
     t0 = time.perf_counter()
     second = _by_clone(nightly.run_nightly(root, NO_FLOOR, only=["a_same", "b_changes", "c_broken"]))
@@ -115,28 +135,10 @@ def test_a_second_nightly_exits_at_once(tmp_path):
             nightly.run_nightly(tmp_path, TINY)
 
 
-def test_a_killed_nightly_resumes(clips, tmp_path, monkeypatch):
-    root = tmp_path / "data"
-    make_clone(root, "k1", {"take1.mp4": clips["man12"]})
-    make_clone(root, "k2", {"take1.mp4": clips["man12"]})
-    real = nightly.process_clone
-
-    def killed_on_k2(root_, clone, overrides):
-        if clone == "k2":
-            raise KeyboardInterrupt  # the machine went down mid-run
-        return real(root_, clone, overrides)
-
-    monkeypatch.setattr(nightly, "process_clone", killed_on_k2)
-    with pytest.raises(KeyboardInterrupt):
-        nightly.run_nightly(root, NO_FLOOR)
-    monkeypatch.undo()
-    killed = json.loads((root / "nightly" / "latest.json").read_text())  # the killed run left its summary
-    assert killed["state"] == "interrupted" and [r["clone"] for r in killed["clones"]] == ["k1"]
-    rows = _by_clone(nightly.run_nightly(root, NO_FLOOR))
-    assert rows["k1"]["status"] == "unchanged"  # finished before the kill, not redone
-    assert rows["k2"]["status"] == "promoted"
-    # The person withdraws consent: the next night takes the live version down, and nothing is retrained.
-    consent.revoke(root, "k1")
-    row = _by_clone(nightly.run_nightly(root, NO_FLOOR, only=["k1"]))["k1"]
+def test_a_withdrawn_consent_takes_the_live_version_down_and_retrains_nothing(farm):
+    root = farm[0]
+    assert registry.live(root, "a_same")[0] == "v0001"
+    consent.revoke(root, "a_same")
+    row = _by_clone(nightly.run_nightly(root, NO_FLOOR, only=["a_same"]))["a_same"]
     assert row["status"] == "failed" and "revoked" in row["reason"] and "v0001 taken down" in row["reason"]
-    assert registry.live(root, "k1") is None
+    assert registry.live(root, "a_same") is None
