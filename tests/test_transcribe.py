@@ -37,3 +37,17 @@ def test_transcribe_detects_german(footage, tmp_path):
     _check_words(take)
     assert "debatte" in take["text"].lower()
     assert run(tmp_path / "data", "de", "stage=transcribe") == {"transcribe": "skipped"}
+
+
+def test_the_same_sound_gives_the_same_words(footage, tmp_path):
+    """Singing over music fails greedy decoding's checks; the words must still not depend on the run (a
+    rerun of a stage, a benchmark's WER), so nothing is sampled."""
+    import soundfile as sf
+
+    from clonetrain.voice import asr
+
+    wav = tmp_path / "sung.wav"
+    ffmpeg("-i", str(footage / "music_woman_15s.mp4"), "-ac", "1", "-ar", "16000", str(wav))
+    sound, _ = sf.read(wav, dtype="float32")
+    first = asr.transcribe(sound, word_timestamps=False)
+    assert first["text"] and asr.transcribe(sound, word_timestamps=False) == first

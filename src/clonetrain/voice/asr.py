@@ -41,8 +41,10 @@ def transcribe(wav_16k: np.ndarray, model: str = "base", language: str | None = 
     `language=None` detects it (tiny.en is English only)."""
     if model.endswith(".en"):
         language = "en"
+    # Greedy decoding only: where it fails its checks faster-whisper would sample again at higher temperatures,
+    # and the same sound would give other words on a rerun (a garbled 2 s clip read 0.25 or 0.75 WER).
     segments, info = load(model).transcribe(np.asarray(wav_16k, np.float32), language=language,
-                                            beam_size=beam_size, word_timestamps=word_timestamps,
+                                            beam_size=beam_size, word_timestamps=word_timestamps, temperature=0.0,
                                             vad_filter=False, condition_on_previous_text=False)
     words, texts = [], []
     for seg in segments:
