@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clonetrain.contract import files
+from clonetrain.contract.contents import Arrays
 from clonetrain.core.manifest import StageResult
 from clonetrain.vision.landmarks import MeshLandmarker
 
@@ -22,10 +23,16 @@ class LipsdbCfg:
     min_open: float = 0.05  # the inner-lip gap (eye distances) above which the lips count as apart
 
 
+@dataclass
+class Lips(Arrays):
+    """lipsdb/lips.npz, declared for the stages that will read it (contract.contents.ARRAYS)."""
+    apart: np.ndarray  # (N,) bool: the lips are apart in the frame
+
+
 def run(cfg, ws, out_dir) -> StageResult:
     opening = files.read(ws, "landmarks", "landmarks").mouth_open
     apart = np.nan_to_num(opening) > cfg.lipsdb.min_open
-    np.savez(files.output(out_dir, "lipsdb", "lips"), apart=apart)
+    files.write(out_dir, "lipsdb", "lips", Lips(apart=apart))
     return StageResult(counts={"frames": int(apart.size), "apart": int(apart.sum())},
                        summary=[f"lips apart in {int(apart.sum())}/{apart.size} frames"])
 

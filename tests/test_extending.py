@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from clonetrain.contract import files
+from clonetrain.contract import contents, files
 from clonetrain.core import config as config_mod
 from clonetrain.core import manifest, pipeline
 from clonetrain.core.errors import ClonetrainError
@@ -29,6 +29,7 @@ def cloned(preprocessed, tmp_path):
 def test_a_new_stage_runs_records_its_reads_and_is_skipped_until_they_change(cloned, monkeypatch):
     monkeypatch.setitem(pipeline.STAGES, "lipsdb", pipeline.Stage("lipsdb", "example_stage"))
     monkeypatch.setitem(files.FILES, "lipsdb", {"lips": "lips.npz"})
+    monkeypatch.setitem(contents.ARRAYS, ("lipsdb", "lips"), example_stage.Lips)
     # Its settings' dataclass joins the config (as a field of config.Config would): the default lives there only.
     with_lipsdb = dataclasses.make_dataclass("ConfigWithLipsdb", [
         ("lipsdb", example_stage.LipsdbCfg, dataclasses.field(default_factory=example_stage.LipsdbCfg))],
@@ -39,12 +40,12 @@ def test_a_new_stage_runs_records_its_reads_and_is_skipped_until_they_change(clo
     m = json.loads((ws.stage_dir("lipsdb") / "manifest.json").read_text())
     # What it read is recorded, nothing was declared: the landmarks file, its one setting, its code's modules.
     assert m["read"] == {"landmarks": ["landmarks.npz"]} and m["config"] == {"lipsdb.min_open": 0.05}
-    apart = files.load(ws, "lipsdb", "lips")["apart"]
+    apart = files.read(ws, "lipsdb", "lips").apart
     opening = files.read(ws, "landmarks", "landmarks").mouth_open
     assert 0 < apart.sum() < apart.size and np.array_equal(apart, np.nan_to_num(opening) > 0.05)
     assert run(cloned, "man", "stage=lipsdb", "lipsdb.min_open=0.05") == {"lipsdb": "skipped"}  # the default, said
     assert run(cloned, "man", "stage=lipsdb", "lipsdb.min_open=0.2") == {"lipsdb": "ran"}
-    assert files.load(ws, "lipsdb", "lips")["apart"].sum() < apart.sum()
+    assert files.read(ws, "lipsdb", "lips").apart.sum() < apart.sum()
     # An upstream change reruns it: the landmarks made again by another backend.
     run(cloned, "man", "stage=landmarks", "landmarks.model._target_=example_stage.StillMeshLandmarker",
         "landmarks.backend=mesh-still")
