@@ -13,7 +13,8 @@ from clonetrain.evaluation.metrics import pearson
 from clonetrain.models import checkpoint
 from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert
 from clonetrain.models.mouth_control import FALLBACK_RIDGE, MouthControl, zscore
-from clonetrain.training.data import WindowDataset, load_clip
+from clonetrain.contract.clip import load_clip
+from clonetrain.training.data import WindowDataset
 
 TINY_SPEC = ModelSpec(channels=4, max_channels=16, audio_dim=16, expert_dim=8)
 

@@ -14,7 +14,8 @@ from clonetrain.core.errors import ClonetrainError, UpstreamMissingError
 from clonetrain.audio_analysis.model_input import FeatureSpec
 from clonetrain.models import checkpoint
 from clonetrain.models.lipsync import Generator, ModelSpec, SyncExpert
-from clonetrain.training.data import WindowDataset, load_clip
+from clonetrain.contract.clip import load_clip
+from clonetrain.training.data import WindowDataset
 from clonetrain.training.module import LipSyncModule
 from clonetrain.core.workspace import Workspace
 from conftest import TINY, make_cfg, make_clone, run
@@ -348,7 +349,8 @@ def test_no_usable_training_frame_says_why():
 
     from clonetrain.core.errors import UpstreamMissingError
     from clonetrain.audio_analysis.model_input import FeatureSpec
-    from clonetrain.training.data import Clip, WindowDataset
+    from clonetrain.contract.clip import Clip
+    from clonetrain.training.data import WindowDataset
 
     n = 10
     clip = Clip(clone="x", faces=np.zeros((n, 8, 8, 3), np.uint8), mel=np.zeros((40, 80), np.float32),

@@ -15,18 +15,20 @@ for name in ("librosa", "ffmpeg", "soundfile"):  # feature computation and media
         sys.modules[name] = types.ModuleType(name)
 from omegaconf import OmegaConf
 from torch.utils.data import ConcatDataset
-from clonetrain.training.data import WindowDataset, load_clip
+from clonetrain.contract import files
+from clonetrain.contract.clip import load_clip
+from clonetrain.training.data import WindowDataset
 from clonetrain.training.fit import fit
 from clonetrain.core.workspace import Workspace
 
 pack, jobs, base_cfg = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), OmegaConf.load(sys.argv[3])
 out = Path(os.environ.get("OUT", "/tmp/out"))
 models = {}
-root = Path(os.environ.get("CTROOT", "/tmp/ctroot")); (root / "work").mkdir(parents=True, exist_ok=True)
+root = Path(os.environ.get("CTROOT", "/tmp/ctroot"))
 needed = {c for j in jobs for c in j["clones"]}
 for d in pack.iterdir():
-    if d.is_dir() and d.name in needed and not (root / "work" / d.name).exists():
-        shutil.copytree(d, root / "work" / d.name)
+    if d.is_dir() and d.name in needed and not Workspace(root, d.name).work_dir.exists():
+        shutil.copytree(d, Workspace(root, d.name).work_dir)  # the pack holds each clone's work folder
 for job in jobs:
     cfg = OmegaConf.merge(base_cfg, {})
     for k, v in job.get("overrides", {}).items():
@@ -50,9 +52,9 @@ for job in jobs:
     d = Path("/tmp/jobs") / job["name"]
     shutil.rmtree(d, ignore_errors=True); d.mkdir(parents=True)
     stats = fit(cfg, ConcatDataset(tr), ConcatDataset(va), d, d / "resume", job["name"], features=feats, init=init, meta={"job": job["name"]})
-    models[job["name"]] = d / "model.safetensors"
+    models[job["name"]] = files.output(d, "train", "model")  # where fit() wrote it
     if job.get("keep", True):
-        shutil.copy(d / "model.safetensors", out / f"{job['name']}.safetensors")
+        shutil.copy(models[job["name"]], out / f"{job['name']}.safetensors")
     line = {"job": job["name"], "windows": sum(len(x) for x in tr), **{k: stats[k] for k in ("steps", "seconds", "stopped_by", "best_step", "best_monitor", "device", "precision")}, "metrics": stats["metrics"], "wall": round(time.time() - t0, 1)}
     print(json.dumps(line), flush=True)
     with open(out / os.environ.get("JOBS_LOG", "jobs.jsonl"), "a") as fh:

@@ -81,7 +81,7 @@ class FeatureSpec:
         if c.encoder == "mel":
             per_second = sample_rate / c.hop_length
             return cls(encoder="mel", dims=int(c.n_mels), per_second=per_second,
-                       window=int(round(WINDOW_SECONDS * per_second)), center=-40.0, scale=40.0, **mel)
+                       window=int(round(WINDOW_SECONDS * per_second)), **mel)
         if c.encoder == "whisper":
             from clonetrain.audio_analysis import whisper
 

@@ -33,11 +33,11 @@ def log_run(cfg: DictConfig, name: str, metrics: dict, summary: dict | None = No
 
 
 def log_clone(cfg: DictConfig, package_dir: Path, clone: str, version: str, metrics: dict, verdict: dict | None,
-              train_run_id: str | None) -> str | None:
+              train_run_id: str | None, copied: tuple[str, ...] = ()) -> str | None:
     """Log a package as a wandb artifact (type "clone", named clone-<clone>, aliased with its version), with its
     metrics and verdict as metadata, from the training run that made it (resumed by its id, so wandb's lineage
-    shows which run produced which clone version); from a new run when that id is unknown. Small files (metrics,
-    model card, package manifest) are copied in, the rest referenced by path: the package itself lives in the
+    shows which run produced which clone version); from a new run when that id is unknown. The small files named
+    in `copied` (the package's metrics, model card and manifest) are copied in, the rest referenced by path: the package itself lives in the
     data root. Returns the run id used, or None (logger other than wandb, or tracking failed: never the caller's
     problem)."""
     if cfg.logger.name != "wandb":
@@ -54,7 +54,7 @@ def log_clone(cfg: DictConfig, package_dir: Path, clone: str, version: str, metr
                     "verdict": {k: verdict[k] for k in ("level", "headline", "targets", "advice")} if verdict else None}
             art = wandb.Artifact(f"clone-{clone}", type="clone", metadata=meta,
                                  description=verdict["headline"] if verdict else f"clone {clone} {version}")
-            for name in ("metrics.json", "model_card.md", "manifest.json"):
+            for name in copied:
                 if (package_dir / name).is_file():
                     art.add_file(str(package_dir / name), name=name)
             art.add_reference(Path(package_dir).resolve().as_uri(), name="package", checksum=True)

@@ -12,17 +12,17 @@ cosine of the two embeddings says whether mouth and sound are in sync.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clonetrain.audio_analysis.model_input import FeatureSpec
 from clonetrain.core.config import ModelCfg
 from clonetrain.models.mouth_control import MouthControl
 
-MEL_WINDOW = 16  # mel frames per sample: 0.2 s at 80 mel frames per second
+MEL_WINDOW = FeatureSpec.window  # feature frames per sample: 0.2 s at 80 mel frames per second
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ModelSpec:
     channels: int = ModelCfg.channels  # width of the first face-encoder level; every level below doubles it (capped)
     max_channels: int = ModelCfg.max_channels
     audio_dim: int = ModelCfg.audio_dim
-    n_mels: int = 80        # channels of the audio features (mel bands, or Whisper layers x width)
+    n_mels: int = FeatureSpec.dims  # channels of the audio features (mel bands, or Whisper layers x width)
     sync_frames: int = ModelCfg.sync_frames
     expert_dim: int = ModelCfg.expert_dim
     # The features the audio encoders hear (audio_analysis.model_input.FeatureSpec.signature): "mel" or e.g.
@@ -197,16 +197,21 @@ class SyncExpert(nn.Module):
         return (f * a).sum(1).clamp(1e-6, 1 - 1e-6)
 
 
-# arch -> (module, generator class, expert class); the Wav2Lip nets are imported only when asked for.
-ARCHS = {"clonetrain": ("clonetrain.models.lipsync", "Generator", "SyncExpert"),
-         "wav2lip": ("clonetrain.models.wav2lip", "Wav2LipGenerator", "Wav2LipExpert")}
+ARCHS = ("clonetrain", "wav2lip")
 
 
 def _build(spec: ModelSpec, which: int) -> nn.Module:
-    if spec.arch not in ARCHS:
-        raise ValueError(f"unknown model architecture {spec.arch!r}: use one of {sorted(ARCHS)}")
-    module, *classes = ARCHS[spec.arch]
-    return getattr(importlib.import_module(module), classes[which])(spec)
+    if spec.arch == "clonetrain":
+        nets = (Generator, SyncExpert)
+    elif spec.arch == "wav2lip":
+        # Imported only when asked for, by an import statement: the stages' code hash (manifest.import_closure)
+        # reads it, so an edit to the Wav2Lip nets reruns every stage that builds them.
+        from clonetrain.models import wav2lip
+
+        nets = (wav2lip.Wav2LipGenerator, wav2lip.Wav2LipExpert)
+    else:
+        raise ValueError(f"unknown model architecture {spec.arch!r}: use one of {list(ARCHS)}")
+    return nets[which](spec)
 
 
 def build_generator(spec: ModelSpec) -> nn.Module:

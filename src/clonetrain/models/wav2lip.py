@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clonetrain.audio_analysis.model_input import FeatureSpec
+
+_MEL = FeatureSpec()  # how our log-mel features are normalised (what the mel audio stage writes and render computes)
 # The audio settings of Wav2Lip's hparams.py that our audio stage must match for its nets to hear right.
 WAV2LIP_AUDIO = {"sample_rate": 16000, "n_mels": 80, "n_fft": 800, "hop_length": 200, "win_length": 800,
                  "fmin": 55.0, "fmax": 7600.0}
@@ -84,7 +87,7 @@ class MelAdapter(nn.Module):
         self.register_buffer("offset_db", torch.from_numpy(_preemphasis_db(n_mels))[:, None], persistent=False)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:  # (B, 1, n_mels, 16)
-        db = mel * 40.0 - 40.0 + self.offset_db
+        db = mel * _MEL.scale + _MEL.center + self.offset_db  # back to dB: our normalisation undone
         # Wav2Lip: symmetric mels, max_abs_value 4, min_level_db -100, ref_level_db 20.
         return (8.0 * (db - 20.0 + 100.0) / 100.0 - 4.0).clamp(-4.0, 4.0)
 

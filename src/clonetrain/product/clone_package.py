@@ -48,6 +48,7 @@ MANIFEST = "manifest.json"
 # metrics, ingest's consent), so a package folder and an evaluate/ folder answer to the same metrics file. Written
 # out here so that verifying a package needs the standard library alone; test_contract checks they agree.
 MODEL, METRICS, CONSENT = "model.safetensors", "metrics.json", "consent.json"
+CARD = "model_card.md"
 # HMAC-SHA256 of manifest.json under the studio's signing key, when one is configured ($CLONETRAIN_SIGNING_KEY
 # names the key file). It signs the manifest, so it cannot be listed in it.
 SIGNATURE = "manifest.sig"

@@ -37,25 +37,18 @@ def section(eval_dir: Path) -> str:
                      f'<img src="{uri}" alt="contact sheet of mouths" style="max-width:100%">')
     c = ev["metrics"].get("clone", {})
     if c.get("mouth_sharpness_ratio") is not None:
-        parts.append(f"<p>Held-out mouth box: sharpness {c.get('mouth_sharpness_ratio')} of the real mouth's "
-                     f"(1.0 = as sharp), PSNR {c.get('psnr_mouth')} dB, SSIM {c.get('ssim_mouth')}, "
-                     f"frame-to-frame change {c.get('mouth_flicker_ratio')} of the real mouth's (above 1 it "
-                     f"jumps, near 0 it is still).</p>")
-    plain = (ev.get("mouth_texture") or {}).get("without")
-    if plain:
+        parts.append(f"<p>Held-out mouth: {_texture_numbers(c)}. Sharpness and frame-to-frame change are over the "
+                     "real mouth's: 1.0 is as sharp; above 1 it jumps, near 0 it is still.</p>")
+    texture = ev.get("mouth_texture") or {}
+    if texture.get("without"):
         parts.append(f"<p><small>The mouth and its fine detail are the person's own, taken from "
-                     f"{ev['mouth_texture'].get('bank_frames')} of their training frames (mouth_texture). Without "
-                     f"them, the generator's own mouth: sharpness {plain.get('mouth_sharpness_ratio')}, PSNR "
-                     f"{plain.get('psnr_mouth')} dB, SSIM {plain.get('ssim_mouth')}, mouth r "
-                     f"{plain.get('mouth_open_corr')} (with them: {c.get('mouth_open_corr')}), frame-to-frame change "
-                     f"{plain.get('mouth_flicker_ratio')} (with them: {c.get('mouth_flicker_ratio')}).</small></p>")
-    full = (ev.get("mouth_texture") or {}).get("full_size")
+                     f"{texture.get('bank_frames')} of their training frames (mouth_texture). Without them, the "
+                     f"generator's own mouth: {_texture_numbers(texture['without'])}.</small></p>")
+    full = texture.get("full_size")
     if full:
         parts.append(f"<p><small>Renders paste the face at the footage's size, with the mouth painted from the "
-                     f"{full['size']} px crops: there its sharpness is {full['with'].get('mouth_sharpness_ratio')} of "
-                     f"the real mouth's ({full['without'].get('mouth_sharpness_ratio')} for the generator's face "
-                     f"enlarged), PSNR {full['with'].get('psnr_mouth')} dB, SSIM {full['with'].get('ssim_mouth')}."
-                     f"</small></p>")
+                     f"{full['size']} px crops; there: {_texture_numbers(full['with'])} (the generator's face "
+                     f"enlarged: {_texture_numbers(full['without'])}).</small></p>")
     xs = ev.get("cross_speaker") or {}
     if xs.get("drivers"):
         # .get: a metrics.json written by an older evaluate lacks the newer measures.
@@ -92,3 +85,9 @@ def _driver_cells(clone: dict, static: dict) -> list:
     """The declared per-driver measures (contract.metrics.DRIVER), the static frame's beside those that show it."""
     return [v for d in declared.DRIVER for v in ((clone.get(d.name), static.get(d.name)) if d.static_label else
                                         (clone.get(d.name),))]
+
+
+def _texture_numbers(values: dict) -> str:
+    """The measures declared to be shown with and without the mouth texture (contract.metrics TEXTURE), by label."""
+    return ", ".join(f"{declared.BY_NAME[name].label} {values[name]}" for name in declared.TEXTURE
+                     if values.get(name) is not None)

@@ -132,7 +132,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     metrics = json.loads((pkg / clone_package.METRICS).read_text())
     takes = [{"file": t["file"], "sha256": t["sha256"], "status": t["status"]}
              for t in ingest_takes]
-    write_text_atomic(pkg / "model_card.md", _model_card(ws.clone, version, consent, metrics,
+    write_text_atomic(pkg / clone_package.CARD, _model_card(ws.clone, version, consent, metrics,
                                                           files.manifest(ws, "train")["counts"], split,
                                                           [t for t in takes if t["status"] == "ok"])
                       + voice_package.card_section(ws))
@@ -169,7 +169,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     registry.add_version(ws.root, ws.clone, version, entry)
     # The clone in the tracker too, from the training run that made it (wandb, offline unless told otherwise).
     experiment_log.log_clone(cfg, dest, ws.clone, version, manifest["metrics"], judged,
-                       files.manifest(ws, "train")["details"].get("tracker_run_id"))
+                             files.manifest(ws, "train")["details"].get("tracker_run_id"),
+                             copied=(clone_package.METRICS, clone_package.CARD, clone_package.MANIFEST))
     result = StageResult(counts={"version": version, "files": len(manifest["files"]),
                                  "motion_segments": len(motion)})
     result.details = {"version": version, "path": str(dest), "archive": str(archive)}

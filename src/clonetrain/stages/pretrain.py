@@ -22,7 +22,8 @@ from clonetrain.contract import files
 from clonetrain.core.errors import ClonetrainError
 from clonetrain.core.manifest import StageResult
 from clonetrain.audio_analysis.model_input import check_matches
-from clonetrain.training.data import WindowDataset, check_configured, load_clip
+from clonetrain.contract.clip import check_configured, load_clip
+from clonetrain.training.data import WindowDataset
 from clonetrain.core.manifest import sha256_file
 from clonetrain.models import checkpoint
 from clonetrain.stages import train as train_stage
@@ -98,5 +99,5 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                                  **stats["metrics"]})
     result.details = {"mouth_control": stats["mouth_control"]}
     result.summary = [f"base {ws.clone!r} from {len(rows)} clones: {stats['steps']} steps in {stats['seconds']:.0f} s",
-                      f"model: {files.output(out_dir.parent / 'pretrain', 'pretrain', 'model')}"]
+                      f"model: {files.of_clone(ws.root, ws.clone, 'pretrain', 'model')}"]
     return result

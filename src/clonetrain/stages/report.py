@@ -12,6 +12,7 @@ Writes report.json   verdict, findings, per-take table, key numbers
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -210,9 +211,9 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
                 metadata={"comment": f"clonetrain footage preview of clone {ws.clone} (source footage, not generated)"})
 
     result = StageResult(counts={"level": level, "ready_for_lipsync": bool(ready), "findings": len(findings)})
-    final = out_dir.parent / "report"
-    result.summary = [verdict, f"report: {final / files.name_of('report', 'page')}",
-                      f"footage check (real footage, landmarks, sound): {final / files.name_of('report', 'footage_check')}"]
+    final = functools.partial(files.of_clone, ws.root, ws.clone, "report")  # where the files are once committed
+    result.summary = [verdict, f"report: {final('page')}",
+                      f"footage check (real footage, landmarks, sound): {final('footage_check')}"]
     if evaluated is not None:
         result.summary.append(f"the clone (real | static | AI-generated, held out): "
                               f"{files.path(ws, 'evaluate', 'heldout', required=False)}")

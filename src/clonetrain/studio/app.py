@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from clonetrain.product import consent, registry
 from clonetrain.contract import files
+from clonetrain.contract import metrics as declared
 from clonetrain.core.errors import ClonetrainError, ConsentError, LockedError
 from clonetrain.product.nightly import compose
 from clonetrain.studio import audit, auth, overview, uploads
@@ -86,7 +87,7 @@ class Studio:
         user = self.user(request)
         flash = request.session.pop("flash", None)
         html = self.env.get_template(name).render(request=request, user=user, csrf=auth.csrf_token(request.session),
-                                                  flash=flash, **context)
+                                                  flash=flash, listed=declared.LISTED, **context)
         return HTMLResponse(html, status_code=status)
 
     def user(self, request: Request):

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-# The clip is the contract's (render, avatar, evaluate and package read it too); named here for older imports.
-from clonetrain.contract.clip import Clip, check_configured, load_clip, read_features  # noqa: F401
+from clonetrain.contract.clip import Clip
 from clonetrain.core.errors import UpstreamMissingError
 from clonetrain.models.mouth_control import zscore
 

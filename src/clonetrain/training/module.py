@@ -134,7 +134,6 @@ class LipSyncModule(L.LightningModule):
 def sample_grid(sample: dict, rows: int = 4) -> torch.Tensor:
     """(3, H, W) grid: reference | masked | generated | real, one example per row."""
     frames, refs, gen = (sample[k][:rows].float().cpu() for k in ("frames", "refs", "gen"))
-    masked = frames.clone()
-    masked[:, :, frames.shape[-2] // 2 :] = 0
+    masked = masked_input(frames, refs)[:, 3:]  # what the generator saw
     cols = [refs, masked, gen, frames]
     return torch.cat([torch.cat([c[i] for c in cols], dim=2) for i in range(frames.shape[0])], dim=1)
