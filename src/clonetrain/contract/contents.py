@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import ClassVar
-
 import numpy as np
 
 from clonetrain.core.errors import ClonetrainError
@@ -27,8 +25,6 @@ class ContractError(ClonetrainError):
 class Arrays:
     """Base of an .npz declared as a dataclass. Every array with an axis has one row per frame of the clone's
     footage; 0-d arrays are settings the stage ran with."""
-
-    about: ClassVar[str] = ""
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -64,13 +60,13 @@ class FrameIndex(Arrays):
 @dataclass
 class Faces(Arrays):
     """faces/faces.npz: the face found in each frame (boxes in frame pixels, x0 y0 x1 y1)."""
-    box: np.ndarray         # (N, 4) smoothed box
-    raw_box: np.ndarray     # (N, 4) the detector's box (NaN: none)
-    square: np.ndarray      # (N, 3) the square crop cut: x0, y0, side
+    box: np.ndarray         # (N, 4) the main face's box, smoothed over the take (NaN: none)
+    raw_box: np.ndarray     # (N, 4) the detector's box before smoothing (NaN: none)
+    square: np.ndarray      # (N, 3) the square the crops are cut from: x0, y0, side (NaN: none)
     score: np.ndarray       # (N,) detector confidence
     flags: np.ndarray       # (N,) contract.faces bit flags (UNUSABLE: nothing learns from the frame)
-    sharpness: np.ndarray   # (N,) variance of the crop's Laplacian
-    profile: np.ndarray     # (N,) how far the head is turned (0 frontal)
+    sharpness: np.ndarray   # (N,) variance of the crop's Laplacian (low: blurred)
+    profile: np.ndarray     # (N,) nose off the eyes' midpoint over the eye distance: ~0 frontal, 0.5+ profile
     n_faces: np.ndarray     # (N,) faces the detector saw
     crop_size: np.ndarray   # () side of crops_<crop_size>.npy
     train_size: np.ndarray  # () side of crops_<train_size>.npy
@@ -82,8 +78,8 @@ class Landmarks(Arrays):
     points: np.ndarray        # (N, 68, 2) in crop pixels, smoothed within each take (NaN: not found)
     points_frame: np.ndarray  # (N, 68, 2) the same in frame pixels
     valid: np.ndarray         # (N,) bool: points were found
-    pose: np.ndarray          # (N, 3) head yaw, pitch, roll estimate
-    mouth_open: np.ndarray    # (N,) lip gap over mouth width
+    pose: np.ndarray          # (N, 3) head yaw, pitch, roll in degrees
+    mouth_open: np.ndarray    # (N,) inner-lip gap over the eye distance: ~0 closed, ~0.3 wide open
     crop_size: np.ndarray     # () the crops the points were found on
 
 
