@@ -84,6 +84,7 @@ def test_the_report_shows_the_mouths_and_the_drivers(evaluated, monkeypatch):
     assert "mouth and its fine detail are the person's own" in page  # and what the mouth is like without them
     assert "frame-to-frame change" in page
     assert all(metric_decl.BY_NAME[name].label in page for name in metric_decl.TEXTURE)  # read from the declaration
+    assert "lower: mouth LMD" in page and "best: offset nearest 0" in page  # how to read the table, likewise
     # The driver table's columns are the declared per-driver measures, each mean the held-out metric it becomes.
     ev = json.loads((evaluated / "work" / "man" / "evaluate" / "metrics.json").read_text())
     mean_row = "<tr><td>mean</td><td></td>" + "".join(

@@ -73,11 +73,24 @@ def _evaluation(ws: Workspace, min_margin: float) -> list[tuple[str, list[str], 
     status = (verdict_mod.of_metrics(ev) or {}).get("targets") or verdict_mod.target_status(
         ev["targets"], ev["metrics"]["clone"], min_margin)
     targets = [[k, v if v == verdict_mod.MET else v.upper()] for k, v in status.items()]
-    return [(f"Lip-sync on {ev['heldout_frames']} held-out frames (judge: {ev['judge']} landmarks; lower LMD, "
-             "higher correlation/PSNR/SSIM, offset near 0 are better; an offset whose peak margin is below "
+    return [(f"Lip-sync on {ev['heldout_frames']} held-out frames (judge: {ev['judge']} landmarks; "
+             f"{_which_is_better(declared.TABLE)}; an offset whose peak margin is below "
              f"{min_margin:g} is a guess between lags)", ["output", *keys], rows),
             *_uncertainty(ev.get("uncertainty", {})),
             ("Acceptance targets", ["target", "result"], targets)]
+
+
+def _which_is_better(metrics) -> str:
+    """How to read a table of declared metrics: which way each is better, from its declaration."""
+    def name(m) -> str:
+        return m.label.split(" (")[0]  # the heading without its note
+
+    higher = [name(m) for m in metrics if m.higher_is_better]
+    lower = [name(m) for m in metrics if m.higher_is_better is False]
+    nearest = [f"{name(m)} nearest {m.best:g}" for m in metrics if m.higher_is_better is None]
+    return "; ".join(part for part in (f"higher is better: {', '.join(higher)}" if higher else "",
+                                       f"lower: {', '.join(lower)}" if lower else "",
+                                       f"best: {', '.join(nearest)}" if nearest else "") if part)
 
 
 def _uncertainty(uncertainty: dict) -> list[tuple[str, list[str], list[list]]]:
