@@ -33,13 +33,13 @@ def log_run(cfg: DictConfig, name: str, metrics: dict, summary: dict | None = No
 
 
 def log_clone(cfg: DictConfig, package_dir: Path, clone: str, version: str, metrics: dict, verdict: dict | None,
-              train_run_id: str | None, copied: tuple[str, ...] = ()) -> str | None:
+              train_run_id: str | None, *, copied: tuple[str, ...]) -> str | None:
     """Log a package as a wandb artifact (type "clone", named clone-<clone>, aliased with its version), with its
     metrics and verdict as metadata, from the training run that made it (resumed by its id, so wandb's lineage
     shows which run produced which clone version); from a new run when that id is unknown. The small files named
-    in `copied` (the package's metrics, model card and manifest) are copied in, the rest referenced by path: the package itself lives in the
-    data root. Returns the run id used, or None (logger other than wandb, or tracking failed: never the caller's
-    problem)."""
+    in `copied` (the package's metrics, model card and manifest) are copied in, the rest referenced by path: the
+    package itself lives in the data root. Returns the run id used, or None (logger other than wandb, or tracking
+    failed: never the caller's problem)."""
     if cfg.logger.name != "wandb":
         return None
     os.environ.setdefault("WANDB_SILENT", "true")
