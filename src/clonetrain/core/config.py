@@ -156,23 +156,28 @@ class VoiceCfg:
     holdout: float = 0.15  # the last share of the speech: never built from, the evaluation's reference
     layers: list[int] = field(default_factory=lambda: [2])  # Whisper base layers matched on (content, not voice)
     k: int = 4  # nearest frames averaged
-    tts_k: int = 8  # for speech from the TTS, whose frames lie further from the person's (README "The voice")
+    # Speech from the TTS (its frames lie further from the person's) converts with settings of its own, tuned
+    # for the default engine, kokoro (README "The voice"); piper brings its own on top (tts.PiperTTS.conversion).
+    tts_k: int = 8
     level: str = "target"  # loudness contour: target (the matched frames') | source
     gv: bool = True  # restore the person's spread of each mel-cepstrum after averaging (less muffled)
-    # How much of it (the exponent of the spread ratio): all for speech; half for TTS, whose poorer matches the
-    # full restore makes noisier (similarity 0.837 -> 0.862; README "The voice").
+    # How much of it (the exponent of the spread ratio): all for speech; less for TTS, whose poorer matches the
+    # full restore makes noisier (README "The voice").
     gv_strength: float = 1.0
-    tts_gv_strength: float = 0.5
+    tts_gv_strength: float = 0.9
     # Centre each side's content features on its own mean over speech before matching (speaker/room cancel).
     normalise_content: bool = True
     # matched: the person's pitch at the matched frames | moved: the source's melody at the person's mean and
     # spread | auto: matched, but moved for a tonal language (zh, vi, th, ...), whose tones the melody carries
     f0: str = "auto"
+    tts_f0: str = "moved"  # the TTS's melody at the person's pitch (Kokoro's is natural) | matched
+    # Match each TTS frame with its neighbours' content features beside its own, at this weight (0: alone).
+    tts_context: float = 0.7
     # Piper's sampling noise (its noise_scale and noise_w): calmer TTS prosody converts nearer the person
-    # (similarity 0.84 -> 0.86 at 0.333 against Piper's own 0.667 / 0.8; bench/results/voice.json).
+    # (similarity 0.84 -> 0.86 at 0.333 against Piper's own 0.667 / 0.8). Kokoro does not sample.
     tts_noise: float = 0.333
     evaluate: bool = True
-    tts: str = "piper"
+    tts: str = "kokoro"  # kokoro (Kokoro-82M, voice jm_kumo) | piper (joe); both English, the extra "tts"
     language: str = "en"  # the language text renders are spoken in
     max_text_chars: int = 2000
     # Spoken by the TTS, converted, transcribed back: the evaluation's intelligibility and similarity.

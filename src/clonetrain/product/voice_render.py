@@ -98,8 +98,11 @@ def convert(script: Script, av, ws, out: Path) -> tuple[Path, dict]:
                                "render its own recorded speech with audio=... (without voice=true), or rebuild the "
                                "clone from footage with more clean speech")
     vm = VoiceModel.load(voice_path)
+    from_tts = script.provenance.get("source") == "text"
+    if from_tts:
+        vm = vm.for_tts(tts_mod.conversion_of(script.provenance["tts"]))
     t0 = time.perf_counter()
-    wav = vm.convert(script.wav, from_tts=script.provenance.get("source") == "text")
+    wav = vm.convert(script.wav, from_tts=from_tts)
     log.info("voice: %.1f s of speech converted to %s's voice in %.1f s", len(wav) / 16000, clone,
              time.perf_counter() - t0)
     path = out.with_suffix(".voice.wav")

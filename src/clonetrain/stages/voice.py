@@ -72,9 +72,11 @@ def settings_of(c, language: str = "en") -> VoiceSettings:
     if c.f0 not in ("auto", "matched", "moved"):
         raise ClonetrainError(f"voice_model.f0={c.f0!r} is not a pitch method", "use auto, matched or moved")
     f0 = c.f0 if c.f0 != "auto" else ("moved" if language in TONAL_LANGUAGES else "matched")
+    if c.tts_f0 not in ("matched", "moved"):
+        raise ClonetrainError(f"voice_model.tts_f0={c.tts_f0!r} is not a pitch method", "use matched or moved")
     return VoiceSettings(layers=tuple(c.layers), k=c.k, tts_k=c.tts_k, level=c.level, gv=c.gv,
                          gv_strength=c.gv_strength, tts_gv_strength=c.tts_gv_strength,
-                         normalise_content=c.normalise_content, f0=f0)
+                         normalise_content=c.normalise_content, f0=f0, tts_f0=c.tts_f0, tts_context=c.tts_context)
 
 
 def _cut(wav: np.ndarray, segments: list) -> np.ndarray:
@@ -129,6 +131,7 @@ def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.A
 
     try:
         engine = tts_mod.fresh(c.tts, c.tts_noise, seed=0)  # seeded: runs compare on the same sound
+        vm = vm.for_tts(engine.conversion)
     except tts_mod.TextToSpeechError as err:
         notes.append(f"voice evaluated without text to speech: {err.message}")
         return metrics, notes

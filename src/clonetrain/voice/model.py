@@ -22,7 +22,7 @@ code.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +53,11 @@ def bands_to_ap(bands: np.ndarray, bins: int) -> np.ndarray:
 class VoiceSettings:
     layers: tuple[int, ...] = (2,)
     k: int = 4
-    # Speech from the TTS averages more matches: its frames lie further from the person's, and 8 of them give
-    # a steadier envelope (similarity 0.862 -> 0.876, WER base 0.073 -> 0.058 on the benchmark's sentences;
-    # 0.874 -> 0.883 on twelve others), while a human drive keeps 4 (at 8: 0.912 -> 0.903).
+    # Speech from the TTS converts with settings of its own (its frames lie further from the person's), tuned for
+    # the default engine, Kokoro, on the benchmark's sentences and twelve others together (README "The voice"):
+    # 8 matches, 0.9 of the spread restored (gv below), its own melody at the person's pitch (tts_f0), and each
+    # frame matched with its neighbours' features beside its own at weight 0.7 (tts_context: the sounds around
+    # one tell the person's matching sound apart). Another engine brings its own (tts.PiperTTS.conversion).
     tts_k: int = 8
     subtract_silence: bool = True
     # "average": mean mel-cepstrum of the k matches (a geometric mean of envelopes: no smearing of formants
@@ -65,11 +67,10 @@ class VoiceSettings:
     # spread (over voiced frames), as statistical voice conversion does against over-smoothing.
     gv: bool = True
     # How much of that spread to restore: the exponent of the person's spread over the converted one (1: all of
-    # it, 0: none). Speech converts best with all of it; TTS with half (its matches are poorer, and the full
-    # restore amplifies their noise: similarity 0.837 -> 0.862 on the benchmark's sentences, 0.863 -> 0.885 on
-    # twelve others, while a human drive drops 0.912 -> 0.901 at half).
+    # it, 0: none). Speech converts best with all of it (a human drive at half: 0.912 -> 0.901); Piper's speech
+    # with half, Kokoro's with 0.9 (poorer matches: the full restore amplifies their noise).
     gv_strength: float = 1.0
-    tts_gv_strength: float = 0.5
+    tts_gv_strength: float = 0.9
     # Median over this many WORLD frames (5 ms) of the matched mel-cepstra: one wrong match among good ones
     # is a click of the wrong sound; a short median removes it without blurring the transitions. 1: off.
     smooth: int = 1
@@ -82,6 +83,8 @@ class VoiceSettings:
     # mean and spread of log-F0.
     f0: str = "matched"
     f0_smooth: int = 20
+    tts_f0: str = "moved"
+    tts_context: float = 0.7
 
 
 class VoiceModelError(ClonetrainError):
@@ -99,6 +102,20 @@ def _frames_in(segments, n: int) -> np.ndarray:
 def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-8)
+
+
+def neighbours(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(previous, next) row of each pool row: the row of the adjacent feature frame, or the row itself where the
+    speech was cut (a segment's edge)."""
+    i = np.arange(len(frames))
+    prev = np.where(np.r_[False, np.diff(frames) == 1], i - 1, i)
+    nxt = np.where(np.r_[np.diff(frames) == 1, False], i + 1, i)
+    return prev, nxt
+
+
+def with_context(x: np.ndarray, prev: np.ndarray, nxt: np.ndarray, weight: float) -> np.ndarray:
+    """Unit rows of [weight * previous, own, weight * next] features (x: unit rows)."""
+    return _normalise(np.concatenate([weight * x[prev], x, weight * x[nxt]], 1))
 
 
 def log_f0_stats(f0: np.ndarray) -> tuple[float, float]:
@@ -142,6 +159,7 @@ class VoiceModel:
     gv_std: np.ndarray | None = None  # (ORDER + 1,) the person's spread of each mel-cepstrum over voiced frames
     ap_bands: np.ndarray | None = None  # (N, SUB, AP_BANDS) float16: the person's aperiodicity, coarse
     log_f0: np.ndarray | None = None  # (N, SUB) float16 log-F0 of the person's frames (0: unvoiced)
+    frames: np.ndarray | None = None  # (N,) int32 each row's feature frame in the built speech: who its neighbours are
 
     # ---- building -------------------------------------------------------------------------------------------
     @classmethod
@@ -174,20 +192,31 @@ class VoiceModel:
                    log_f0=log_f0,
                    log_f0_mean=mean, log_f0_std=std, settings=s, gv_std=ana.mcep[voiced].std(0),
                    ap_bands=ap_to_bands(ana.ap[sub]).astype(np.float16) if s.aperiodicity == "target" else None,
+                   frames=keep.astype(np.int32),
                    info={"frames": int(len(keep)), "speech_s": len(keep) / FEATURES_PER_SECOND})
 
     # ---- converting -----------------------------------------------------------------------------------------
+    def for_tts(self, conversion: dict) -> "VoiceModel":
+        """This model converting a TTS engine's speech with that engine's own settings (tts_k, tts_f0, ...;
+        `TextToSpeech.conversion`; empty: the model's)."""
+        return replace(self, settings=replace(self.settings, **conversion)) if conversion else self
+
     def match(self, source_features: np.ndarray, source_mcep: np.ndarray | None = None,
-              k: int | None = None) -> np.ndarray:
+              k: int | None = None, context: float = 0.0) -> np.ndarray:
         """(T, k) indices of each source frame's k nearest frames of the person (cosine similarity; k: the
         settings' k by default). `source_mcep` (the source's WORLD mel-cepstra) tells its speech frames apart for
-        the centring."""
+        the centring. `context` > 0: each frame is matched with its neighbours' features beside its own, at that
+        weight (a model built before the person's frame positions were kept matches without)."""
         src = np.asarray(source_features, np.float32)
         if self.settings.normalise_content:
             speech = speech_frames(source_mcep, len(src)) if source_mcep is not None else slice(None)
             src = src - src[speech].mean(0)
         src = _normalise(src)
         tgt = self.features.astype(np.float32)
+        if context > 0 and self.frames is not None:
+            t = np.arange(len(src))
+            src = with_context(src, np.maximum(t - 1, 0), np.minimum(t + 1, len(src) - 1), context)
+            tgt = with_context(tgt, *neighbours(self.frames), context)
         k = min(k or self.settings.k, len(tgt))
         out = np.empty((len(src), k), np.int64)
         for a in range(0, len(src), 2048):  # bounded memory for long sources
@@ -199,7 +228,9 @@ class VoiceModel:
                          from_tts: bool = False) -> world.Analysis:
         """The converted speech's (f0, mcep, ap), frame for frame with the source's WORLD analysis.
         `from_tts`: the source is synthetic speech (a text render), converted with the TTS's settings."""
-        idx = self.match(source_features, source.mcep, self.settings.tts_k if from_tts else self.settings.k)
+        st = self.settings
+        idx = self.match(source_features, source.mcep, st.tts_k if from_tts else st.k,
+                         st.tts_context if from_tts else 0.0)
         n_w = len(source.f0)
         w = np.arange(n_w)
         j = np.clip(np.rint(w / SUB).astype(int), 0, len(idx) - 1)
@@ -226,7 +257,7 @@ class VoiceModel:
             ref = voiced if voiced.any() else slice(None)
             mcep[:, 0] = source.mcep[:, 0] - source.mcep[ref, 0].mean() + self.mcep[..., 0].mean()
         f0 = move_f0(source.f0, self.log_f0_mean, self.log_f0_std)
-        if self.settings.f0 == "matched" and self.log_f0 is not None:
+        if (st.tts_f0 if from_tts else st.f0) == "matched" and self.log_f0 is not None:
             f0 = self._matched_f0(idx[j], q, f0)
         return world.Analysis(f0=f0, mcep=mcep, ap=ap)
 
@@ -269,7 +300,8 @@ class VoiceModel:
                 "gv_std": None if self.gv_std is None else [float(v) for v in self.gv_std]}
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                extra = {name: a for name, a in (("ap_bands", self.ap_bands), ("log_f0", self.log_f0)) if a is not None}
+                extra = {name: a for name, a in (("ap_bands", self.ap_bands), ("log_f0", self.log_f0),
+                                                 ("frames", self.frames)) if a is not None}
                 np.savez(f, features=self.features, mcep=self.mcep, meta=np.array(json.dumps(meta)), **extra)
 
     @classmethod
@@ -283,14 +315,16 @@ class VoiceModel:
                 features, mcep = z["features"], z["mcep"]
                 ap_bands = z["ap_bands"] if "ap_bands" in z.files else None
                 log_f0 = z["log_f0"] if "log_f0" in z.files else None
+                frames = z["frames"] if "frames" in z.files else None
         except (OSError, ValueError, KeyError) as err:
             raise VoiceModelError(f"{path} is not a readable voice model ({err})", "rebuild it with stage=voice") from None
         if meta.get("format") != FORMAT:
             raise VoiceModelError(f"{path} has format {meta.get('format')!r}, expected {FORMAT}", "rebuild it")
-        # Models saved before content centring and matched pitch convert as they were built.
-        st = {"normalise_content": False, "f0": "moved", "tts_gv_strength": 1.0,
-              "tts_k": meta["settings"].get("k", 4), **meta["settings"]}
+        # Models saved before content centring, matched pitch and the TTS's own settings convert as they were built.
+        old = meta["settings"]
+        st = {"normalise_content": False, "f0": "moved", "tts_gv_strength": 1.0, "tts_k": old.get("k", 4),
+              "tts_f0": old.get("f0", "moved"), "tts_context": 0.0, **old}
         return cls(features=features, mcep=mcep, log_f0_mean=meta["log_f0_mean"], log_f0_std=meta["log_f0_std"],
                    settings=VoiceSettings(**{**st, "layers": tuple(st["layers"])}), info=meta.get("info", {}),
                    gv_std=None if meta.get("gv_std") is None else np.asarray(meta["gv_std"], np.float32),
-                   ap_bands=ap_bands, log_f0=log_f0)
+                   ap_bands=ap_bands, log_f0=log_f0, frames=frames)
