@@ -268,8 +268,8 @@ def test_tts_frames_are_matched_with_their_neighbours_but_never_across_a_cut(voi
     actor = decode_audio(footage / "driving_speech_en_60s.wav", 16000)[: 4 * 16000]
     mcep, feats = world.analyse(actor).mcep, whisper.encode(actor, layers=vm.settings.layers)
     alone, with_context = vm.match(feats, mcep, 8), vm.match(feats, mcep, 8, context=0.7)
-    changed = (np.sort(alone, 1) != np.sort(with_context, 1)).any(1).mean()
-    assert 0.1 < changed < 0.9  # the neighbours move some matches, not all
+    overlap = np.mean([len(np.intersect1d(a, b)) / 8 for a, b in zip(alone, with_context)])
+    assert 0.2 < overlap < 0.9  # the neighbours move matches, yet most frames keep some of their own best
     vm.frames = None  # a file from before the positions were kept
     assert (np.sort(vm.match(feats, mcep, 8, context=0.7), 1) == np.sort(alone, 1)).all()
 
