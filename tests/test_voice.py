@@ -60,7 +60,8 @@ def test_package_holds_the_voice_and_the_card_shows_it(voiced):
     assert manifest["voice"]["available"] and "voice/voice.npz" in manifest["files"]
     assert manifest["metrics"]["voice_similarity"] > 0.6
     VoiceModel.load(pkg / "voice" / "voice.npz")  # numpy only
-    assert "## Voice" in (pkg / "model_card.md").read_text()
+    card = (pkg / "model_card.md").read_text()
+    assert "## Voice" in card and "spoken by the text-to-speech engine kokoro:jm_kumo" in card
     run(voiced, "man", "stage=report", *VOICE)
     page = (voiced / "work" / "man" / "report" / "report.html").read_text()
     assert "Voice: " in page and "converted_tts" in page
@@ -287,6 +288,13 @@ def test_kokoro_speaks_the_same_sound_every_time_and_its_weights_are_checked(tmp
     assert np.array_equal(first, tts.speak(engine, text))
     heard = asr.transcribe(first, "base", language="en", word_timestamps=False)["text"]
     assert asr.wer(text, heard) <= 0.1, heard
+    # A sentence longer than the model's context is cut between words into pieces, none of it dropped.
+    long = " ".join(["the host keeps talking about this product without a single stop"] * 40) + "."
+    pieces = engine._ids(long)
+    assert len(pieces) > 1 and max(map(len, pieces)) <= engine.max_tokens
+    space = engine.vocab[" "]
+    whole = [engine.vocab[c] for s in engine.phonemizer.phonemize("en-us", long) for c in "".join(s) if c in engine.vocab]
+    assert [t for p in pieces for t in p if t != space] == [t for t in whole if t != space]
 
     monkeypatch.setenv("CLONETRAIN_CACHE", str(tmp_path / "cache"))
     fake = {}

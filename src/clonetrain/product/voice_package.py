@@ -51,6 +51,8 @@ def card_section(ws) -> str:
     v = json.loads(path.read_text())
     if not v.get("available"):
         return f"\n## Voice\n\nNo voice: {v.get('reason')}. Renders use the speech given as is.\n"
+    spoken_by = (f" Text is spoken by the text-to-speech engine {v['tts_engine']} (its rows below), then converted."
+                 if v.get("tts_engine") else "")
     rows = "\n".join(f"| {name} | {m.get('speaker_similarity')} | {m.get('wer_base', m.get('wer_base_vs_transcript'))} "
                      f"| {m.get('wer_tiny', '')} | {m.get('mcd_db', '')} |" for name, m in v["metrics"].items())
     return f"""
@@ -58,7 +60,7 @@ def card_section(ws) -> str:
 
 Built from {v['train_speech_s']} s of the person's own speech (language {v['language']}, pitch median
 {v['f0_median_hz']} Hz); the last {v['heldout_speech_s']} s of speech held out as the reference. Speech-to-speech by
-nearest-neighbour matching of Whisper features over the person's WORLD envelopes.
+nearest-neighbour matching of Whisper features over the person's WORLD envelopes.{spoken_by}
 
 | output | speaker similarity to held-out speech | WER (Whisper base) | WER (tiny.en) | MCD dB |
 | --- | --- | --- | --- | --- |

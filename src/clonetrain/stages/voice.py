@@ -103,8 +103,9 @@ def _heldout_text(ws: Workspace, held: list) -> tuple[str, str]:
 
 
 def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.Analysis, feats: np.ndarray,
-             held: list, held_text: str, language: str, out_dir: Path) -> tuple[dict, list[str]]:
-    """Similarity to the held-out speech, WER and MCD of the voice and of the baselines."""
+             held: list, held_text: str, language: str, out_dir: Path) -> tuple[dict, list[str], str | None]:
+    """Similarity to the held-out speech, WER and MCD of the voice and of the baselines; notes; the name of the
+    text-to-speech engine that spoke the TTS rows (None: none installed)."""
     c = cfg.voice_model
     notes: list[str] = []
     held_wav = _cut(wav, held)
@@ -134,7 +135,7 @@ def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.A
         vm = vm.for_tts(engine.conversion)
     except tts_mod.TextToSpeechError as err:
         notes.append(f"voice evaluated without text to speech: {err.message}")
-        return metrics, notes
+        return metrics, notes, None
     texts = list(c.eval_sentences)
     spoken = [tts_mod.speak(engine, t, "en", c.max_text_chars) for t in texts]
     converted, seconds = [], 0.0
@@ -152,7 +153,7 @@ def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.A
         for i, w in enumerate(wavs[:2]):
             _write_wav(files.output(out_dir, "voice", "sample", f"{name}_{i}"), w)
     metrics["converted_tts"]["conversion_rtf"] = judge.rtf(seconds, sum(len(x) for x in spoken) / SR)
-    return metrics, notes
+    return metrics, notes, engine.name
 
 
 def targets(metrics: dict) -> dict:
@@ -199,7 +200,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
     build_seconds = time.perf_counter() - started
 
     held_text, language = _heldout_text(ws, held)
-    metrics, notes = evaluate(cfg, vm, wav, analysis, feats, held, held_text, language, out_dir) if c.evaluate else ({}, [])
+    metrics, notes, tts_engine = (evaluate(cfg, vm, wav, analysis, feats, held, held_text, language, out_dir)
+                                  if c.evaluate else ({}, [], None))
     result.warnings.extend(notes)
     record.update({
         "available": True, "language": language,
@@ -207,7 +209,7 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "heldout_from_s": round(held[0][0], 3) if held else None, "heldout_text": held_text,
         "pitch": vm.settings.f0, "log_f0_mean": round(vm.log_f0_mean, 4), "log_f0_std": round(vm.log_f0_std, 4),
         "f0_median_hz": round(float(np.exp(vm.log_f0_mean)), 1),
-        "metrics": metrics, "targets": targets(metrics),
+        "metrics": metrics, "tts_engine": tts_engine, "targets": targets(metrics),
         "seconds": {"build": round(build_seconds, 2), "total": round(time.perf_counter() - started, 2)},
     })
     files.write_record(out_dir, "voice", "record", record)

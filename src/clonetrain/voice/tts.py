@@ -100,14 +100,24 @@ class KokoroTTS:
         self.phonemizer = EspeakPhonemizer()
 
     def _ids(self, text: str) -> list[list[int]]:
-        """Each sentence's phoneme ids (espeak-ng splits the clauses), packed into pieces the model takes."""
+        """Each sentence's phoneme ids (espeak-ng splits the sentences), packed into pieces the model takes; a
+        sentence longer than a piece is cut between words, never truncated."""
+        space = self.vocab[" "]
+        words = []  # phoneme ids of every word, sentence ends marked by None
+        for sentence in self.phonemizer.phonemize("en-us", text):
+            ids = [self.vocab[c] for c in "".join(sentence) if c in self.vocab]
+            while ids:
+                cut = len(ids) if len(ids) <= self.max_tokens else (
+                    max((i for i in range(self.max_tokens) if ids[i] == space), default=self.max_tokens))
+                words.append(ids[:cut])
+                ids = ids[cut:]
+                ids = ids[1:] if ids and ids[0] == space else ids
         pieces, cur = [], []
-        for clause in self.phonemizer.phonemize("en-us", text):
-            ids = [self.vocab[c] for c in "".join(clause) if c in self.vocab][: self.max_tokens]
+        for ids in words:
             if cur and len(cur) + 1 + len(ids) > self.max_tokens:
                 pieces.append(cur)
                 cur = []
-            cur = cur + [self.vocab[" "]] + ids if cur else ids
+            cur = cur + [space] + ids if cur else ids
         return [p for p in pieces + [cur] if p]
 
     def synthesise(self, text: str, language: str) -> np.ndarray:
