@@ -79,7 +79,7 @@ def test_model_folder_is_assembled_once_and_rebuilt_when_damaged(tmp_path, monke
     model = d / "model.bin"
     assert model.stat().st_size == 2 * 72_608_766
     assert {p.name for p in d.iterdir()} == {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt",
-                                             "source.json"}  # no temp file left behind
+                                             "source.json", ".lock"}  # no temp file left behind
     first = model.stat().st_mtime_ns
     assert whisper.model_dir("base") == d and model.stat().st_mtime_ns == first  # reused
     with open(model, "r+b") as f:
