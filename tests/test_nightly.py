@@ -95,6 +95,16 @@ def test_gate_keeps_a_worse_version():
     assert nightly.gate({**live, "lmd_mouth": 0.0505}, live, 0.02)[0]  # within tolerance
 
 
+def test_the_voice_is_gated_only_against_a_voice_measured_the_same_way():
+    """voice_similarity is measured on one TTS engine's speech (or, without one, on the held-out speech): a
+    version measured another way is not comparable, so not worse; measured the same way, worse is kept out."""
+    live = {"lmd_mouth": 0.05, "voice_similarity": 0.90, "voice_similarity_of": "tts kokoro:jm_kumo"}
+    worse = {**live, "voice_similarity": 0.80}
+    assert not nightly.gate(worse, live, 0.02)[0]
+    assert nightly.gate({**worse, "voice_similarity_of": "tts piper:en_US-joe-medium"}, live, 0.02) == (True, [])
+    assert nightly.gate({**worse, "voice_similarity_of": "heldout_reconstructed"}, live, 0.02)[0]
+
+
 def test_nan_fails_the_gate_and_the_floor():
     live = {"lmd_mouth": 0.05, "mouth_open_corr": 0.5, "psnr_lower": 25.0, "ssim_lower": 0.8, "offset_frames": 0.2}
     ok, why = nightly.gate({**live, "mouth_open_corr": float("nan")}, live, 0.02)

@@ -59,6 +59,7 @@ def test_package_holds_the_voice_and_the_card_shows_it(voiced):
     manifest = json.loads((pkg / "manifest.json").read_text())
     assert manifest["voice"]["available"] and "voice/voice.npz" in manifest["files"]
     assert manifest["metrics"]["voice_similarity"] > 0.6
+    assert manifest["metrics"]["voice_similarity_of"] == "tts kokoro:jm_kumo"  # the gate compares like with like
     VoiceModel.load(pkg / "voice" / "voice.npz")  # numpy only
     card = (pkg / "model_card.md").read_text()
     assert "## Voice" in card and "spoken by the text-to-speech engine kokoro:jm_kumo" in card

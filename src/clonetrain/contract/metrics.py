@@ -43,6 +43,9 @@ class Metric:
     texture: bool = False         # shown with and without the mouth texture (metrics.json "mouth_texture")
     listed: str = ""              # its short heading in `registry list` ("": not a column there)
     best: float = 0.0             # with higher_is_better None: the value that is best
+    # The entry key naming how it was measured (the voice's similarity: on which TTS engine's speech, or on the
+    # held-out speech without one): the gate compares it only with a live value measured the same way.
+    measured_by: str | None = None
 
     def met(self, goal: Goal, value: float) -> bool:
         if self.higher_is_better is None:
@@ -100,7 +103,8 @@ HELDOUT: tuple[Metric, ...] = (
 # ones only: WER over a few sentences moves in steps of a whole word and would block promotion on noise. A clone
 # without a voice has none: measured where possible.
 VOICE: tuple[Metric, ...] = (
-    Metric("voice_similarity", True, "voice similarity", gated=True, where_possible=True),
+    Metric("voice_similarity", True, "voice similarity", gated=True, where_possible=True,
+           measured_by="voice_similarity_of"),
     Metric("voice_mcd_db", False, "voice MCD (dB)", gated=True, where_possible=True),
 )
 BY_NAME = {m.name: m for m in (*HELDOUT, *VOICE)}

@@ -69,6 +69,8 @@ def gate(new: dict, live: dict, tolerance: float) -> tuple[bool, list[str]]:
             continue
         if l is None or _bad(l):
             continue
+        if metric.measured_by and new.get(metric.measured_by) != live.get(metric.measured_by):
+            continue  # measured another way (another TTS engine): not comparable, so not worse
         if n is None:
             # Measured only where it can be (the machine has the drivers' footage, the clone a voice): not measured
             # is not worse. A core held-out metric missing is.

@@ -33,14 +33,18 @@ def gate_metrics(ws) -> dict:
     path = files.path(ws, "voice", "record", required=False)
     if not path.is_file():
         return {}
-    m = json.loads(path.read_text()).get("metrics", {})
+    record = json.loads(path.read_text())
+    m = record.get("metrics", {})
     out = {}
     if "converted_tts" in m:
         out["voice_similarity"] = m["converted_tts"]["speaker_similarity"]
+        out["voice_similarity_of"] = f"tts {record.get('tts_engine') or 'piper:en_US-joe-medium'}"  # before: Piper
         out["voice_wer_base"] = m["converted_tts"].get("wer_base")
     if "heldout_reconstructed" in m:
         out["voice_mcd_db"] = m["heldout_reconstructed"]["mcd_db"]
-        out.setdefault("voice_similarity", m["heldout_reconstructed"]["speaker_similarity"])
+        if "voice_similarity" not in out:  # no TTS installed: the held-out speech reconstructed, another measure
+            out["voice_similarity"] = m["heldout_reconstructed"]["speaker_similarity"]
+            out["voice_similarity_of"] = "heldout_reconstructed"
     return out
 
 
