@@ -34,22 +34,12 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_common import write_result, commit as commit_of  # noqa: E402
+from clonetrain.core.config import VoiceCfg  # noqa: E402
 
 FOOTAGE = ROOT.parent / "shared" / "footage"
-SENTENCES = [
-    "Welcome back to the stream, today we are looking at three new products.",
-    "This jacket is waterproof, light, and it folds into its own pocket.",
-    "If you order before midnight, shipping is free for everyone.",
-    "The blue one is my favourite, but the green one sells out first.",
-    "Let me show you how the zipper works on the inside.",
-    "We have only forty pieces left at this price.",
-    "Thank you all for the questions in the chat tonight.",
-    "The battery lasts about two days with normal use.",
-    "You can return it within thirty days, no questions asked.",
-    "Remember to follow the channel so you do not miss the next sale.",
-    "Our team tested every size before we put it on sale.",
-    "See you tomorrow at the same time, and have a great evening.",
-]
+# The benchmark's sentences are the voice stage's own evaluation sentences: a clone's verdict and the benchmark's
+# agree.
+SENTENCES = list(VoiceCfg().eval_sentences)
 CONSENT = ("person: test speaker\nrecorded_by: public test clip\ndate: 2026-01-01\n"
            "permitted_uses: [pipeline_testing]\nexpires: {expires}\n")
 

@@ -180,11 +180,22 @@ class VoiceCfg:
     tts: str = "kokoro"  # kokoro (Kokoro-82M, voice jm_kumo) | piper (joe); both English, the extra "tts"
     language: str = "en"  # the language text renders are spoken in
     max_text_chars: int = 2000
-    # Spoken by the TTS, converted, transcribed back: the evaluation's intelligibility and similarity.
+    # Spoken by the TTS, converted, transcribed back: the evaluation's intelligibility and similarity (and the
+    # nightly gate's voice similarity). Twelve, as scripts/bench_voice.py measures: three sentences move the
+    # similarity by about 0.01 and the WER by whole words, so a clone's verdict would differ from the benchmark's.
     eval_sentences: list[str] = field(default_factory=lambda: [
         "Welcome back to the stream, today we are looking at three new products.",
         "This jacket is waterproof, light, and it folds into its own pocket.",
         "If you order before midnight, shipping is free for everyone.",
+        "The blue one is my favourite, but the green one sells out first.",
+        "Let me show you how the zipper works on the inside.",
+        "We have only forty pieces left at this price.",
+        "Thank you all for the questions in the chat tonight.",
+        "The battery lasts about two days with normal use.",
+        "You can return it within thirty days, no questions asked.",
+        "Remember to follow the channel so you do not miss the next sale.",
+        "Our team tested every size before we put it on sale.",
+        "See you tomorrow at the same time, and have a great evening.",
     ])
 
 
