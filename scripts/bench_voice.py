@@ -145,8 +145,7 @@ def tts_draws(vm, engine_name: str, noise: float, texts: list, ref, draws: int, 
               baselines: bool = True) -> list[dict]:
     """Each draw's similarity and WER of `texts` spoken by the engine and converted (and, with `baselines`,
     unconverted and pitch-moved only). A deterministic engine speaks once."""
-    from clonetrain.voice import judge, tts, world
-    from clonetrain.voice.model import move_f0
+    from clonetrain.voice import judge, tts
 
     out = []
     for seed in range(1 if tts.CLASSES[engine_name].deterministic else draws):
@@ -159,10 +158,7 @@ def tts_draws(vm, engine_name: str, noise: float, texts: list, ref, draws: int, 
         wavs = {"converted_tts": converted}
         if baselines:
             wavs["tts_unconverted"] = spoken
-            wavs["f0_shift_only"] = []
-            for x in spoken:
-                a = world.analyse(x)
-                wavs["f0_shift_only"].append(world.synthesise(move_f0(a.f0, vm.log_f0_mean, vm.log_f0_std), a.mcep, a.ap))
+            wavs["f0_shift_only"] = [vm.pitch_moved_only(x) for x in spoken]
         out.append({name: {"speaker_similarity": judge.similarity(np.concatenate(w), ref),
                            **judge.intelligibility(w, texts, "en")} for name, w in wavs.items()})
     return out

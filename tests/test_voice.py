@@ -256,6 +256,28 @@ def test_tts_speech_gets_its_engine_s_share_of_the_person_s_spread_restored(voic
         assert (flat_tts < flat).mean() > 0.9  # the TTS averages 8 matches, not 4: flatter still
 
 
+def test_tts_speech_converts_with_its_engine_s_matches_context_and_pitch(voiced, monkeypatch):
+    """From Kokoro: 8 matches with the neighbours' features, the TTS's own melody at the person's pitch; from
+    Piper (its conversion on top): 8 matches alone, the person's matched pitch; speech: 4 alone, matched."""
+    from clonetrain.audio_analysis import whisper
+    from clonetrain.voice import world
+    from clonetrain.voice.model import move_f0
+
+    vm = VoiceModel.load(Workspace(voiced, "man").stage_dir("voice") / "voice.npz")
+    spoken = tts.speak(tts.fresh("kokoro"), "You can return it within thirty days, no questions asked.")
+    source, feats = world.analyse(spoken), whisper.encode(spoken, layers=vm.settings.layers)
+    calls, real = [], VoiceModel.match
+    monkeypatch.setattr(VoiceModel, "match", lambda self, f, m=None, k=None, context=0.0:
+                        calls.append((k, context)) or real(self, f, m, k, context))
+    moved = move_f0(source.f0, vm.log_f0_mean, vm.log_f0_std)
+    kokoro = vm.convert_analysis(source, feats, from_tts=True)
+    piper = vm.for_tts(tts.PiperTTS.conversion).convert_analysis(source, feats, from_tts=True)
+    speech = vm.convert_analysis(source, feats)
+    assert calls == [(8, 0.7), (8, 0.0), (4, 0.0)]
+    assert np.allclose(kokoro.f0, moved)  # the TTS's melody, moved
+    assert not np.allclose(piper.f0, moved) and not np.allclose(speech.f0, moved)  # the person's matched pitch
+
+
 def test_tts_frames_are_matched_with_their_neighbours_but_never_across_a_cut(voiced, footage):
     """Kokoro's speech is matched on each frame's content features with its neighbours' beside them
     (tts_context); the person's neighbours are the adjacent frames of the same stretch of speech, never the

@@ -29,7 +29,7 @@ from clonetrain.contract.reads import whole
 from clonetrain.core.errors import ClonetrainError
 from clonetrain.core.manifest import StageResult
 from clonetrain.voice import judge, tts as tts_mod, world
-from clonetrain.voice.model import VoiceModel, VoiceSettings, move_f0
+from clonetrain.voice.model import VoiceModel, VoiceSettings
 from clonetrain.core.workspace import Workspace, atomic_path
 
 SR = 16000
@@ -146,10 +146,7 @@ def evaluate(cfg: DictConfig, vm: VoiceModel, wav: np.ndarray, analysis: world.A
         t0 = time.perf_counter()
         converted.append(vm.convert(x, from_tts=True))
         seconds += time.perf_counter() - t0
-    shifted = []
-    for x in spoken:
-        a = world.analyse(x)
-        shifted.append(world.synthesise(move_f0(a.f0, vm.log_f0_mean, vm.log_f0_std), a.mcep, a.ap))
+    shifted = [vm.pitch_moved_only(x) for x in spoken]
     for name, wavs in (("converted_tts", converted), ("tts", spoken), ("f0_shift_tts", shifted)):
         metrics[name] = {"speaker_similarity": judge.similarity(np.concatenate(wavs), reference),
                          **judge.intelligibility(wavs, texts, "en")}

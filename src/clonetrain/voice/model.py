@@ -284,6 +284,12 @@ class VoiceModel:
         curve = uniform_filter1d(np.interp(x, x[has], mean), max(1, self.settings.f0_smooth), mode="nearest")
         return np.where(voiced, np.exp(curve), 0.0)
 
+    def pitch_moved_only(self, wav: np.ndarray) -> np.ndarray:
+        """The evaluation's baseline: `wav` resynthesised with only its pitch moved to the person's mean and
+        spread (its own envelopes: the same voice at the person's pitch)."""
+        a = world.analyse(np.asarray(wav, np.float32))
+        return world.synthesise(move_f0(a.f0, self.log_f0_mean, self.log_f0_std), a.mcep, a.ap)
+
     def convert(self, wav: np.ndarray, from_tts: bool = False) -> np.ndarray:
         """Any speaker's 16 kHz speech, in the person's voice (16 kHz float32, same length); `from_tts` when it
         was spoken by the TTS."""
